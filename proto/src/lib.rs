@@ -1,0 +1,22 @@
+//! Every format of quicmq that crosses a wire.
+//!
+//! This crate is sans-IO: it never touches sockets, clocks or global state.
+//! It turns bytes into typed values and back, and says precisely what is
+//! wrong with bytes that are not valid.
+//!
+//! - [`mqtt`]: MQTT 3.1.1 and 5.0 control packets, properties, reason codes,
+//!   topic names and filters.
+//!
+//! ```
+//! use bytes::BytesMut;
+//! use quicmq_proto::mqtt::{decode, encode, Packet, ProtocolVersion};
+//!
+//! let mut buf = BytesMut::new();
+//! encode(&Packet::PingReq, ProtocolVersion::V5, &mut buf).unwrap();
+//! let packet = decode(&mut buf, ProtocolVersion::V5, 1024).unwrap();
+//! assert_eq!(packet, Some(Packet::PingReq));
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod mqtt;
