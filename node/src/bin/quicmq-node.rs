@@ -1,0 +1,41 @@
+//! `quicmq-node`: run one broker node.
+
+use anyhow::Context;
+use quicmq_node::config::NodeConfig;
+use quicmq_node::node::RunningNode;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let config = match NodeConfig::load() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("quicmq-node: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::new(&config.log))
+        .init();
+    match run(config).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("quicmq-node: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: NodeConfig) -> anyhow::Result<()> {
+    let node = RunningNode::start(&config).await.context("cannot start")?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot listen for SIGTERM")?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: shutting down"),
+    }
+    node.shutdown().await.context("flushing the data store")?;
+    tracing::info!("stopped");
+    Ok(())
+}

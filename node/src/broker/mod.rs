@@ -1,0 +1,757 @@
+//! The broker's shared state: the session registry, the subscription tree
+//! and retained messages, and the routing of published messages.
+//!
+//! Each connected session is owned by its connection task; the registry
+//! holds a [`SessionCell`] per client ID whose slot says where the session
+//! is: with a connection (deliveries go to its channel) or parked offline
+//! (deliveries are queued into it directly). Session takeover hands the
+//! session from the old connection task to the new one through the cell.
+
+mod message;
+mod retained;
+mod session;
+mod store;
+mod topic_tree;
+mod will;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
+
+use quicmq_proto::mqtt::{LastWill, QoS};
+use tokio::sync::{mpsc, oneshot, watch};
+
+pub use message::{now_ms, Message};
+pub use retained::RetainedMessages;
+pub use session::{
+    AckError, Delivery, EnqueueOutcome, QueueDropPolicy, Session, SessionLimits, StoreOp,
+    Subscription, Transmit,
+};
+pub use store::{DeliveryRecord, SessionRecord, SessionStore, StoreError};
+pub use topic_tree::{ClientId, Match, SubscriptionTree};
+pub use will::PendingWill;
+
+use crate::metrics as m;
+
+/// Limits and defaults every connection and session of this broker uses.
+#[derive(Clone, Debug)]
+pub struct BrokerSettings {
+    /// Per-session queue limit and drop policy.
+    pub session_limits: SessionLimits,
+    /// Largest packet accepted from clients, bytes.
+    pub max_packet_size: u32,
+    /// QoS 2 messages a client may have unreleased (our Receive Maximum).
+    pub receive_maximum: u16,
+    /// Topic aliases a client may use towards us.
+    pub topic_alias_maximum: u16,
+    /// Longest keep alive granted, seconds (0 = whatever the client asks).
+    pub max_keep_alive: u16,
+    /// Longest session expiry interval granted, seconds.
+    pub max_session_expiry: u32,
+    /// Time a new connection has to send CONNECT.
+    pub connect_timeout: Duration,
+}
+
+impl Default for BrokerSettings {
+    fn default() -> Self {
+        BrokerSettings {
+            session_limits: SessionLimits {
+                max_queued: 10_000,
+                drop_policy: QueueDropPolicy::DropOldest,
+            },
+            max_packet_size: 1024 * 1024,
+            receive_maximum: 1024,
+            topic_alias_maximum: 64,
+            max_keep_alive: 0,
+            max_session_expiry: u32::MAX,
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Resolves once `signal` (from [`Broker::shutdown_signal`]) says shutdown
+/// has started.
+pub async fn shutdown_started(signal: &mut watch::Receiver<bool>) {
+    let _ = signal.wait_for(|s| *s).await;
+}
+
+/// Sent to the connection task that owns a session.
+// Deliveries are the common variant: boxing them would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum SessionEvent {
+    /// A message for the client.
+    Deliver(Delivery),
+    /// Another connection with the same client ID took the session: hand
+    /// the session over and close with reason 0x8E.
+    TakeOver(oneshot::Sender<Session>),
+}
+
+enum Slot {
+    Online {
+        conn_id: u64,
+        tx: mpsc::UnboundedSender<SessionEvent>,
+    },
+    Offline {
+        session: Box<Session>,
+        since_ms: u64,
+        will: Option<Box<PendingWill>>,
+    },
+}
+
+/// The registry entry of one client ID.
+pub struct SessionCell {
+    client_id: ClientId,
+    next_seq: AtomicU64,
+    persistent: AtomicBool,
+    slot: Mutex<Slot>,
+}
+
+impl SessionCell {
+    fn slot(&self) -> MutexGuard<'_, Slot> {
+        self.slot.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The next sequence number for a delivery to this session.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The client ID.
+    pub fn client_id(&self) -> &ClientId {
+        &self.client_id
+    }
+}
+
+/// A session handed to a new connection.
+pub struct Attached {
+    /// The registry entry.
+    pub cell: Arc<SessionCell>,
+    /// The session, now owned by the connection.
+    pub session: Session,
+    /// Whether a stored session was resumed (CONNACK Session Present).
+    pub session_present: bool,
+    /// Deliveries and takeover requests for this connection.
+    pub events: mpsc::UnboundedReceiver<SessionEvent>,
+}
+
+/// How a connection ended, for [`Broker::detach`].
+pub struct Detach {
+    /// The connection's ID, as given to [`Broker::attach`].
+    pub conn_id: u64,
+    /// The session it owned.
+    pub session: Session,
+    /// Its event channel (drained into the session).
+    pub events: mpsc::UnboundedReceiver<SessionEvent>,
+    /// A takeover request the connection received and has not answered.
+    pub takeover: Option<oneshot::Sender<Session>>,
+    /// The will to publish (absent after a normal DISCONNECT).
+    pub will: Option<LastWill>,
+}
+
+/// What routing one published message did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RouteOutcome {
+    /// Sessions the message was delivered or queued to.
+    pub matched: usize,
+    /// Whether durable storage was written (flush before acknowledging).
+    pub persisted: bool,
+}
+
+/// The broker: shared by every connection of every transport.
+pub struct Broker {
+    settings: BrokerSettings,
+    tree: RwLock<SubscriptionTree>,
+    sessions: Mutex<HashMap<ClientId, Arc<SessionCell>>>,
+    retained: RwLock<RetainedMessages>,
+    store: SessionStore,
+    next_conn_id: AtomicU64,
+    shutdown: watch::Sender<bool>,
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Broker {
+    /// Open the broker over `store`, restoring persistent sessions and
+    /// retained messages from it.
+    pub fn open(settings: BrokerSettings, store: SessionStore) -> Result<Arc<Broker>, StoreError> {
+        let broker = Broker {
+            settings,
+            tree: RwLock::new(SubscriptionTree::default()),
+            sessions: Mutex::new(HashMap::new()),
+            retained: RwLock::new(RetainedMessages::default()),
+            store,
+            next_conn_id: AtomicU64::new(1),
+            shutdown: watch::channel(false).0,
+        };
+        broker.restore()?;
+        Ok(Arc::new(broker))
+    }
+
+    fn restore(&self) -> Result<(), StoreError> {
+        let now = now_ms();
+        {
+            let mut retained = write(&self.retained);
+            for message in self.store.load_retained()? {
+                retained.set(Arc::new(message));
+            }
+            metrics::gauge!(m::RETAINED).set(retained.len() as f64);
+        }
+        let mut sessions = self.sessions_map();
+        let mut tree = write(&self.tree);
+        for loaded in self.store.load_sessions()? {
+            let record = loaded.record;
+            let client_id: ClientId = Arc::from(record.client_id.as_str());
+            let mut session = Session::new(
+                client_id.clone(),
+                record.expiry_interval,
+                self.settings.session_limits,
+            );
+            for (filter, sub) in record.subscriptions {
+                tree.insert(&filter, client_id.clone(), sub);
+                session.subscribe(filter, sub);
+            }
+            let mut next_seq = 0;
+            for (seq, d, packet_id) in loaded.deliveries {
+                next_seq = next_seq.max(seq + 1);
+                session.restore(Delivery {
+                    seq,
+                    message: Arc::new(d.message),
+                    qos: d.qos,
+                    retain: d.retain,
+                    subscription_ids: d.subscription_ids,
+                    stream: d.stream,
+                    packet_id,
+                });
+            }
+            let cell = SessionCell {
+                client_id: client_id.clone(),
+                next_seq: AtomicU64::new(next_seq),
+                persistent: AtomicBool::new(true),
+                slot: Mutex::new(Slot::Offline {
+                    session: Box::new(session),
+                    since_ms: record.disconnected_at_ms.unwrap_or(now),
+                    will: None,
+                }),
+            };
+            sessions.insert(client_id, Arc::new(cell));
+        }
+        metrics::gauge!(m::SESSIONS).set(sessions.len() as f64);
+        metrics::gauge!(m::SUBSCRIPTIONS).set(tree.len() as f64);
+        tracing::info!(
+            sessions = sessions.len(),
+            subscriptions = tree.len(),
+            retained = read(&self.retained).len(),
+            "restored state from the data directory"
+        );
+        Ok(())
+    }
+
+    fn sessions_map(&self) -> MutexGuard<'_, HashMap<ClientId, Arc<SessionCell>>> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The broker's settings.
+    pub fn settings(&self) -> &BrokerSettings {
+        &self.settings
+    }
+
+    /// A fresh connection ID.
+    pub fn next_conn_id(&self) -> u64 {
+        self.next_conn_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Resolves when shutdown starts; connections then send DISCONNECT 0x8B.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// Start a graceful shutdown.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// Whether shutdown has started.
+    pub fn is_shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    /// Number of sessions (connected or not).
+    pub fn session_count(&self) -> usize {
+        self.sessions_map().len()
+    }
+
+    /// Make durable everything written so far.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.store.flush().await
+    }
+
+    /// Attach connection `conn_id` to the session of `client_id`, taking it
+    /// over from another connection if one holds it.
+    pub async fn attach(
+        &self,
+        client_id: ClientId,
+        clean_start: bool,
+        expiry_interval: u32,
+        conn_id: u64,
+    ) -> Attached {
+        let (tx, events) = mpsc::unbounded_channel();
+        let (cell, previous) = {
+            let mut sessions = self.sessions_map();
+            let cell = sessions
+                .entry(client_id.clone())
+                .or_insert_with(|| {
+                    Arc::new(SessionCell {
+                        client_id: client_id.clone(),
+                        next_seq: AtomicU64::new(0),
+                        persistent: AtomicBool::new(false),
+                        slot: Mutex::new(Slot::Online {
+                            conn_id: 0,
+                            tx: mpsc::unbounded_channel().0,
+                        }),
+                    })
+                })
+                .clone();
+            metrics::gauge!(m::SESSIONS).set(sessions.len() as f64);
+            let previous = std::mem::replace(&mut *cell.slot(), Slot::Online { conn_id, tx });
+            (cell, previous)
+        };
+        let old = match previous {
+            Slot::Online { conn_id: 0, .. } => None,
+            Slot::Online { tx, .. } => {
+                let (reply, handed) = oneshot::channel();
+                if tx.send(SessionEvent::TakeOver(reply)).is_ok() {
+                    metrics::counter!(m::TAKEOVERS).increment(1);
+                    tokio::time::timeout(Duration::from_secs(10), handed)
+                        .await
+                        .ok()
+                        .and_then(Result::ok)
+                } else {
+                    None
+                }
+            }
+            Slot::Offline { session, .. } => Some(*session),
+        };
+        let (mut session, session_present) = match old {
+            Some(session) if !clean_start => (session, true),
+            old => {
+                if let Some(old) = old {
+                    self.discard_subscriptions(&old);
+                }
+                if let Err(e) = self.store.remove_session(&client_id) {
+                    tracing::error!(client_id = %client_id, error = %e, "could not remove a session from the store");
+                }
+                let session = Session::new(
+                    client_id.clone(),
+                    expiry_interval,
+                    self.settings.session_limits,
+                );
+                (session, false)
+            }
+        };
+        session.set_expiry_interval(expiry_interval);
+        cell.persistent
+            .store(expiry_interval > 0, Ordering::Relaxed);
+        if expiry_interval > 0 {
+            self.persist_session(&session, None);
+        }
+        Attached {
+            cell,
+            session,
+            session_present,
+            events,
+        }
+    }
+
+    fn discard_subscriptions(&self, session: &Session) {
+        let mut tree = write(&self.tree);
+        for filter in session.subscriptions().keys() {
+            tree.remove(filter, session.client_id());
+        }
+        metrics::gauge!(m::SUBSCRIPTIONS).set(tree.len() as f64);
+    }
+
+    /// Write a persistent session's record.
+    pub fn persist_session(&self, session: &Session, disconnected_at_ms: Option<u64>) {
+        let record = SessionRecord {
+            client_id: session.client_id().to_string(),
+            expiry_interval: session.expiry_interval(),
+            subscriptions: session
+                .subscriptions()
+                .iter()
+                .map(|(f, s)| (f.clone(), *s))
+                .collect(),
+            disconnected_at_ms,
+        };
+        if let Err(e) = self.store.put_session(&record) {
+            tracing::error!(client_id = %record.client_id, error = %e, "could not store a session");
+        }
+    }
+
+    /// Apply a session's storage changes (persistent sessions only).
+    pub fn apply_store_ops(&self, cell: &SessionCell, ops: Vec<StoreOp>) {
+        if ops.is_empty() || !cell.persistent.load(Ordering::Relaxed) {
+            return;
+        }
+        for op in ops {
+            let result = match op {
+                StoreOp::MarkSent { seq, packet_id } => {
+                    self.store.mark_sent(&cell.client_id, seq, packet_id)
+                }
+                StoreOp::Remove { seq } => self.store.remove_delivery(&cell.client_id, seq),
+            };
+            if let Err(e) = result {
+                tracing::error!(client_id = %cell.client_id, error = %e, "could not update a stored delivery");
+            }
+        }
+    }
+
+    /// Detach a connection from its session. A session with expiry 0 ends
+    /// here; others are parked offline until they expire.
+    pub fn detach(&self, cell: &Arc<SessionCell>, detach: Detach) {
+        let Detach {
+            conn_id,
+            mut session,
+            mut events,
+            mut takeover,
+            will,
+        } = detach;
+        // Locks are released before the will is published: publishing
+        // takes them again.
+        let mut publish_will = None;
+        let mut ended = None;
+        {
+            let mut sessions = self.sessions_map();
+            let mut slot = cell.slot();
+            let ours = matches!(&*slot, Slot::Online { conn_id: c, .. } if *c == conn_id);
+            while let Ok(event) = events.try_recv() {
+                match event {
+                    SessionEvent::Deliver(d) => self.enqueue_into(cell, &mut session, d),
+                    SessionEvent::TakeOver(reply) => takeover = Some(reply),
+                }
+            }
+            session.detach();
+            let will_now = will.as_ref().is_some_and(|w| {
+                w.properties.will_delay_interval.unwrap_or(0) == 0 || !session.is_persistent()
+            });
+            if !ours {
+                // Taken over: the new connection waits for the session.
+                if let Some(reply) = takeover {
+                    let _ = reply.send(session);
+                }
+                if will_now {
+                    publish_will = will;
+                }
+            } else if !session.is_persistent() {
+                sessions.remove(&cell.client_id);
+                metrics::gauge!(m::SESSIONS).set(sessions.len() as f64);
+                *slot = Slot::Offline {
+                    session: Box::new(Session::new(
+                        cell.client_id.clone(),
+                        0,
+                        self.settings.session_limits,
+                    )),
+                    since_ms: 0,
+                    will: None,
+                };
+                ended = Some(session);
+                publish_will = will;
+            } else {
+                let now = now_ms();
+                self.persist_session(&session, Some(now));
+                let pending = match will {
+                    Some(w) if !will_now => Some(Box::new(PendingWill::new(
+                        w,
+                        now,
+                        session.expiry_interval(),
+                    ))),
+                    Some(w) => {
+                        publish_will = Some(w);
+                        None
+                    }
+                    None => None,
+                };
+                *slot = Slot::Offline {
+                    session: Box::new(session),
+                    since_ms: now,
+                    will: pending,
+                };
+            }
+        }
+        if let Some(session) = ended {
+            self.discard_subscriptions(&session);
+            if cell.persistent.swap(false, Ordering::Relaxed) {
+                // Expiry set to 0 on DISCONNECT: the stored session ends too.
+                if let Err(e) = self.store.remove_session(&cell.client_id) {
+                    tracing::error!(client_id = %cell.client_id, error = %e, "could not remove a session from the store");
+                }
+            }
+        }
+        if let Some(will) = publish_will {
+            self.publish_will(&cell.client_id, will);
+        }
+    }
+
+    fn publish_will(&self, client_id: &str, will: LastWill) {
+        metrics::counter!(m::WILLS_PUBLISHED).increment(1);
+        let message = Message::from_publish(
+            quicmq_proto::mqtt::Publish {
+                dup: false,
+                qos: will.qos,
+                retain: will.retain,
+                topic: will.topic,
+                packet_id: None,
+                properties: will.properties,
+                payload: will.payload,
+            },
+            Some(client_id.to_string()),
+            now_ms(),
+        );
+        self.publish(Arc::new(message));
+    }
+
+    /// Add a subscription to the tree (the session keeps its own copy).
+    pub fn add_subscription(&self, filter: &str, client_id: &ClientId, sub: Subscription) {
+        let mut tree = write(&self.tree);
+        tree.insert(filter, client_id.clone(), sub);
+        metrics::gauge!(m::SUBSCRIPTIONS).set(tree.len() as f64);
+    }
+
+    /// Remove a subscription from the tree.
+    pub fn remove_subscription(&self, filter: &str, client_id: &str) {
+        let mut tree = write(&self.tree);
+        tree.remove(filter, client_id);
+        metrics::gauge!(m::SUBSCRIPTIONS).set(tree.len() as f64);
+    }
+
+    /// Retained messages matching `filter` (not expired at `now_ms`).
+    pub fn retained_matching(&self, filter: &str, now_ms: u64) -> Vec<Arc<Message>> {
+        read(&self.retained).matching(filter, now_ms)
+    }
+
+    /// Number of retained messages.
+    pub fn retained_count(&self) -> usize {
+        read(&self.retained).len()
+    }
+
+    /// Route a published message to every matching session and update the
+    /// retained messages.
+    pub fn publish(&self, message: Arc<Message>) -> RouteOutcome {
+        if message.retain {
+            let mut retained = write(&self.retained);
+            if message.payload.is_empty() {
+                retained.remove(&message.topic);
+            } else {
+                retained.set(message.clone());
+            }
+            metrics::gauge!(m::RETAINED).set(retained.len() as f64);
+            drop(retained);
+            if let Err(e) = self.store.put_retained(&message) {
+                tracing::error!(topic = %message.topic, error = %e, "could not store a retained message");
+            }
+        }
+        let mut matches = Vec::new();
+        read(&self.tree).matches(&message.topic, &mut matches);
+        let targets = merge_matches(matches, &message);
+        if targets.is_empty() {
+            return RouteOutcome::default();
+        }
+        let cells: Vec<(Arc<SessionCell>, Target)> = {
+            let sessions = self.sessions_map();
+            targets
+                .into_iter()
+                .filter_map(|t| sessions.get(&t.client_id).map(|c| (c.clone(), t)))
+                .collect()
+        };
+        let mut outcome = RouteOutcome::default();
+        for (cell, target) in cells {
+            let delivery = Delivery {
+                seq: cell.next_seq(),
+                message: message.clone(),
+                qos: target.qos,
+                retain: target.retain,
+                subscription_ids: target.subscription_ids,
+                stream: target.stream,
+                packet_id: None,
+            };
+            outcome.matched += 1;
+            outcome.persisted |= self.deliver(&cell, delivery);
+        }
+        outcome
+    }
+
+    /// Hand a delivery to a session. Returns whether it was written to
+    /// durable storage.
+    pub fn deliver(&self, cell: &SessionCell, delivery: Delivery) -> bool {
+        let persisted = self.persist_delivery(cell, &delivery);
+        let mut slot = cell.slot();
+        match &mut *slot {
+            Slot::Online { tx, .. } => {
+                if let Err(mpsc::error::SendError(SessionEvent::Deliver(d))) =
+                    tx.send(SessionEvent::Deliver(delivery))
+                {
+                    // The connection is gone and its session with it.
+                    self.drop_delivery(cell, d.seq, "session_closed");
+                }
+            }
+            Slot::Offline { session, .. } => {
+                self.enqueue_into(cell, session, delivery);
+            }
+        }
+        persisted
+    }
+
+    /// Write a QoS 1/2 delivery to a persistent session to durable storage.
+    pub fn persist_delivery(&self, cell: &SessionCell, delivery: &Delivery) -> bool {
+        if delivery.qos == QoS::AtMostOnce || !cell.persistent.load(Ordering::Relaxed) {
+            return false;
+        }
+        let record = DeliveryRecord {
+            message: (*delivery.message).clone(),
+            qos: delivery.qos,
+            retain: delivery.retain,
+            subscription_ids: delivery.subscription_ids.clone(),
+            stream: delivery.stream,
+        };
+        match self
+            .store
+            .put_delivery(&cell.client_id, delivery.seq, &record)
+        {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(client_id = %cell.client_id, error = %e, "could not store a delivery");
+                false
+            }
+        }
+    }
+
+    /// Queue a delivery into a session the caller holds, counting drops.
+    pub fn enqueue_into(&self, cell: &SessionCell, session: &mut Session, delivery: Delivery) {
+        match session.enqueue(delivery) {
+            EnqueueOutcome::Queued => {}
+            EnqueueOutcome::DroppedQueueFull { .. } => {
+                metrics::counter!(m::MESSAGES_DROPPED, "reason" => "queue_full").increment(1);
+            }
+            EnqueueOutcome::DroppedOffline => {
+                metrics::counter!(m::MESSAGES_DROPPED, "reason" => "qos0_offline").increment(1);
+            }
+        }
+        self.apply_store_ops(cell, session.take_store_ops());
+    }
+
+    fn drop_delivery(&self, cell: &SessionCell, seq: u64, reason: &'static str) {
+        metrics::counter!(m::MESSAGES_DROPPED, "reason" => reason).increment(1);
+        self.apply_store_ops(cell, vec![StoreOp::Remove { seq }]);
+    }
+
+    /// End expired offline sessions and publish wills whose delay is over.
+    /// Call periodically.
+    pub fn sweep(&self, now_ms: u64) {
+        let mut wills = Vec::new();
+        let mut ended = Vec::new();
+        {
+            let mut sessions = self.sessions_map();
+            sessions.retain(|client_id, cell| {
+                let mut slot = cell.slot();
+                let Slot::Offline {
+                    session,
+                    since_ms,
+                    will,
+                } = &mut *slot
+                else {
+                    return true;
+                };
+                if will.as_ref().is_some_and(|w| w.is_due(now_ms)) {
+                    if let Some(w) = will.take() {
+                        wills.push((client_id.clone(), w.into_will()));
+                    }
+                }
+                let expiry = session.expiry_interval();
+                let expired = expiry != u32::MAX
+                    && since_ms.saturating_add(u64::from(expiry) * 1000) <= now_ms;
+                if expired {
+                    if let Some(w) = will.take() {
+                        wills.push((client_id.clone(), w.into_will()));
+                    }
+                    let session = std::mem::replace(
+                        &mut **session,
+                        Session::new(client_id.clone(), 0, self.settings.session_limits),
+                    );
+                    ended.push(session);
+                }
+                !expired
+            });
+            metrics::gauge!(m::SESSIONS).set(sessions.len() as f64);
+        }
+        for session in ended {
+            tracing::debug!(client_id = %session.client_id(), "session expired");
+            metrics::counter!(m::SESSIONS_EXPIRED).increment(1);
+            self.discard_subscriptions(&session);
+            if let Err(e) = self.store.remove_session(session.client_id()) {
+                tracing::error!(error = %e, "could not remove an expired session");
+            }
+        }
+        for (client_id, will) in wills {
+            self.publish_will(&client_id, will);
+        }
+        write(&self.retained).remove_expired(now_ms);
+    }
+
+    /// Tell every connection to close with DISCONNECT 0x8B and park every
+    /// session; `true` once no connection holds a session any more.
+    pub fn all_detached(&self) -> bool {
+        self.sessions_map()
+            .values()
+            .all(|cell| !matches!(&*cell.slot(), Slot::Online { conn_id, .. } if *conn_id != 0))
+    }
+}
+
+struct Target {
+    client_id: ClientId,
+    qos: QoS,
+    retain: bool,
+    subscription_ids: Vec<u32>,
+    stream: u64,
+}
+
+/// One delivery per session: the highest QoS of its matching
+/// subscriptions and all their identifiers (MQTT 5.0 §3.3.4).
+fn merge_matches(matches: Vec<Match>, message: &Message) -> Vec<Target> {
+    let mut targets: Vec<Target> = Vec::with_capacity(matches.len());
+    let mut index: HashMap<ClientId, usize> = HashMap::new();
+    for m in matches {
+        let options = m.subscription.options;
+        if options.no_local && message.publisher.as_deref() == Some(&*m.client_id) {
+            continue;
+        }
+        let qos = options.qos.min(message.qos);
+        let retain = options.retain_as_published && message.retain;
+        let slot = index.get(&m.client_id).copied();
+        match slot {
+            Some(i) => {
+                let t = &mut targets[i];
+                t.qos = t.qos.max(qos);
+                t.retain |= retain;
+                t.subscription_ids.extend(m.subscription.identifier);
+            }
+            None => {
+                index.insert(m.client_id.clone(), targets.len());
+                targets.push(Target {
+                    client_id: m.client_id,
+                    qos,
+                    retain,
+                    subscription_ids: m.subscription.identifier.into_iter().collect(),
+                    stream: m.subscription.stream,
+                });
+            }
+        }
+    }
+    targets
+}

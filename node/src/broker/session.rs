@@ -1,0 +1,704 @@
+//! The MQTT session state machine (sans-IO).
+//!
+//! A [`Session`] outlives connections: it holds the subscriptions, the
+//! messages waiting for the client, the QoS 1/2 messages in flight and the
+//! QoS 2 packet identifiers the client is still releasing. The async
+//! connection shell feeds it events (a delivery, an acknowledgement, a
+//! reconnect) and sends what [`Session::poll_transmit`] hands out; the
+//! durable-storage shell applies what [`Session::take_store_ops`] hands out.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use quicmq_proto::mqtt::{Publish, QoS, SubscriptionOptions};
+use serde::{Deserialize, Serialize};
+
+use super::message::Message;
+
+/// What to do when a session's queue is full.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum QueueDropPolicy {
+    /// Drop the oldest queued message to make room for the new one.
+    DropOldest,
+    /// Drop the new message.
+    DropNewest,
+}
+
+/// Limits that apply to every session.
+#[derive(Clone, Copy, Debug)]
+pub struct SessionLimits {
+    /// Messages (queued, not yet in flight) kept per session.
+    pub max_queued: usize,
+    /// Which message goes when the queue is full.
+    pub drop_policy: QueueDropPolicy,
+}
+
+/// One subscription of a session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subscription {
+    /// Options from SUBSCRIBE.
+    pub options: SubscriptionOptions,
+    /// Subscription identifier (5.0), if given.
+    pub identifier: Option<u32>,
+    /// The stream the SUBSCRIBE came in on (QUIC); deliveries go there.
+    pub stream: u64,
+}
+
+/// A message on its way to one session.
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    /// Session-local sequence number; the key in durable storage.
+    pub seq: u64,
+    /// The shared message.
+    pub message: Arc<Message>,
+    /// QoS of this delivery (the lower of message and subscription QoS).
+    pub qos: QoS,
+    /// RETAIN flag to send.
+    pub retain: bool,
+    /// Identifiers of the matching subscriptions.
+    pub subscription_ids: Vec<u32>,
+    /// Stream to deliver on.
+    pub stream: u64,
+    /// Packet identifier, once sent with QoS 1 or 2.
+    pub packet_id: Option<u16>,
+}
+
+/// A packet the session wants sent to its client.
+// PUBLISH is the common variant: boxing it would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Transmit {
+    /// A PUBLISH on the given stream.
+    Publish {
+        /// Stream to send it on.
+        stream: u64,
+        /// The packet.
+        publish: Publish,
+    },
+    /// A PUBREL for an outgoing QoS 2 message the client has received.
+    PubRel {
+        /// Stream to send it on.
+        stream: u64,
+        /// Packet identifier.
+        packet_id: u16,
+    },
+}
+
+/// A change durable storage must make for a persistent session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreOp {
+    /// The delivery with this sequence number was sent with a packet ID.
+    MarkSent {
+        /// Sequence number.
+        seq: u64,
+        /// Packet identifier it was sent with.
+        packet_id: u16,
+    },
+    /// The delivery is finished (acknowledged, expired or dropped).
+    Remove {
+        /// Sequence number.
+        seq: u64,
+    },
+}
+
+/// What happened to a delivery handed to [`Session::enqueue`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum EnqueueOutcome {
+    /// Queued for transmission.
+    Queued,
+    /// The queue was full; this delivery (the new one or the oldest queued,
+    /// by policy) was dropped.
+    DroppedQueueFull {
+        /// Sequence number of the dropped delivery.
+        seq: u64,
+    },
+    /// QoS 0 while the client is offline: not kept.
+    DroppedOffline,
+}
+
+/// Why an acknowledgement from the client was not accepted.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AckError {
+    /// No message in flight has this packet identifier (or it waits for
+    /// another kind of acknowledgement).
+    UnknownPacketId(u16),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum InflightState {
+    AwaitingPubAck,
+    AwaitingPubRec,
+}
+
+#[derive(Debug)]
+struct Inflight {
+    delivery: Delivery,
+    state: InflightState,
+}
+
+/// An MQTT session: state that survives the connection (if the session
+/// expiry interval allows).
+#[derive(Debug)]
+pub struct Session {
+    client_id: Arc<str>,
+    expiry_interval: u32,
+    subscriptions: BTreeMap<String, Subscription>,
+    queue: VecDeque<Delivery>,
+    inflight: HashMap<u16, Inflight>,
+    releasing: BTreeMap<u16, u64>,
+    incoming_qos2: HashSet<u16>,
+    next_packet_id: u16,
+    send_quota: usize,
+    connected: bool,
+    limits: SessionLimits,
+    store_ops: Vec<StoreOp>,
+}
+
+impl Session {
+    /// A new, empty, disconnected session.
+    pub fn new(client_id: Arc<str>, expiry_interval: u32, limits: SessionLimits) -> Session {
+        Session {
+            client_id,
+            expiry_interval,
+            subscriptions: BTreeMap::new(),
+            queue: VecDeque::new(),
+            inflight: HashMap::new(),
+            releasing: BTreeMap::new(),
+            incoming_qos2: HashSet::new(),
+            next_packet_id: 1,
+            send_quota: usize::from(u16::MAX),
+            connected: false,
+            limits,
+            store_ops: Vec::new(),
+        }
+    }
+
+    /// The client identifier.
+    pub fn client_id(&self) -> &Arc<str> {
+        &self.client_id
+    }
+
+    /// Session expiry interval in seconds (0 = ends with the connection,
+    /// `u32::MAX` = never expires).
+    pub fn expiry_interval(&self) -> u32 {
+        self.expiry_interval
+    }
+
+    /// Change the session expiry interval (CONNECT or DISCONNECT).
+    pub fn set_expiry_interval(&mut self, secs: u32) {
+        self.expiry_interval = secs;
+    }
+
+    /// Whether the session outlives its connection.
+    pub fn is_persistent(&self) -> bool {
+        self.expiry_interval > 0
+    }
+
+    /// The subscriptions, by topic filter.
+    pub fn subscriptions(&self) -> &BTreeMap<String, Subscription> {
+        &self.subscriptions
+    }
+
+    /// Add or replace a subscription; returns whether it existed.
+    pub fn subscribe(&mut self, filter: String, subscription: Subscription) -> bool {
+        self.subscriptions.insert(filter, subscription).is_some()
+    }
+
+    /// Remove a subscription; returns whether it existed.
+    pub fn unsubscribe(&mut self, filter: &str) -> bool {
+        self.subscriptions.remove(filter).is_some()
+    }
+
+    /// Messages queued and not yet sent.
+    pub fn queued_len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// QoS 1/2 messages sent and not yet acknowledged (PUBREL phase included).
+    pub fn inflight_len(&self) -> usize {
+        self.inflight.len() + self.releasing.len()
+    }
+
+    /// Whether a client is attached.
+    pub fn is_connected(&self) -> bool {
+        self.connected
+    }
+
+    /// A client attached. `receive_maximum` is the client's (how many
+    /// QoS 1/2 messages it accepts unacknowledged). Returns what must be
+    /// sent again first: unacknowledged PUBLISHes with DUP set (in the
+    /// order they were first sent), then pending PUBRELs.
+    pub fn resume(&mut self, receive_maximum: u16, now_ms: u64) -> Vec<Transmit> {
+        self.connected = true;
+        self.send_quota = usize::from(receive_maximum.max(1));
+        let mut inflight: Vec<&Inflight> = self.inflight.values().collect();
+        inflight.sort_by_key(|i| i.delivery.seq);
+        let mut out: Vec<Transmit> = inflight
+            .into_iter()
+            .map(|i| Transmit::Publish {
+                stream: i.delivery.stream,
+                publish: i.delivery.message.to_publish(
+                    i.delivery.qos,
+                    i.delivery.retain,
+                    i.delivery.packet_id,
+                    true,
+                    &i.delivery.subscription_ids,
+                    now_ms,
+                ),
+            })
+            .collect();
+        out.extend(self.releasing.keys().map(|&packet_id| Transmit::PubRel {
+            stream: 0,
+            packet_id,
+        }));
+        out
+    }
+
+    /// The client detached. Queued and in-flight messages stay; QoS 2 packet identifiers the client has not released yet are kept,
+    /// so a PUBLISH it sends again after reconnecting is not routed twice.
+    pub fn detach(&mut self) {
+        self.connected = false;
+    }
+
+    /// Queue a delivery for the client.
+    pub fn enqueue(&mut self, delivery: Delivery) -> EnqueueOutcome {
+        if delivery.qos == QoS::AtMostOnce && !self.connected {
+            return EnqueueOutcome::DroppedOffline;
+        }
+        if self.queue.len() >= self.limits.max_queued {
+            let dropped = match self.limits.drop_policy {
+                QueueDropPolicy::DropNewest => delivery.seq,
+                QueueDropPolicy::DropOldest => {
+                    let seq = self.queue.pop_front().map(|d| d.seq);
+                    self.queue.push_back(delivery);
+                    match seq {
+                        Some(seq) => seq,
+                        None => return EnqueueOutcome::Queued,
+                    }
+                }
+            };
+            self.store_ops.push(StoreOp::Remove { seq: dropped });
+            return EnqueueOutcome::DroppedQueueFull { seq: dropped };
+        }
+        self.queue.push_back(delivery);
+        EnqueueOutcome::Queued
+    }
+
+    /// Restore a delivery loaded from durable storage: one with a packet ID
+    /// goes back in flight (resent with DUP on resume), others are queued.
+    pub fn restore(&mut self, delivery: Delivery) {
+        match delivery.packet_id {
+            Some(packet_id) if delivery.qos != QoS::AtMostOnce => {
+                let state = if delivery.qos == QoS::AtLeastOnce {
+                    InflightState::AwaitingPubAck
+                } else {
+                    InflightState::AwaitingPubRec
+                };
+                self.next_packet_id = packet_id.wrapping_add(1).max(1);
+                self.inflight
+                    .insert(packet_id, Inflight { delivery, state });
+            }
+            _ => self.queue.push_back(delivery),
+        }
+    }
+
+    /// The next packet to send, if the client is connected and the send
+    /// window (the client's Receive Maximum) allows. Expired messages are
+    /// dropped here; the count of them is added to `expired`.
+    pub fn poll_transmit(&mut self, now_ms: u64, expired: &mut u64) -> Option<Transmit> {
+        if !self.connected {
+            return None;
+        }
+        loop {
+            let front = self.queue.front()?;
+            if front.message.is_expired(now_ms) {
+                if let Some(d) = self.queue.pop_front() {
+                    *expired += 1;
+                    self.store_ops.push(StoreOp::Remove { seq: d.seq });
+                }
+                continue;
+            }
+            if front.qos != QoS::AtMostOnce && self.inflight.len() >= self.send_quota {
+                return None;
+            }
+            let mut delivery = self.queue.pop_front()?;
+            if delivery.qos == QoS::AtMostOnce {
+                let publish = delivery.message.to_publish(
+                    QoS::AtMostOnce,
+                    delivery.retain,
+                    None,
+                    false,
+                    &delivery.subscription_ids,
+                    now_ms,
+                );
+                self.store_ops.push(StoreOp::Remove { seq: delivery.seq });
+                return Some(Transmit::Publish {
+                    stream: delivery.stream,
+                    publish,
+                });
+            }
+            let packet_id = self.allocate_packet_id()?;
+            delivery.packet_id = Some(packet_id);
+            let publish = delivery.message.to_publish(
+                delivery.qos,
+                delivery.retain,
+                Some(packet_id),
+                false,
+                &delivery.subscription_ids,
+                now_ms,
+            );
+            let state = if delivery.qos == QoS::AtLeastOnce {
+                InflightState::AwaitingPubAck
+            } else {
+                InflightState::AwaitingPubRec
+            };
+            self.store_ops.push(StoreOp::MarkSent {
+                seq: delivery.seq,
+                packet_id,
+            });
+            let stream = delivery.stream;
+            self.inflight
+                .insert(packet_id, Inflight { delivery, state });
+            return Some(Transmit::Publish { stream, publish });
+        }
+    }
+
+    fn allocate_packet_id(&mut self) -> Option<u16> {
+        for _ in 0..=u16::MAX {
+            let id = self.next_packet_id;
+            self.next_packet_id = self.next_packet_id.wrapping_add(1).max(1);
+            if !self.inflight.contains_key(&id) && !self.releasing.contains_key(&id) {
+                return Some(id);
+            }
+        }
+        None
+    }
+
+    /// PUBACK from the client: the QoS 1 message is delivered.
+    pub fn on_puback(&mut self, packet_id: u16) -> Result<(), AckError> {
+        match self.inflight.get(&packet_id) {
+            Some(i) if i.state == InflightState::AwaitingPubAck => {
+                if let Some(i) = self.inflight.remove(&packet_id) {
+                    self.store_ops.push(StoreOp::Remove {
+                        seq: i.delivery.seq,
+                    });
+                }
+                Ok(())
+            }
+            _ => Err(AckError::UnknownPacketId(packet_id)),
+        }
+    }
+
+    /// PUBREC from the client: the QoS 2 message is received; returns the
+    /// PUBREL to send, or nothing when the client refused the message
+    /// (`refused`: reason code ≥ 0x80), which ends it.
+    pub fn on_pubrec(
+        &mut self,
+        packet_id: u16,
+        refused: bool,
+    ) -> Result<Option<Transmit>, AckError> {
+        match self.inflight.get(&packet_id) {
+            Some(i) if i.state == InflightState::AwaitingPubRec => {}
+            _ => return Err(AckError::UnknownPacketId(packet_id)),
+        }
+        let Some(inflight) = self.inflight.remove(&packet_id) else {
+            return Err(AckError::UnknownPacketId(packet_id));
+        };
+        self.store_ops.push(StoreOp::Remove {
+            seq: inflight.delivery.seq,
+        });
+        if refused {
+            return Ok(None);
+        }
+        let stream = inflight.delivery.stream;
+        self.releasing.insert(packet_id, stream);
+        Ok(Some(Transmit::PubRel { stream, packet_id }))
+    }
+
+    /// PUBCOMP from the client: the QoS 2 exchange is complete.
+    pub fn on_pubcomp(&mut self, packet_id: u16) -> Result<(), AckError> {
+        self.releasing
+            .remove(&packet_id)
+            .map(|_| ())
+            .ok_or(AckError::UnknownPacketId(packet_id))
+    }
+
+    /// An incoming QoS 2 PUBLISH: returns `true` the first time a packet
+    /// identifier is seen (route the message), `false` for a duplicate
+    /// (acknowledge again, do not route again).
+    pub fn on_incoming_qos2(&mut self, packet_id: u16) -> bool {
+        self.incoming_qos2.insert(packet_id)
+    }
+
+    /// QoS 2 PUBLISHes received and not yet released by PUBREL.
+    pub fn incoming_qos2_len(&self) -> usize {
+        self.incoming_qos2.len()
+    }
+
+    /// PUBREL from the client: returns whether the packet identifier was
+    /// known.
+    pub fn on_pubrel(&mut self, packet_id: u16) -> bool {
+        self.incoming_qos2.remove(&packet_id)
+    }
+
+    /// Changes durable storage must apply, oldest first.
+    pub fn take_store_ops(&mut self) -> Vec<StoreOp> {
+        std::mem::take(&mut self.store_ops)
+    }
+
+    /// Sequence numbers of every delivery the session still holds.
+    pub fn held_sequence_numbers(&self) -> impl Iterator<Item = u64> + '_ {
+        self.queue
+            .iter()
+            .map(|d| d.seq)
+            .chain(self.inflight.values().map(|i| i.delivery.seq))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use quicmq_proto::mqtt::Properties;
+
+    fn limits(max_queued: usize, drop_policy: QueueDropPolicy) -> SessionLimits {
+        SessionLimits {
+            max_queued,
+            drop_policy,
+        }
+    }
+
+    fn delivery(seq: u64, qos: QoS) -> Delivery {
+        Delivery {
+            seq,
+            message: Arc::new(Message {
+                topic: format!("t/{seq}"),
+                payload: Bytes::from(seq.to_string()),
+                qos,
+                retain: false,
+                properties: Properties::default(),
+                expires_at_ms: None,
+                publisher: None,
+            }),
+            qos,
+            retain: false,
+            subscription_ids: vec![],
+            stream: 0,
+            packet_id: None,
+        }
+    }
+
+    fn session() -> Session {
+        Session::new(Arc::from("c"), 60, limits(100, QueueDropPolicy::DropNewest))
+    }
+
+    fn publish_of(t: Transmit) -> Publish {
+        match t {
+            Transmit::Publish { publish, .. } => publish,
+            other => panic!("expected publish, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn nothing_is_sent_while_disconnected() {
+        let mut s = session();
+        assert_eq!(
+            s.enqueue(delivery(1, QoS::AtLeastOnce)),
+            EnqueueOutcome::Queued
+        );
+        assert_eq!(s.poll_transmit(0, &mut 0), None);
+        assert_eq!(
+            s.enqueue(delivery(2, QoS::AtMostOnce)),
+            EnqueueOutcome::DroppedOffline
+        );
+        s.resume(10, 0);
+        let p = publish_of(s.poll_transmit(0, &mut 0).unwrap());
+        assert_eq!(p.topic, "t/1");
+        assert_eq!(p.packet_id, Some(1));
+        assert!(!p.dup);
+        assert_eq!(s.poll_transmit(0, &mut 0), None);
+    }
+
+    #[test]
+    fn receive_maximum_limits_inflight() {
+        let mut s = session();
+        s.resume(2, 0);
+        for seq in 1..=4 {
+            s.enqueue(delivery(seq, QoS::AtLeastOnce));
+        }
+        assert!(s.poll_transmit(0, &mut 0).is_some());
+        assert!(s.poll_transmit(0, &mut 0).is_some());
+        assert_eq!(s.poll_transmit(0, &mut 0), None, "window of 2 is full");
+        assert_eq!(s.inflight_len(), 2);
+        s.on_puback(1).unwrap();
+        let p = publish_of(s.poll_transmit(0, &mut 0).unwrap());
+        assert_eq!(p.topic, "t/3");
+        assert_eq!(s.on_puback(1), Err(AckError::UnknownPacketId(1)));
+    }
+
+    #[test]
+    fn qos0_is_not_limited_by_the_window() {
+        let mut s = session();
+        s.resume(1, 0);
+        s.enqueue(delivery(1, QoS::AtLeastOnce));
+        s.enqueue(delivery(2, QoS::AtMostOnce));
+        s.enqueue(delivery(3, QoS::AtLeastOnce));
+        assert_eq!(
+            publish_of(s.poll_transmit(0, &mut 0).unwrap()).packet_id,
+            Some(1)
+        );
+        // The window of 1 is full, but QoS 0 does not count against it.
+        let p = publish_of(s.poll_transmit(0, &mut 0).unwrap());
+        assert_eq!((p.qos, p.packet_id), (QoS::AtMostOnce, None));
+        assert_eq!(s.poll_transmit(0, &mut 0), None, "the next QoS 1 waits");
+        s.on_puback(1).unwrap();
+        assert_eq!(publish_of(s.poll_transmit(0, &mut 0).unwrap()).topic, "t/3");
+    }
+
+    #[test]
+    fn resume_resends_unacknowledged_with_dup_in_order() {
+        let mut s = session();
+        s.resume(10, 0);
+        for seq in 1..=3 {
+            s.enqueue(delivery(seq, QoS::AtLeastOnce));
+            s.poll_transmit(0, &mut 0).unwrap();
+        }
+        s.on_puback(2).unwrap();
+        s.detach();
+        let again = s.resume(10, 0);
+        let topics: Vec<(String, bool, Option<u16>)> = again
+            .into_iter()
+            .map(publish_of)
+            .map(|p| (p.topic, p.dup, p.packet_id))
+            .collect();
+        assert_eq!(
+            topics,
+            vec![("t/1".into(), true, Some(1)), ("t/3".into(), true, Some(3))]
+        );
+    }
+
+    #[test]
+    fn qos2_outgoing_flow() {
+        let mut s = session();
+        s.resume(10, 0);
+        s.enqueue(delivery(7, QoS::ExactlyOnce));
+        let p = publish_of(s.poll_transmit(0, &mut 0).unwrap());
+        let id = p.packet_id.unwrap();
+        assert_eq!(s.on_puback(id), Err(AckError::UnknownPacketId(id)));
+        let rel = s.on_pubrec(id, false).unwrap();
+        assert_eq!(
+            rel,
+            Some(Transmit::PubRel {
+                stream: 0,
+                packet_id: id
+            })
+        );
+        // Released messages are not published again on resume; the PUBREL is.
+        s.detach();
+        assert_eq!(
+            s.resume(10, 0),
+            vec![Transmit::PubRel {
+                stream: 0,
+                packet_id: id
+            }]
+        );
+        s.on_pubcomp(id).unwrap();
+        assert_eq!(s.inflight_len(), 0);
+        assert_eq!(s.on_pubcomp(id), Err(AckError::UnknownPacketId(id)));
+    }
+
+    #[test]
+    fn refused_pubrec_ends_the_message() {
+        let mut s = session();
+        s.resume(10, 0);
+        s.enqueue(delivery(1, QoS::ExactlyOnce));
+        s.poll_transmit(0, &mut 0).unwrap();
+        assert_eq!(s.on_pubrec(1, true), Ok(None));
+        assert_eq!(s.inflight_len(), 0);
+    }
+
+    #[test]
+    fn full_queue_drops_by_policy() {
+        let mut newest = Session::new(Arc::from("a"), 60, limits(2, QueueDropPolicy::DropNewest));
+        let mut oldest = Session::new(Arc::from("b"), 60, limits(2, QueueDropPolicy::DropOldest));
+        for s in [&mut newest, &mut oldest] {
+            s.enqueue(delivery(1, QoS::AtLeastOnce));
+            s.enqueue(delivery(2, QoS::AtLeastOnce));
+        }
+        assert_eq!(
+            newest.enqueue(delivery(3, QoS::AtLeastOnce)),
+            EnqueueOutcome::DroppedQueueFull { seq: 3 }
+        );
+        assert_eq!(
+            oldest.enqueue(delivery(3, QoS::AtLeastOnce)),
+            EnqueueOutcome::DroppedQueueFull { seq: 1 }
+        );
+        assert_eq!(
+            oldest.held_sequence_numbers().collect::<Vec<_>>(),
+            vec![2, 3]
+        );
+        assert_eq!(oldest.take_store_ops(), vec![StoreOp::Remove { seq: 1 }]);
+    }
+
+    #[test]
+    fn expired_messages_are_dropped_not_sent() {
+        let mut s = session();
+        s.resume(10, 0);
+        let mut d = delivery(1, QoS::AtLeastOnce);
+        Arc::make_mut(&mut d.message).expires_at_ms = Some(100);
+        s.enqueue(d);
+        s.enqueue(delivery(2, QoS::AtLeastOnce));
+        let mut expired = 0;
+        let p = publish_of(s.poll_transmit(100, &mut expired).unwrap());
+        assert_eq!(expired, 1);
+        assert_eq!(p.topic, "t/2");
+        assert_eq!(
+            s.take_store_ops(),
+            vec![
+                StoreOp::Remove { seq: 1 },
+                StoreOp::MarkSent {
+                    seq: 2,
+                    packet_id: 1
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn packet_ids_skip_ids_in_use_and_zero() {
+        let mut s = session();
+        s.resume(u16::MAX, 0);
+        s.next_packet_id = u16::MAX;
+        s.enqueue(delivery(1, QoS::AtLeastOnce));
+        s.enqueue(delivery(2, QoS::AtLeastOnce));
+        let a = publish_of(s.poll_transmit(0, &mut 0).unwrap()).packet_id;
+        let b = publish_of(s.poll_transmit(0, &mut 0).unwrap()).packet_id;
+        assert_eq!((a, b), (Some(u16::MAX), Some(1)));
+    }
+
+    #[test]
+    fn restored_deliveries_resume_in_flight() {
+        let mut s = session();
+        let mut sent = delivery(4, QoS::AtLeastOnce);
+        sent.packet_id = Some(9);
+        s.restore(sent);
+        s.restore(delivery(5, QoS::AtLeastOnce));
+        let again = s.resume(10, 0);
+        assert_eq!(again.len(), 1);
+        let p = publish_of(again.into_iter().next().unwrap());
+        assert_eq!((p.packet_id, p.dup), (Some(9), true));
+        let next = publish_of(s.poll_transmit(0, &mut 0).unwrap());
+        assert_eq!(next.packet_id, Some(10));
+    }
+
+    #[test]
+    fn incoming_qos2_dedups_until_pubrel() {
+        let mut s = session();
+        assert!(s.on_incoming_qos2(5));
+        assert!(!s.on_incoming_qos2(5));
+        assert!(s.on_pubrel(5));
+        assert!(!s.on_pubrel(5));
+        assert!(s.on_incoming_qos2(5));
+    }
+}

@@ -1,0 +1,300 @@
+//! Durable state of one node in sled: persistent sessions, their queued
+//! and in-flight messages, and retained messages.
+//!
+//! Trees and keys:
+//! - `sessions`: client ID → [`SessionRecord`]
+//! - `deliveries`: client ID, `0xFF`, sequence number (u64 BE) → [`DeliveryRecord`]
+//! - `sent`: same key → packet ID (u16 BE) once the delivery was sent
+//! - `retained`: topic → [`Message`]
+//!
+//! `0xFF` never occurs in UTF-8, so a client ID followed by it is a prefix
+//! no other client ID's keys share.
+
+use std::path::Path;
+
+use quicmq_proto::mqtt::QoS;
+use serde::{Deserialize, Serialize};
+
+use super::message::Message;
+use super::session::Subscription;
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// sled reported an error (I/O, corruption).
+    #[error("data store: {0}")]
+    Sled(#[from] sled::Error),
+    /// A record could not be encoded or decoded.
+    #[error("data store record: {0}")]
+    Codec(#[from] bincode::Error),
+}
+
+/// What is kept of a persistent session besides its messages.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// Client identifier.
+    pub client_id: String,
+    /// Session expiry interval, seconds.
+    pub expiry_interval: u32,
+    /// Subscriptions by filter.
+    pub subscriptions: Vec<(String, Subscription)>,
+    /// When the client disconnected (ms since the epoch); `None` while
+    /// connected.
+    pub disconnected_at_ms: Option<u64>,
+}
+
+/// A message waiting for (or in flight to) one persistent session.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryRecord {
+    /// The message.
+    pub message: Message,
+    /// Delivery QoS.
+    pub qos: QoS,
+    /// RETAIN flag to send.
+    pub retain: bool,
+    /// Matching subscription identifiers.
+    pub subscription_ids: Vec<u32>,
+    /// Stream to deliver on.
+    pub stream: u64,
+}
+
+/// A persistent session as loaded at start-up.
+#[derive(Debug)]
+pub struct LoadedSession {
+    /// The session record.
+    pub record: SessionRecord,
+    /// Its deliveries by sequence number, with the packet ID of those
+    /// already sent.
+    pub deliveries: Vec<(u64, DeliveryRecord, Option<u16>)>,
+}
+
+/// The node's sled database.
+#[derive(Clone)]
+pub struct SessionStore {
+    db: sled::Db,
+    sessions: sled::Tree,
+    deliveries: sled::Tree,
+    sent: sled::Tree,
+    retained: sled::Tree,
+}
+
+fn delivery_key(client_id: &str, seq: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(client_id.len() + 9);
+    key.extend_from_slice(client_id.as_bytes());
+    key.push(0xFF);
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+fn client_prefix(client_id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(client_id.len() + 1);
+    key.extend_from_slice(client_id.as_bytes());
+    key.push(0xFF);
+    key
+}
+
+fn seq_of(key: &[u8]) -> Option<u64> {
+    let tail: [u8; 8] = key.get(key.len().checked_sub(8)?..)?.try_into().ok()?;
+    Some(u64::from_be_bytes(tail))
+}
+
+impl SessionStore {
+    /// Open (or create) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<SessionStore, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .flush_every_ms(Some(200))
+            .open()?;
+        Ok(SessionStore {
+            sessions: db.open_tree("sessions")?,
+            deliveries: db.open_tree("deliveries")?,
+            sent: db.open_tree("sent")?,
+            retained: db.open_tree("retained")?,
+            db,
+        })
+    }
+
+    /// Write a session record.
+    pub fn put_session(&self, record: &SessionRecord) -> Result<(), StoreError> {
+        self.sessions
+            .insert(record.client_id.as_bytes(), bincode::serialize(record)?)?;
+        Ok(())
+    }
+
+    /// Remove a session and all its deliveries.
+    pub fn remove_session(&self, client_id: &str) -> Result<(), StoreError> {
+        self.sessions.remove(client_id.as_bytes())?;
+        let prefix = client_prefix(client_id);
+        for tree in [&self.deliveries, &self.sent] {
+            let keys: Vec<sled::IVec> =
+                tree.scan_prefix(&prefix).keys().collect::<Result<_, _>>()?;
+            for key in keys {
+                tree.remove(key)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Store a delivery for a persistent session.
+    pub fn put_delivery(
+        &self,
+        client_id: &str,
+        seq: u64,
+        record: &DeliveryRecord,
+    ) -> Result<(), StoreError> {
+        self.deliveries
+            .insert(delivery_key(client_id, seq), bincode::serialize(record)?)?;
+        Ok(())
+    }
+
+    /// Note the packet ID a delivery was sent with.
+    pub fn mark_sent(&self, client_id: &str, seq: u64, packet_id: u16) -> Result<(), StoreError> {
+        self.sent
+            .insert(delivery_key(client_id, seq), &packet_id.to_be_bytes())?;
+        Ok(())
+    }
+
+    /// Forget a finished delivery.
+    pub fn remove_delivery(&self, client_id: &str, seq: u64) -> Result<(), StoreError> {
+        let key = delivery_key(client_id, seq);
+        self.deliveries.remove(&key)?;
+        self.sent.remove(&key)?;
+        Ok(())
+    }
+
+    /// Set a retained message (an empty payload is stored as a removal).
+    pub fn put_retained(&self, message: &Message) -> Result<(), StoreError> {
+        if message.payload.is_empty() {
+            self.retained.remove(message.topic.as_bytes())?;
+        } else {
+            self.retained
+                .insert(message.topic.as_bytes(), bincode::serialize(message)?)?;
+        }
+        Ok(())
+    }
+
+    /// Load every persistent session with its deliveries.
+    pub fn load_sessions(&self) -> Result<Vec<LoadedSession>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.sessions.iter() {
+            let (_, value) = item?;
+            let record: SessionRecord = bincode::deserialize(&value)?;
+            let mut deliveries = Vec::new();
+            for item in self
+                .deliveries
+                .scan_prefix(client_prefix(&record.client_id))
+            {
+                let (key, value) = item?;
+                let Some(seq) = seq_of(&key) else { continue };
+                let delivery: DeliveryRecord = bincode::deserialize(&value)?;
+                let packet_id = self
+                    .sent
+                    .get(&key)?
+                    .and_then(|v| <[u8; 2]>::try_from(v.as_ref()).ok())
+                    .map(u16::from_be_bytes);
+                deliveries.push((seq, delivery, packet_id));
+            }
+            out.push(LoadedSession { record, deliveries });
+        }
+        Ok(out)
+    }
+
+    /// Load every retained message.
+    pub fn load_retained(&self) -> Result<Vec<Message>, StoreError> {
+        self.retained
+            .iter()
+            .map(|item| {
+                let (_, value) = item?;
+                Ok(bincode::deserialize(&value)?)
+            })
+            .collect()
+    }
+
+    /// Make everything written so far durable.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use quicmq_proto::mqtt::{Properties, SubscriptionOptions};
+
+    fn message(topic: &str, payload: &'static [u8]) -> Message {
+        Message {
+            topic: topic.into(),
+            payload: Bytes::from_static(payload),
+            qos: QoS::AtLeastOnce,
+            retain: true,
+            properties: Properties::default(),
+            expires_at_ms: None,
+            publisher: Some("p".into()),
+        }
+    }
+
+    #[test]
+    fn sessions_and_deliveries_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = SessionStore::open(dir.path()).unwrap();
+            let record = SessionRecord {
+                client_id: "c1".into(),
+                expiry_interval: 60,
+                subscriptions: vec![(
+                    "a/#".into(),
+                    Subscription {
+                        options: SubscriptionOptions::new(QoS::AtLeastOnce),
+                        identifier: Some(3),
+                        stream: 0,
+                    },
+                )],
+                disconnected_at_ms: Some(5),
+            };
+            store.put_session(&record).unwrap();
+            // A client ID that is a prefix of another must not see its keys.
+            store
+                .put_session(&SessionRecord {
+                    client_id: "c".into(),
+                    ..record
+                })
+                .unwrap();
+            let d = DeliveryRecord {
+                message: message("a/b", b"1"),
+                qos: QoS::AtLeastOnce,
+                retain: false,
+                subscription_ids: vec![3],
+                stream: 0,
+            };
+            store.put_delivery("c1", 1, &d).unwrap();
+            store.put_delivery("c1", 2, &d).unwrap();
+            store.put_delivery("c1", 3, &d).unwrap();
+            store.mark_sent("c1", 1, 77).unwrap();
+            store.remove_delivery("c1", 2).unwrap();
+            store.put_retained(&message("r/1", b"x")).unwrap();
+            store.put_retained(&message("r/2", b"y")).unwrap();
+            store.put_retained(&message("r/2", b"")).unwrap();
+            store.db.flush().unwrap();
+        }
+        let store = SessionStore::open(dir.path()).unwrap();
+        let mut sessions = store.load_sessions().unwrap();
+        sessions.sort_by(|a, b| a.record.client_id.cmp(&b.record.client_id));
+        assert_eq!(sessions.len(), 2);
+        assert!(sessions[0].deliveries.is_empty());
+        let seqs: Vec<(u64, Option<u16>)> = sessions[1]
+            .deliveries
+            .iter()
+            .map(|(s, _, p)| (*s, *p))
+            .collect();
+        assert_eq!(seqs, vec![(1, Some(77)), (3, None)]);
+        let retained = store.load_retained().unwrap();
+        assert_eq!(retained.len(), 1);
+        assert_eq!(retained[0].topic, "r/1");
+        store.remove_session("c1").unwrap();
+        let sessions = store.load_sessions().unwrap();
+        assert_eq!(sessions.len(), 1);
+        assert!(store.deliveries.is_empty());
+    }
+}

@@ -1,0 +1,354 @@
+//! Node configuration: one TOML file, every key also a command-line flag
+//! (`--max-packet-size`) and an environment variable
+//! (`QUICMQ_MAX_PACKET_SIZE`). Flags beat environment variables, which
+//! beat the file, which beats the defaults. Everything is validated at
+//! start-up; errors name the key and say how to fix it.
+//!
+//! ```
+//! use quicmq_node::config::{NodeConfig, Overrides};
+//!
+//! let file: Overrides = toml::from_str("max_packet_size = 65536\ntcp_addr = \"off\"").unwrap();
+//! let config = NodeConfig::resolve(Overrides::default(), file).unwrap();
+//! assert_eq!(config.max_packet_size, 65536);
+//! assert_eq!(config.tcp_addr, None);
+//! ```
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use clap::Parser;
+use serde::{Deserialize, Deserializer};
+
+use crate::broker::{BrokerSettings, QueueDropPolicy, SessionLimits};
+
+/// A listen address, or `off` to disable the listener.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListenAddr(pub Option<SocketAddr>);
+
+impl FromStr for ListenAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "off" | "" => Ok(ListenAddr(None)),
+            other => other
+                .parse()
+                .map(|a| ListenAddr(Some(a)))
+                .map_err(|_| format!("`{other}` is not IP:PORT or `off`")),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ListenAddr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// What to drop when a session's queue is full (flag form).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DropPolicyArg {
+    /// Drop the oldest queued message.
+    DropOldest,
+    /// Drop the new message.
+    DropNewest,
+}
+
+/// Every configuration key, each optional: the same struct is read from
+/// the command line / environment and from the TOML file, then merged.
+#[derive(Clone, Debug, Default, Parser, Deserialize)]
+#[command(
+    name = "quicmq-node",
+    version,
+    about = "quicmq broker node: MQTT over QUIC, TCP and TLS"
+)]
+#[serde(deny_unknown_fields)]
+pub struct Overrides {
+    /// TOML configuration file.
+    #[arg(long, env = "QUICMQ_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Data directory (sled store, development certificate). Default ./quicmq-data.
+    #[arg(long, env = "QUICMQ_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// MQTT over QUIC listen address (UDP), or `off`. Default 0.0.0.0:14567.
+    #[arg(long, env = "QUICMQ_QUIC_ADDR")]
+    pub quic_addr: Option<ListenAddr>,
+    /// MQTT over TCP listen address, or `off`. Default 0.0.0.0:1883.
+    #[arg(long, env = "QUICMQ_TCP_ADDR")]
+    pub tcp_addr: Option<ListenAddr>,
+    /// MQTT over TLS listen address, or `off`. Default 0.0.0.0:8883.
+    #[arg(long, env = "QUICMQ_TLS_ADDR")]
+    pub tls_addr: Option<ListenAddr>,
+    /// Admin HTTP listen address (/metrics, /health/*), or `off`. Default 0.0.0.0:8080.
+    #[arg(long, env = "QUICMQ_ADMIN_ADDR")]
+    pub admin_addr: Option<ListenAddr>,
+    /// PEM certificate chain for QUIC and TLS (with `key`). Default: a
+    /// self-signed development certificate in the data directory.
+    #[arg(long, env = "QUICMQ_CERT")]
+    pub cert: Option<PathBuf>,
+    /// PEM private key of `cert`.
+    #[arg(long, env = "QUICMQ_KEY")]
+    pub key: Option<PathBuf>,
+    /// Largest MQTT packet accepted from clients, bytes. Default 1048576.
+    #[arg(long, env = "QUICMQ_MAX_PACKET_SIZE")]
+    pub max_packet_size: Option<u32>,
+    /// Receive Maximum announced to clients (unreleased QoS 2 messages). Default 1024.
+    #[arg(long, env = "QUICMQ_RECEIVE_MAXIMUM")]
+    pub receive_maximum: Option<u16>,
+    /// Topic Alias Maximum announced to clients. Default 64.
+    #[arg(long, env = "QUICMQ_TOPIC_ALIAS_MAXIMUM")]
+    pub topic_alias_maximum: Option<u16>,
+    /// Longest keep alive granted, seconds; 0 = no limit. Default 0.
+    #[arg(long, env = "QUICMQ_MAX_KEEP_ALIVE")]
+    pub max_keep_alive: Option<u16>,
+    /// Longest session expiry interval granted, seconds. Default 4294967295 (never).
+    #[arg(long, env = "QUICMQ_MAX_SESSION_EXPIRY")]
+    pub max_session_expiry: Option<u32>,
+    /// Messages queued per session beyond those in flight. Default 10000.
+    #[arg(long, env = "QUICMQ_MAX_QUEUED_MESSAGES")]
+    pub max_queued_messages: Option<usize>,
+    /// Which message goes when a session's queue is full. Default drop-oldest.
+    #[arg(long, env = "QUICMQ_QUEUE_DROP_POLICY", value_enum)]
+    pub queue_drop_policy: Option<DropPolicyArg>,
+    /// Log filter (tracing EnvFilter syntax). Default `info`.
+    #[arg(long, env = "QUICMQ_LOG")]
+    pub log: Option<String>,
+}
+
+/// A configuration error: which key, what is wrong, how to fix it.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    /// The key (or file) at fault.
+    pub key: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "configuration key `{}`: {}", self.key, self.message)
+    }
+}
+
+fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.to_string(),
+        message: message.into(),
+    }
+}
+
+/// The validated configuration of a node.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// QUIC listen address.
+    pub quic_addr: Option<SocketAddr>,
+    /// TCP listen address.
+    pub tcp_addr: Option<SocketAddr>,
+    /// TLS listen address.
+    pub tls_addr: Option<SocketAddr>,
+    /// Admin HTTP listen address.
+    pub admin_addr: Option<SocketAddr>,
+    /// Certificate and key files, if configured.
+    pub cert_and_key: Option<(PathBuf, PathBuf)>,
+    /// Largest packet accepted.
+    pub max_packet_size: u32,
+    /// Receive Maximum announced.
+    pub receive_maximum: u16,
+    /// Topic Alias Maximum announced.
+    pub topic_alias_maximum: u16,
+    /// Keep alive cap (0 = none).
+    pub max_keep_alive: u16,
+    /// Session expiry cap.
+    pub max_session_expiry: u32,
+    /// Queue limit per session.
+    pub max_queued_messages: usize,
+    /// Drop policy.
+    pub queue_drop_policy: QueueDropPolicy,
+    /// Log filter.
+    pub log: String,
+}
+
+impl NodeConfig {
+    /// Read the command line and environment, then the file it names.
+    pub fn load() -> Result<NodeConfig, ConfigError> {
+        let cli = Overrides::parse();
+        let file = match &cli.config {
+            Some(path) => read_file(path)?,
+            None => Overrides::default(),
+        };
+        NodeConfig::resolve(cli, file)
+    }
+
+    /// Merge flags/environment over the file over the defaults, and validate.
+    pub fn resolve(cli: Overrides, file: Overrides) -> Result<NodeConfig, ConfigError> {
+        let o = merge(cli, file);
+        let addr = |value: Option<ListenAddr>, default: &str| {
+            value.map(|a| a.0).unwrap_or_else(|| default.parse().ok())
+        };
+        let cert_and_key = match (o.cert, o.key) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(invalid(
+                    "key",
+                    "`cert` is set but `key` is not; set both or neither",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "cert",
+                    "`key` is set but `cert` is not; set both or neither",
+                ))
+            }
+        };
+        let max_packet_size = o.max_packet_size.unwrap_or(1024 * 1024);
+        if !(64..=quicmq_proto::mqtt::MAX_PACKET_SIZE).contains(&max_packet_size) {
+            return Err(invalid(
+                "max_packet_size",
+                format!(
+                    "{max_packet_size} is out of range; use 64 to {}",
+                    quicmq_proto::mqtt::MAX_PACKET_SIZE
+                ),
+            ));
+        }
+        let receive_maximum = o.receive_maximum.unwrap_or(1024);
+        if receive_maximum == 0 {
+            return Err(invalid(
+                "receive_maximum",
+                "0 is not allowed by MQTT; use 1 to 65535",
+            ));
+        }
+        let max_queued_messages = o.max_queued_messages.unwrap_or(10_000);
+        if max_queued_messages == 0 {
+            return Err(invalid("max_queued_messages", "must be at least 1"));
+        }
+        let log = o.log.unwrap_or_else(|| "info".to_string());
+        if tracing_subscriber::EnvFilter::try_new(&log).is_err() {
+            return Err(invalid(
+                "log",
+                format!("`{log}` is not a valid log filter; try `info` or `quicmq_node=debug`"),
+            ));
+        }
+        let config = NodeConfig {
+            data_dir: o.data_dir.unwrap_or_else(|| PathBuf::from("quicmq-data")),
+            quic_addr: addr(o.quic_addr, "0.0.0.0:14567"),
+            tcp_addr: addr(o.tcp_addr, "0.0.0.0:1883"),
+            tls_addr: addr(o.tls_addr, "0.0.0.0:8883"),
+            admin_addr: addr(o.admin_addr, "0.0.0.0:8080"),
+            cert_and_key,
+            max_packet_size,
+            receive_maximum,
+            topic_alias_maximum: o.topic_alias_maximum.unwrap_or(64),
+            max_keep_alive: o.max_keep_alive.unwrap_or(0),
+            max_session_expiry: o.max_session_expiry.unwrap_or(u32::MAX),
+            max_queued_messages,
+            queue_drop_policy: match o.queue_drop_policy.unwrap_or(DropPolicyArg::DropOldest) {
+                DropPolicyArg::DropOldest => QueueDropPolicy::DropOldest,
+                DropPolicyArg::DropNewest => QueueDropPolicy::DropNewest,
+            },
+            log,
+        };
+        if config.quic_addr.is_none() && config.tcp_addr.is_none() && config.tls_addr.is_none() {
+            return Err(invalid("quic_addr", "every MQTT listener is `off`; enable at least one of quic_addr, tcp_addr, tls_addr"));
+        }
+        Ok(config)
+    }
+
+    /// The broker settings this configuration asks for.
+    pub fn broker_settings(&self) -> BrokerSettings {
+        BrokerSettings {
+            session_limits: SessionLimits {
+                max_queued: self.max_queued_messages,
+                drop_policy: self.queue_drop_policy,
+            },
+            max_packet_size: self.max_packet_size,
+            receive_maximum: self.receive_maximum,
+            topic_alias_maximum: self.topic_alias_maximum,
+            max_keep_alive: self.max_keep_alive,
+            max_session_expiry: self.max_session_expiry,
+            ..BrokerSettings::default()
+        }
+    }
+}
+
+/// Read and parse a TOML configuration file.
+pub fn read_file(path: &Path) -> Result<Overrides, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| invalid("config", format!("cannot read {}: {e}", path.display())))?;
+    toml::from_str(&text).map_err(|e| {
+        invalid(
+            "config",
+            format!("{}: {}", path.display(), e.to_string().trim()),
+        )
+    })
+}
+
+macro_rules! merge_fields {
+    ($first:ident, $second:ident; $($field:ident),* $(,)?) => {
+        Overrides {
+            config: $first.config,
+            $($field: $first.$field.or($second.$field),)*
+        }
+    };
+}
+
+fn merge(cli: Overrides, file: Overrides) -> Overrides {
+    merge_fields!(cli, file;
+        data_dir, quic_addr, tcp_addr, tls_addr, admin_addr, cert, key,
+        max_packet_size, receive_maximum, topic_alias_maximum, max_keep_alive,
+        max_session_expiry, max_queued_messages, queue_drop_policy, log,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(text: &str) -> Overrides {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ports() {
+        let c = NodeConfig::resolve(Overrides::default(), Overrides::default()).unwrap();
+        assert_eq!(c.quic_addr, Some("0.0.0.0:14567".parse().unwrap()));
+        assert_eq!(c.tcp_addr, Some("0.0.0.0:1883".parse().unwrap()));
+        assert_eq!(c.tls_addr, Some("0.0.0.0:8883".parse().unwrap()));
+        assert_eq!(c.admin_addr, Some("0.0.0.0:8080".parse().unwrap()));
+        assert_eq!(c.data_dir, PathBuf::from("quicmq-data"));
+    }
+
+    #[test]
+    fn flags_beat_the_file() {
+        let cli = Overrides::try_parse_from(["quicmq-node", "--max-packet-size", "2048"]).unwrap();
+        let c =
+            NodeConfig::resolve(cli, file("max_packet_size = 4096\nreceive_maximum = 7")).unwrap();
+        assert_eq!(c.max_packet_size, 2048);
+        assert_eq!(c.receive_maximum, 7);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let err =
+            NodeConfig::resolve(Overrides::default(), file("max_packet_size = 3")).unwrap_err();
+        assert_eq!(err.key, "max_packet_size");
+        let err = NodeConfig::resolve(Overrides::default(), file("cert = \"c.pem\"")).unwrap_err();
+        assert_eq!(err.key, "key");
+        let err = toml::from_str::<Overrides>("max_pakcet_size = 3").unwrap_err();
+        assert!(err.to_string().contains("max_pakcet_size"), "{err}");
+        let err = toml::from_str::<Overrides>("tcp_addr = \"nonsense\"").unwrap_err();
+        assert!(err.to_string().contains("nonsense"), "{err}");
+        let err = NodeConfig::resolve(
+            Overrides::default(),
+            file("quic_addr = \"off\"\ntcp_addr = \"off\"\ntls_addr = \"off\""),
+        )
+        .unwrap_err();
+        assert_eq!(err.key, "quic_addr");
+    }
+}

@@ -1,0 +1,763 @@
+//! One client connection: the MQTT protocol between CONNECT and the end of
+//! the connection, over one stream (TCP, TLS) or several (QUIC).
+//!
+//! The transport listeners start the stream tasks ([`stream`]) and hand a
+//! [`Link`] to [`serve`]. The core here owns the session while the client
+//! is connected: it reads packets, talks to the [`Broker`], and sends what
+//! the session hands out, within the client's limits (Receive Maximum,
+//! Maximum Packet Size, Topic Alias Maximum).
+
+pub mod stream;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use quicmq_proto::mqtt::topic::{parse_shared, validate_topic_filter, validate_topic_name};
+use quicmq_proto::mqtt::{
+    encode, ConnAck, Connect, DecodeError, Disconnect, LastWill, Packet, Properties,
+    ProtocolVersion, Publish, PublishResponse, QoS, ReasonCode, RetainHandling, SubAck, Subscribe,
+    UnsubAck, Unsubscribe,
+};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::broker::{
+    now_ms, Attached, Broker, ClientId, Delivery, Detach, Message, Session, SessionCell,
+    SessionEvent, Subscription, Transmit,
+};
+use crate::metrics as m;
+use stream::{Inbound, StreamContext, StreamWriter};
+
+/// Deliveries stop being handed to writers while this many bytes wait to
+/// be written; they stay in the session queue (bounded) meanwhile.
+const WRITE_HIGH_WATER: usize = 1024 * 1024;
+
+/// A connected transport, ready for MQTT.
+pub struct Link {
+    /// Transport label (quic, tcp, tls).
+    pub transport: &'static str,
+    /// Client address.
+    pub peer: SocketAddr,
+    /// The shared context the stream tasks were started with.
+    pub ctx: StreamContext,
+    /// Decoded packets and stream events.
+    pub inbound: mpsc::Receiver<Inbound>,
+    /// Writer of the control stream (the only stream of TCP and TLS).
+    pub control: StreamWriter,
+    /// The QUIC connection, for statistics.
+    pub quic: Option<quinn::Connection>,
+}
+
+/// Why the connection ends.
+enum Close {
+    /// Say this reason to the client (5.0) and close.
+    Reason(ReasonCode),
+    /// Close without a word (the client left, or 3.1.1 has no way to say).
+    Silently,
+}
+
+/// Serve one connection until it ends.
+pub async fn serve(broker: Arc<Broker>, mut link: Link) {
+    metrics::counter!(m::CONNECTIONS_TOTAL, "transport" => link.transport).increment(1);
+    let open = metrics::gauge!(m::CONNECTIONS, "transport" => link.transport);
+    open.increment(1.0);
+    let timeout = broker.settings().connect_timeout;
+    let first = tokio::time::timeout(timeout, link.inbound.recv()).await;
+    match first {
+        Ok(Some(Inbound::Packet {
+            stream: 0,
+            packet: Packet::Connect(connect),
+        })) => {
+            metrics::counter!(m::PACKETS_RECEIVED, "type" => "connect").increment(1);
+            Connection::start(broker, link, *connect).await;
+        }
+        Ok(Some(Inbound::Invalid {
+            error: DecodeError::UnsupportedProtocolVersion(level),
+            ..
+        })) => {
+            tracing::debug!(peer = %link.peer, level, "unsupported protocol level");
+            metrics::counter!(m::PROTOCOL_ERRORS, "reason" => "unsupported_protocol_version")
+                .increment(1);
+            // 3.1.1 §3.2.2.3: answer with return code 1 in 3.1.1 format.
+            let mut out = BytesMut::new();
+            let connack = Packet::ConnAck(ConnAck {
+                session_present: false,
+                reason_code: ReasonCode::UNSUPPORTED_PROTOCOL_VERSION,
+                properties: Properties::default(),
+            });
+            if encode(&connack, ProtocolVersion::V311, &mut out).is_ok() {
+                link.control.send(out.freeze(), &link.ctx.budget);
+            }
+        }
+        Ok(Some(Inbound::Invalid { error, .. })) => {
+            tracing::debug!(peer = %link.peer, %error, "invalid CONNECT");
+            metrics::counter!(m::PROTOCOL_ERRORS, "reason" => "malformed_connect").increment(1);
+        }
+        Ok(Some(other)) => {
+            tracing::debug!(peer = %link.peer, ?other, "first packet is not CONNECT; closing");
+            metrics::counter!(m::PROTOCOL_ERRORS, "reason" => "no_connect").increment(1);
+        }
+        Ok(None) => {}
+        Err(_) => {
+            tracing::debug!(peer = %link.peer, "no CONNECT in time; closing");
+        }
+    }
+    open.decrement(1.0);
+}
+
+struct ClientLimits {
+    receive_maximum: u16,
+    maximum_packet_size: u32,
+    topic_alias_maximum: u16,
+}
+
+struct Connection {
+    broker: Arc<Broker>,
+    link: Link,
+    version: ProtocolVersion,
+    conn_id: u64,
+    client_id: ClientId,
+    cell: Arc<SessionCell>,
+    session: Session,
+    events: mpsc::UnboundedReceiver<SessionEvent>,
+    writers: HashMap<u64, StreamWriter>,
+    keep_alive: Option<Duration>,
+    last_packet: Instant,
+    limits: ClientLimits,
+    inbound_aliases: HashMap<u16, String>,
+    outbound_aliases: HashMap<String, u16>,
+    will: Option<LastWill>,
+    takeover: Option<oneshot::Sender<Session>>,
+    scratch: BytesMut,
+}
+
+impl Connection {
+    async fn start(broker: Arc<Broker>, link: Link, connect: Connect) {
+        let version = connect.protocol;
+        let settings = broker.settings().clone();
+        let v5 = version == ProtocolVersion::V5;
+        let refuse = |code: ReasonCode, link: &Link| {
+            let mut out = BytesMut::new();
+            let connack = Packet::ConnAck(ConnAck {
+                session_present: false,
+                reason_code: code,
+                properties: Properties::default(),
+            });
+            if encode(&connack, version, &mut out).is_ok() {
+                link.control.send(out.freeze(), &link.ctx.budget);
+            }
+            metrics::counter!(m::PROTOCOL_ERRORS, "reason" => code.name()).increment(1);
+        };
+        if v5 && connect.properties.authentication_method.is_some() {
+            // No enhanced authentication method is configured.
+            refuse(ReasonCode::BAD_AUTHENTICATION_METHOD, &link);
+            return;
+        }
+        if let Some(will) = &connect.will {
+            if validate_topic_name(&will.topic).is_err() {
+                refuse(ReasonCode::TOPIC_NAME_INVALID, &link);
+                return;
+            }
+        }
+        let mut assigned = None;
+        let client_id: ClientId = if connect.client_id.is_empty() {
+            if !v5 && !connect.clean_start {
+                // 3.1.1 §3.1.3-8: a zero-byte ID needs a clean session.
+                refuse(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID, &link);
+                return;
+            }
+            let id = format!("auto-{:016x}", rand::random::<u64>());
+            assigned = Some(id.clone());
+            Arc::from(id)
+        } else {
+            Arc::from(connect.client_id.as_str())
+        };
+        let requested_expiry = if v5 {
+            connect.properties.session_expiry_interval.unwrap_or(0)
+        } else if connect.clean_start {
+            0
+        } else {
+            u32::MAX
+        };
+        let expiry = requested_expiry.min(settings.max_session_expiry);
+        let mut keep_alive = connect.keep_alive;
+        let mut server_keep_alive = None;
+        if settings.max_keep_alive > 0
+            && (keep_alive == 0 || keep_alive > settings.max_keep_alive)
+            && v5
+        {
+            keep_alive = settings.max_keep_alive;
+            server_keep_alive = Some(keep_alive);
+        }
+        let limits = ClientLimits {
+            receive_maximum: connect.properties.receive_maximum.unwrap_or(u16::MAX),
+            maximum_packet_size: connect
+                .properties
+                .maximum_packet_size
+                .unwrap_or(quicmq_proto::mqtt::MAX_PACKET_SIZE),
+            topic_alias_maximum: connect.properties.topic_alias_maximum.unwrap_or(0),
+        };
+        let conn_id = broker.next_conn_id();
+        let Attached {
+            cell,
+            session,
+            session_present,
+            events,
+        } = broker
+            .attach(client_id.clone(), connect.clean_start, expiry, conn_id)
+            .await;
+        tracing::debug!(
+            client_id = %client_id, peer = %link.peer, transport = link.transport,
+            session_present, expiry, "client connected"
+        );
+        let mut writers = HashMap::new();
+        writers.insert(0, link.control.clone());
+        let mut conn = Connection {
+            broker,
+            link,
+            version,
+            conn_id,
+            client_id,
+            cell,
+            session,
+            events,
+            writers,
+            keep_alive: (keep_alive > 0)
+                .then(|| Duration::from_millis(u64::from(keep_alive) * 1500)),
+            last_packet: Instant::now(),
+            limits,
+            inbound_aliases: HashMap::new(),
+            outbound_aliases: HashMap::new(),
+            will: connect.will,
+            takeover: None,
+            scratch: BytesMut::with_capacity(4096),
+        };
+        let mut properties = Properties::default();
+        if v5 {
+            properties.receive_maximum = Some(settings.receive_maximum);
+            properties.topic_alias_maximum = Some(settings.topic_alias_maximum);
+            properties.maximum_packet_size = Some(settings.max_packet_size);
+            properties.assigned_client_identifier = assigned;
+            properties.server_keep_alive = server_keep_alive;
+            properties.retain_available = Some(1);
+            properties.wildcard_subscription_available = Some(1);
+            properties.subscription_identifier_available = Some(1);
+            properties.shared_subscription_available = Some(1);
+            if expiry != requested_expiry {
+                properties.session_expiry_interval = Some(expiry);
+            }
+        }
+        let connack = Packet::ConnAck(ConnAck {
+            session_present,
+            reason_code: ReasonCode::SUCCESS,
+            properties,
+        });
+        let close = match conn.send(0, connack) {
+            Ok(()) => conn.run().await,
+            Err(close) => close,
+        };
+        conn.finish(close).await;
+    }
+
+    async fn run(&mut self) -> Close {
+        let resend = self.session.resume(self.limits.receive_maximum, now_ms());
+        for transmit in resend {
+            if let Err(close) = self.send_transmit(transmit) {
+                return close;
+            }
+        }
+        if let Err(close) = self.flush_session() {
+            return close;
+        }
+        let mut shutdown = self.broker.shutdown_signal();
+        let mut stats = tokio::time::interval(Duration::from_secs(5));
+        let mut quic_seen = (0u64, 0u64);
+        loop {
+            let deadline = self.keep_alive.map(|ka| self.last_packet + ka);
+            let backlog = self.session.queued_len() > 0;
+            let budget = self.link.ctx.budget.clone();
+            let result = tokio::select! {
+                inbound = self.link.inbound.recv() => match inbound {
+                    Some(inbound) => self.on_inbound(inbound).await,
+                    None => Err(Close::Silently),
+                },
+                event = self.events.recv() => match event {
+                    Some(SessionEvent::Deliver(delivery)) => self.on_delivery(delivery),
+                    Some(SessionEvent::TakeOver(reply)) => {
+                        self.takeover = Some(reply);
+                        Err(Close::Reason(ReasonCode::SESSION_TAKEN_OVER))
+                    }
+                    None => Err(Close::Silently),
+                },
+                _ = budget.drained(), if backlog => self.flush_session(),
+                _ = sleep_until(deadline) => {
+                    tracing::debug!(client_id = %self.client_id, "keep alive expired");
+                    Err(Close::Reason(ReasonCode::KEEP_ALIVE_TIMEOUT))
+                }
+                _ = crate::broker::shutdown_started(&mut shutdown) => Err(Close::Reason(ReasonCode::SERVER_SHUTTING_DOWN)),
+                _ = stats.tick(), if self.link.quic.is_some() => {
+                    self.record_quic_stats(&mut quic_seen);
+                    Ok(())
+                }
+            };
+            if let Err(close) = result {
+                return close;
+            }
+        }
+    }
+
+    fn record_quic_stats(&self, seen: &mut (u64, u64)) {
+        let Some(quic) = &self.link.quic else { return };
+        let stats = quic.stats();
+        metrics::histogram!(m::QUIC_RTT).record(stats.path.rtt.as_secs_f64());
+        let lost = stats.path.lost_packets;
+        let sent = stats.path.sent_packets;
+        metrics::counter!(m::QUIC_LOST_PACKETS).increment(lost.saturating_sub(seen.0));
+        metrics::counter!(m::QUIC_SENT_PACKETS).increment(sent.saturating_sub(seen.1));
+        *seen = (lost, sent);
+    }
+
+    async fn finish(mut self, close: Close) {
+        if let (Close::Reason(code), ProtocolVersion::V5) = (&close, self.version) {
+            let _ = self.send(0, Packet::Disconnect(Disconnect::new(*code)));
+        }
+        if matches!(close, Close::Reason(ReasonCode::SERVER_SHUTTING_DOWN)) {
+            // The node is going away, the client will come back: no will.
+            self.will = None;
+        }
+        // Dropping the writers lets their tasks finish the streams.
+        self.writers.clear();
+        if let Some(quic) = &self.link.quic {
+            let code = match close {
+                Close::Reason(code) => code.0,
+                Close::Silently => 0,
+            };
+            // Give the DISCONNECT a moment to leave before the close frame.
+            let quic = quic.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                quic.close(quinn::VarInt::from_u32(u32::from(code)), b"");
+            });
+        }
+        let session = std::mem::replace(
+            &mut self.session,
+            Session::new(
+                self.client_id.clone(),
+                0,
+                self.broker.settings().session_limits,
+            ),
+        );
+        let (_, events) = mpsc::unbounded_channel();
+        let events = std::mem::replace(&mut self.events, events);
+        self.broker.detach(
+            &self.cell,
+            Detach {
+                conn_id: self.conn_id,
+                session,
+                events,
+                takeover: self.takeover.take(),
+                will: self.will.take(),
+            },
+        );
+        tracing::debug!(client_id = %self.client_id, "client disconnected");
+    }
+
+    /// Encode and queue a packet on a stream (falling back to the control
+    /// stream if that stream is gone).
+    fn send(&mut self, stream: u64, packet: Packet) -> Result<(), Close> {
+        let kind = packet.packet_type().name();
+        self.scratch.clear();
+        if let Err(e) = encode(&packet, self.version, &mut self.scratch) {
+            tracing::warn!(client_id = %self.client_id, error = %e, "could not encode a packet");
+            metrics::counter!(m::MESSAGES_DROPPED, "reason" => "encode_error").increment(1);
+            return Ok(());
+        }
+        if self.scratch.len() > self.limits.maximum_packet_size as usize {
+            metrics::counter!(m::MESSAGES_DROPPED, "reason" => "packet_too_large").increment(1);
+            return Ok(());
+        }
+        let bytes = self.scratch.split().freeze();
+        let writer = self.writers.get(&stream).or_else(|| self.writers.get(&0));
+        let Some(writer) = writer else {
+            return Err(Close::Silently);
+        };
+        if !writer.send(bytes, &self.link.ctx.budget) {
+            if stream == 0 {
+                return Err(Close::Silently);
+            }
+            self.writers.remove(&stream);
+            return self.send(0, packet);
+        }
+        metrics::counter!(m::PACKETS_SENT, "type" => kind).increment(1);
+        Ok(())
+    }
+
+    fn send_transmit(&mut self, transmit: Transmit) -> Result<(), Close> {
+        match transmit {
+            Transmit::Publish { stream, publish } => self.send_publish(stream, publish),
+            Transmit::PubRel { stream, packet_id } => {
+                self.send(stream, Packet::PubRel(PublishResponse::success(packet_id)))
+            }
+        }
+    }
+
+    fn send_publish(&mut self, stream: u64, mut publish: Publish) -> Result<(), Close> {
+        if self.version == ProtocolVersion::V311 {
+            publish.properties = Properties::default();
+        }
+        // Outgoing topic aliases only on the control stream: streams are
+        // not ordered against each other.
+        if stream == 0 && self.limits.topic_alias_maximum > 0 {
+            if let Some(&alias) = self.outbound_aliases.get(&publish.topic) {
+                publish.properties.topic_alias = Some(alias);
+                publish.topic.clear();
+            } else if self.outbound_aliases.len() < usize::from(self.limits.topic_alias_maximum) {
+                let alias = self.outbound_aliases.len() as u16 + 1;
+                self.outbound_aliases.insert(publish.topic.clone(), alias);
+                publish.properties.topic_alias = Some(alias);
+            }
+        }
+        // A PUBLISH over the client's Maximum Packet Size is discarded as if
+        // delivered (MQTT 5.0 §3.1.2.25).
+        let packet_id = publish.packet_id;
+        let qos = publish.qos;
+        self.scratch.clear();
+        let fits = encode(
+            &Packet::Publish(publish.clone()),
+            self.version,
+            &mut self.scratch,
+        )
+        .map(|n| n <= self.limits.maximum_packet_size as usize)
+        .unwrap_or(false);
+        if !fits {
+            metrics::counter!(m::MESSAGES_DROPPED, "reason" => "packet_too_large").increment(1);
+            if let Some(id) = packet_id {
+                let _ = match qos {
+                    QoS::AtLeastOnce => self.session.on_puback(id),
+                    _ => self.session.on_pubrec(id, true).map(|_| ()),
+                };
+                self.apply_store_ops();
+            }
+            return Ok(());
+        }
+        self.send(stream, Packet::Publish(publish))
+    }
+
+    /// Send what the session has for the client, while the write budget
+    /// allows.
+    fn flush_session(&mut self) -> Result<(), Close> {
+        let now = now_ms();
+        let mut expired = 0;
+        while self.link.ctx.budget.pending() < WRITE_HIGH_WATER {
+            let Some(transmit) = self.session.poll_transmit(now, &mut expired) else {
+                break;
+            };
+            self.send_transmit(transmit)?;
+        }
+        if expired > 0 {
+            metrics::counter!(m::MESSAGES_DROPPED, "reason" => "expired").increment(expired);
+        }
+        self.apply_store_ops();
+        Ok(())
+    }
+
+    fn apply_store_ops(&mut self) {
+        let ops = self.session.take_store_ops();
+        self.broker.apply_store_ops(&self.cell, ops);
+    }
+
+    fn on_delivery(&mut self, delivery: Delivery) -> Result<(), Close> {
+        self.broker
+            .enqueue_into(&self.cell, &mut self.session, delivery);
+        self.flush_session()
+    }
+
+    fn protocol_error(&self, why: &str, code: ReasonCode) -> Close {
+        tracing::debug!(client_id = %self.client_id, why, %code, "closing connection");
+        metrics::counter!(m::PROTOCOL_ERRORS, "reason" => code.name()).increment(1);
+        match self.version {
+            ProtocolVersion::V5 => Close::Reason(code),
+            ProtocolVersion::V311 => Close::Silently,
+        }
+    }
+
+    async fn on_inbound(&mut self, inbound: Inbound) -> Result<(), Close> {
+        match inbound {
+            Inbound::Packet { stream, packet } => {
+                self.last_packet = Instant::now();
+                metrics::counter!(m::PACKETS_RECEIVED, "type" => packet.packet_type().name())
+                    .increment(1);
+                self.on_packet(stream, packet).await
+            }
+            Inbound::Invalid { error, .. } => {
+                Err(self.protocol_error(&error.to_string(), error.reason_code()))
+            }
+            Inbound::StreamOpened { stream, writer } => {
+                self.writers.insert(stream, writer);
+                Ok(())
+            }
+            Inbound::StreamClosed { stream: 0 } => Err(Close::Silently),
+            Inbound::StreamClosed { stream } => {
+                self.writers.remove(&stream);
+                Ok(())
+            }
+        }
+    }
+
+    async fn on_packet(&mut self, stream: u64, packet: Packet) -> Result<(), Close> {
+        match packet {
+            Packet::Publish(publish) => self.on_publish(stream, publish).await,
+            Packet::PubAck(ack) => {
+                if self.session.on_puback(ack.packet_id).is_err() {
+                    tracing::debug!(client_id = %self.client_id, id = ack.packet_id, "PUBACK for an unknown packet id");
+                }
+                self.flush_session()
+            }
+            Packet::PubRec(rec) => {
+                let refused = rec.reason_code.is_error();
+                match self.session.on_pubrec(rec.packet_id, refused) {
+                    Ok(Some(rel)) => self.send_transmit(rel)?,
+                    Ok(None) => {}
+                    Err(_) => self.send(
+                        stream,
+                        Packet::PubRel(PublishResponse {
+                            packet_id: rec.packet_id,
+                            reason_code: ReasonCode::PACKET_IDENTIFIER_NOT_FOUND,
+                            properties: Properties::default(),
+                        }),
+                    )?,
+                }
+                self.flush_session()
+            }
+            Packet::PubComp(comp) => {
+                let _ = self.session.on_pubcomp(comp.packet_id);
+                self.flush_session()
+            }
+            Packet::PubRel(rel) => {
+                let reason_code = if self.session.on_pubrel(rel.packet_id) {
+                    ReasonCode::SUCCESS
+                } else {
+                    ReasonCode::PACKET_IDENTIFIER_NOT_FOUND
+                };
+                self.send(
+                    stream,
+                    Packet::PubComp(PublishResponse {
+                        packet_id: rel.packet_id,
+                        reason_code,
+                        properties: Properties::default(),
+                    }),
+                )
+            }
+            Packet::Subscribe(subscribe) => self.on_subscribe(stream, subscribe),
+            Packet::Unsubscribe(unsubscribe) => self.on_unsubscribe(stream, unsubscribe),
+            Packet::PingReq => self.send(stream, Packet::PingResp),
+            Packet::Disconnect(disconnect) => Err(self.on_disconnect(disconnect)),
+            Packet::Connect(_) => {
+                Err(self.protocol_error("second CONNECT", ReasonCode::PROTOCOL_ERROR))
+            }
+            Packet::Auth(_) => Err(self.protocol_error(
+                "AUTH without an authentication method",
+                ReasonCode::PROTOCOL_ERROR,
+            )),
+            Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
+                Err(self.protocol_error(
+                    "server-to-client packet sent by the client",
+                    ReasonCode::PROTOCOL_ERROR,
+                ))
+            }
+        }
+    }
+
+    async fn on_publish(&mut self, stream: u64, mut publish: Publish) -> Result<(), Close> {
+        let settings = self.broker.settings();
+        if let Some(alias) = publish.properties.topic_alias {
+            if alias == 0 || alias > settings.topic_alias_maximum {
+                return Err(self
+                    .protocol_error("topic alias out of range", ReasonCode::TOPIC_ALIAS_INVALID));
+            }
+            if publish.topic.is_empty() {
+                match self.inbound_aliases.get(&alias) {
+                    Some(topic) => publish.topic = topic.clone(),
+                    None => {
+                        return Err(
+                            self.protocol_error("unknown topic alias", ReasonCode::PROTOCOL_ERROR)
+                        )
+                    }
+                }
+            } else {
+                self.inbound_aliases.insert(alias, publish.topic.clone());
+            }
+        }
+        if validate_topic_name(&publish.topic).is_err() {
+            return Err(self.protocol_error("invalid topic name", ReasonCode::TOPIC_NAME_INVALID));
+        }
+        let qos = publish.qos;
+        let packet_id = publish.packet_id;
+        if qos == QoS::ExactlyOnce {
+            let id = packet_id.unwrap_or(0);
+            let fresh = self.session.on_incoming_qos2(id);
+            if fresh && self.session.incoming_qos2_len() > usize::from(settings.receive_maximum) {
+                return Err(self.protocol_error(
+                    "more unreleased QoS 2 messages than Receive Maximum",
+                    ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
+                ));
+            }
+            if !fresh {
+                return self.send(stream, Packet::PubRec(PublishResponse::success(id)));
+            }
+        }
+        metrics::counter!(m::MESSAGES_PUBLISHED).increment(1);
+        let message = Message::from_publish(publish, Some(self.client_id.to_string()), now_ms());
+        let outcome = self.broker.publish(Arc::new(message));
+        let Some(packet_id) = packet_id else {
+            return Ok(());
+        };
+        if outcome.persisted {
+            if let Err(e) = self.broker.flush().await {
+                tracing::error!(error = %e, "could not flush the data store");
+                return Err(
+                    self.protocol_error("data store failure", ReasonCode::UNSPECIFIED_ERROR)
+                );
+            }
+        }
+        let reason_code = if outcome.matched == 0 {
+            ReasonCode::NO_MATCHING_SUBSCRIBERS
+        } else {
+            ReasonCode::SUCCESS
+        };
+        let response = PublishResponse {
+            packet_id,
+            reason_code,
+            properties: Properties::default(),
+        };
+        let packet = match qos {
+            QoS::AtLeastOnce => Packet::PubAck(response),
+            _ => Packet::PubRec(response),
+        };
+        self.send(stream, packet)
+    }
+
+    fn on_subscribe(&mut self, stream: u64, subscribe: Subscribe) -> Result<(), Close> {
+        let identifier = match subscribe.properties.subscription_identifiers.as_slice() {
+            [] => None,
+            [id] => Some(*id),
+            _ => {
+                return Err(self.protocol_error(
+                    "several subscription identifiers",
+                    ReasonCode::PROTOCOL_ERROR,
+                ))
+            }
+        };
+        let now = now_ms();
+        let mut reason_codes = Vec::with_capacity(subscribe.filters.len());
+        let mut retained = Vec::new();
+        for (filter, options) in subscribe.filters {
+            if validate_topic_filter(&filter).is_err() {
+                reason_codes.push(ReasonCode::TOPIC_FILTER_INVALID);
+                continue;
+            }
+            let shared = parse_shared(&filter).is_some();
+            if shared && options.no_local {
+                return Err(self.protocol_error(
+                    "No Local on a shared subscription",
+                    ReasonCode::PROTOCOL_ERROR,
+                ));
+            }
+            let subscription = Subscription {
+                options,
+                identifier,
+                stream,
+            };
+            let existed = self.session.subscribe(filter.clone(), subscription);
+            self.broker
+                .add_subscription(&filter, &self.client_id, subscription);
+            reason_codes.push(ReasonCode(options.qos as u8));
+            let send_retained = !shared
+                && match options.retain_handling {
+                    RetainHandling::SendAtSubscribe => true,
+                    RetainHandling::SendIfNew => !existed,
+                    RetainHandling::DoNotSend => false,
+                };
+            if send_retained {
+                for message in self.broker.retained_matching(&filter, now) {
+                    retained.push(Delivery {
+                        seq: self.cell.next_seq(),
+                        qos: message.qos.min(options.qos),
+                        message,
+                        retain: true,
+                        subscription_ids: identifier.into_iter().collect(),
+                        stream,
+                        packet_id: None,
+                    });
+                }
+            }
+        }
+        if self.session.is_persistent() {
+            self.broker.persist_session(&self.session, None);
+        }
+        self.send(
+            stream,
+            Packet::SubAck(SubAck {
+                packet_id: subscribe.packet_id,
+                reason_codes,
+                properties: Properties::default(),
+            }),
+        )?;
+        for delivery in retained {
+            self.broker.persist_delivery(&self.cell, &delivery);
+            self.broker
+                .enqueue_into(&self.cell, &mut self.session, delivery);
+        }
+        self.flush_session()
+    }
+
+    fn on_unsubscribe(&mut self, stream: u64, unsubscribe: Unsubscribe) -> Result<(), Close> {
+        let mut reason_codes = Vec::with_capacity(unsubscribe.filters.len());
+        for filter in &unsubscribe.filters {
+            if self.session.unsubscribe(filter) {
+                self.broker.remove_subscription(filter, &self.client_id);
+                reason_codes.push(ReasonCode::SUCCESS);
+            } else {
+                reason_codes.push(ReasonCode::NO_SUBSCRIPTION_EXISTED);
+            }
+        }
+        if self.session.is_persistent() {
+            self.broker.persist_session(&self.session, None);
+        }
+        self.send(
+            stream,
+            Packet::UnsubAck(UnsubAck {
+                packet_id: unsubscribe.packet_id,
+                reason_codes,
+                properties: Properties::default(),
+            }),
+        )
+    }
+
+    fn on_disconnect(&mut self, disconnect: Disconnect) -> Close {
+        if let Some(expiry) = disconnect.properties.session_expiry_interval {
+            if self.session.expiry_interval() == 0 && expiry > 0 {
+                return self.protocol_error(
+                    "session expiry set on DISCONNECT after 0 on CONNECT",
+                    ReasonCode::PROTOCOL_ERROR,
+                );
+            }
+            self.session
+                .set_expiry_interval(expiry.min(self.broker.settings().max_session_expiry));
+        }
+        if disconnect.reason_code != ReasonCode::DISCONNECT_WITH_WILL_MESSAGE {
+            self.will = None;
+        }
+        Close::Silently
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}

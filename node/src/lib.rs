@@ -1,0 +1,20 @@
+//! The quicmq broker node: MQTT 3.1.1 and 5.0 over QUIC, TCP and TLS.
+//!
+//! - [`broker`]: sessions, the subscription tree, retained messages, routing
+//!   and the sled store (sans-IO state machines under a thin shell).
+//! - [`connection`]: the MQTT protocol of one client connection over one or
+//!   more streams.
+//! - [`transport`]: the QUIC, TCP and TLS listeners.
+//! - [`node`]: a running node wired from a [`config::NodeConfig`].
+//! - [`client`]: the async MQTT client used by the `quicmq` CLI and tests.
+#![warn(missing_docs)]
+
+pub mod admin;
+pub mod broker;
+pub mod client;
+pub mod config;
+pub mod connection;
+pub mod metrics;
+pub mod node;
+pub mod tls;
+pub mod transport;

@@ -1,0 +1,90 @@
+//! Metric names of the node and the Prometheus recorder.
+//!
+//! Every metric is recorded with the `metrics` facade; the admin endpoint
+//! renders them in the Prometheus text format.
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Open connections, by `transport` (quic, tcp, tls).
+pub const CONNECTIONS: &str = "quicmq_connections";
+/// Connections accepted, by `transport`.
+pub const CONNECTIONS_TOTAL: &str = "quicmq_connections_total";
+/// Packets received, by `type`.
+pub const PACKETS_RECEIVED: &str = "quicmq_packets_received_total";
+/// Packets sent, by `type`.
+pub const PACKETS_SENT: &str = "quicmq_packets_sent_total";
+/// Bytes received, by `transport`.
+pub const BYTES_RECEIVED: &str = "quicmq_bytes_received_total";
+/// Bytes sent, by `transport`.
+pub const BYTES_SENT: &str = "quicmq_bytes_sent_total";
+/// Messages published by clients.
+pub const MESSAGES_PUBLISHED: &str = "quicmq_messages_published_total";
+/// Messages dropped, by `reason` (queue_full, qos0_offline, expired,
+/// packet_too_large, no_subscribers, session_closed, slow_consumer).
+pub const MESSAGES_DROPPED: &str = "quicmq_messages_dropped_total";
+/// Sessions held (connected or not).
+pub const SESSIONS: &str = "quicmq_sessions";
+/// Sessions ended by their expiry interval.
+pub const SESSIONS_EXPIRED: &str = "quicmq_sessions_expired_total";
+/// Session takeovers (same client ID connected again).
+pub const TAKEOVERS: &str = "quicmq_session_takeovers_total";
+/// Subscriptions.
+pub const SUBSCRIPTIONS: &str = "quicmq_subscriptions";
+/// Retained messages.
+pub const RETAINED: &str = "quicmq_retained_messages";
+/// Will messages published.
+pub const WILLS_PUBLISHED: &str = "quicmq_wills_published_total";
+/// Connections closed because of bad input, by `reason` code name.
+pub const PROTOCOL_ERRORS: &str = "quicmq_protocol_errors_total";
+/// QUIC round-trip time of open connections, seconds.
+pub const QUIC_RTT: &str = "quicmq_quic_rtt_seconds";
+/// QUIC packets lost.
+pub const QUIC_LOST_PACKETS: &str = "quicmq_quic_lost_packets_total";
+/// QUIC packets sent.
+pub const QUIC_SENT_PACKETS: &str = "quicmq_quic_sent_packets_total";
+
+/// Install the process-wide Prometheus recorder and return the handle
+/// that renders it.
+pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildError> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full(QUIC_RTT.to_string()),
+            &[
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ],
+        )?
+        .install_recorder()?;
+    describe();
+    Ok(handle)
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_gauge!(CONNECTIONS, "Open client connections by transport");
+    describe_counter!(
+        CONNECTIONS_TOTAL,
+        "Client connections accepted by transport"
+    );
+    describe_counter!(PACKETS_RECEIVED, "MQTT packets received by type");
+    describe_counter!(PACKETS_SENT, "MQTT packets sent by type");
+    describe_counter!(BYTES_RECEIVED, Unit::Bytes, "Bytes received by transport");
+    describe_counter!(BYTES_SENT, Unit::Bytes, "Bytes sent by transport");
+    describe_counter!(
+        MESSAGES_PUBLISHED,
+        "Application messages published by clients"
+    );
+    describe_counter!(MESSAGES_DROPPED, "Messages dropped by reason");
+    describe_gauge!(SESSIONS, "Sessions held, connected or not");
+    describe_counter!(SESSIONS_EXPIRED, "Sessions ended by their expiry interval");
+    describe_counter!(TAKEOVERS, "Session takeovers");
+    describe_gauge!(SUBSCRIPTIONS, "Subscriptions");
+    describe_gauge!(RETAINED, "Retained messages");
+    describe_counter!(WILLS_PUBLISHED, "Will messages published");
+    describe_counter!(
+        PROTOCOL_ERRORS,
+        "Connections closed for bad input, by reason"
+    );
+    describe_histogram!(QUIC_RTT, Unit::Seconds, "QUIC round-trip time samples");
+    describe_counter!(QUIC_LOST_PACKETS, "QUIC packets lost");
+    describe_counter!(QUIC_SENT_PACKETS, "QUIC packets sent");
+}

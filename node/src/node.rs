@@ -1,0 +1,180 @@
+//! A running node: the broker, its listeners and background tasks, wired
+//! from a [`NodeConfig`].
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+use crate::broker::{now_ms, Broker, SessionStore, StoreError};
+use crate::config::NodeConfig;
+use crate::tls::{self, Identity, TlsError};
+use crate::transport::{bind_quic, serve_quic, serve_tcp, serve_tls, BoundAddrs};
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The data directory could not be created or opened.
+    #[error("data_dir {path}: {reason}")]
+    DataDir {
+        /// The directory.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The data store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Certificates or TLS configuration failed.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// A listener could not bind.
+    #[error("{key}: cannot listen on {addr}: {reason}")]
+    Bind {
+        /// The config key of the listener.
+        key: &'static str,
+        /// The address.
+        addr: String,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+static METRICS: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// The process-wide Prometheus handle (installed on first use).
+pub fn metrics_handle() -> Option<PrometheusHandle> {
+    METRICS
+        .get_or_init(|| match crate::metrics::install() {
+            Ok(handle) => Some(handle),
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics recorder not installed");
+                None
+            }
+        })
+        .clone()
+}
+
+/// A node that is serving clients.
+pub struct RunningNode {
+    broker: Arc<Broker>,
+    addrs: BoundAddrs,
+    tasks: JoinSet<()>,
+    quic: Option<quinn::Endpoint>,
+}
+
+async fn bind_tcp(
+    key: &'static str,
+    addr: std::net::SocketAddr,
+) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr).await.map_err(|e| StartError::Bind {
+        key,
+        addr: addr.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+impl RunningNode {
+    /// Open the data directory and start every configured listener.
+    pub async fn start(config: &NodeConfig) -> Result<RunningNode, StartError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| StartError::DataDir {
+            path: config.data_dir.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let store = SessionStore::open(&config.data_dir.join("store"))?;
+        let broker = Broker::open(config.broker_settings(), store)?;
+        let identity = match &config.cert_and_key {
+            Some((cert, key)) => Identity::load(cert, key)?,
+            None => Identity::development(&config.data_dir)?,
+        };
+        let mut tasks = JoinSet::new();
+        let mut addrs = BoundAddrs::default();
+        let mut quic = None;
+        if let Some(addr) = config.quic_addr {
+            let endpoint = bind_quic(addr, tls::quic_server_config(&identity)?).map_err(|e| {
+                StartError::Bind {
+                    key: "quic_addr",
+                    addr: addr.to_string(),
+                    reason: e.to_string(),
+                }
+            })?;
+            addrs.quic = endpoint.local_addr().ok();
+            tasks.spawn(serve_quic(broker.clone(), endpoint.clone()));
+            quic = Some(endpoint);
+        }
+        if let Some(addr) = config.tcp_addr {
+            let listener = bind_tcp("tcp_addr", addr).await?;
+            addrs.tcp = listener.local_addr().ok();
+            tasks.spawn(serve_tcp(broker.clone(), listener));
+        }
+        if let Some(addr) = config.tls_addr {
+            let listener = bind_tcp("tls_addr", addr).await?;
+            addrs.tls = listener.local_addr().ok();
+            tasks.spawn(serve_tls(
+                broker.clone(),
+                listener,
+                tls::tcp_server_config(&identity)?,
+            ));
+        }
+        if let Some(addr) = config.admin_addr {
+            let listener = bind_tcp("admin_addr", addr).await?;
+            addrs.admin = listener.local_addr().ok();
+            if let Some(handle) = metrics_handle() {
+                tasks.spawn(crate::admin::serve_admin(broker.clone(), handle, listener));
+            }
+        }
+        let sweeper = broker.clone();
+        tasks.spawn(async move {
+            let mut shutdown = sweeper.shutdown_signal();
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => sweeper.sweep(now_ms()),
+                    _ = crate::broker::shutdown_started(&mut shutdown) => return,
+                }
+            }
+        });
+        tracing::info!(
+            quic = ?addrs.quic, tcp = ?addrs.tcp, tls = ?addrs.tls, admin = ?addrs.admin,
+            data_dir = %config.data_dir.display(), cert = %identity.cert_path.display(),
+            "quicmq node serving"
+        );
+        Ok(RunningNode {
+            broker,
+            addrs,
+            tasks,
+            quic,
+        })
+    }
+
+    /// The bound addresses (port 0 in the config becomes the real port).
+    pub fn addrs(&self) -> &BoundAddrs {
+        &self.addrs
+    }
+
+    /// The broker.
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.broker
+    }
+
+    /// Graceful shutdown: DISCONNECT 0x8B to every client, park every
+    /// session, flush the store.
+    pub async fn shutdown(mut self) -> Result<(), StoreError> {
+        self.broker.begin_shutdown();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !self.broker.all_detached() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if let Some(endpoint) = &self.quic {
+            // Let the DISCONNECTs and close frames go out.
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            endpoint.close(0u32.into(), b"shutting down");
+            let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
+        }
+        self.tasks.abort_all();
+        while self.tasks.join_next().await.is_some() {}
+        self.broker.flush().await
+    }
+}

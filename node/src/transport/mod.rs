@@ -1,0 +1,48 @@
+//! Listeners: MQTT over TCP, over TLS and over QUIC, all serving one
+//! [`Broker`](crate::broker::Broker).
+
+mod quic;
+mod tcp;
+
+pub use quic::{bind_quic, serve_quic};
+pub use tcp::{serve_tcp, serve_tls};
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use crate::broker::Broker;
+use crate::connection::stream::{Inbound, StreamContext, WriteBudget};
+
+/// Queue depth between a connection's stream readers and its core: a
+/// client that floods fills it and then waits (TCP/QUIC flow control).
+const INBOUND_DEPTH: usize = 64;
+
+fn stream_context(
+    broker: &Broker,
+    transport: &'static str,
+) -> (StreamContext, mpsc::Receiver<Inbound>) {
+    let (inbound, rx) = mpsc::channel(INBOUND_DEPTH);
+    let ctx = StreamContext {
+        transport,
+        max_packet_size: broker.settings().max_packet_size,
+        version: Default::default(),
+        budget: Arc::new(WriteBudget::default()),
+        inbound,
+    };
+    (ctx, rx)
+}
+
+/// Addresses the node's listeners are bound to.
+#[derive(Clone, Debug, Default)]
+pub struct BoundAddrs {
+    /// MQTT over QUIC (UDP).
+    pub quic: Option<SocketAddr>,
+    /// MQTT over TCP.
+    pub tcp: Option<SocketAddr>,
+    /// MQTT over TLS.
+    pub tls: Option<SocketAddr>,
+    /// Admin HTTP.
+    pub admin: Option<SocketAddr>,
+}
