@@ -1,0 +1,565 @@
+//! `quicmq`: the client and operator CLI of quicmq.
+//!
+//! ```text
+//! quicmq pub -h HOST -p PORT -t TOPIC -m MSG [-q 0|1|2] [-r] [-i CLIENT_ID]
+//!            [--transport quic|tcp|tls] [--cafile FILE | --insecure] [-V 5|311] [-u USER -P PASS]
+//! quicmq sub -h HOST -p PORT -t FILTER [-t FILTER ...] [-q N] [-C COUNT] [-c] [-i CLIENT_ID] [-v]
+//!            [--transport ...] [--cafile FILE | --insecure] [-V 5|311]
+//! ```
+//!
+//! `sub` prints each message as `TOPIC PAYLOAD` on its own line of stdout
+//! and nothing else there; diagnostics go to stderr (`RUST_LOG` or
+//! `QUICMQ_LOG` set the log filter).
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use bytes::Bytes;
+use clap::builder::FalseyValueParser;
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use quicmq_node::client::{
+    Client, ClientOptions, Event, Properties, ProtocolVersion, Publish, QoS, ReasonCode,
+    SubscriptionOptions, TlsOptions, Transport,
+};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "quicmq",
+    version,
+    about = "quicmq client and operator CLI (MQTT 5.0 / 3.1.1 over QUIC, TCP or TLS)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Publish one message.
+    #[command(disable_help_flag = true, disable_version_flag = true)]
+    Pub(PubArgs),
+    /// Subscribe and print each message as `TOPIC PAYLOAD` on its own line.
+    #[command(disable_help_flag = true, disable_version_flag = true)]
+    Sub(SubArgs),
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum TransportArg {
+    /// MQTT over QUIC (default port 14567/udp).
+    Quic,
+    /// MQTT over TCP (default port 1883).
+    Tcp,
+    /// MQTT over TLS (default port 8883).
+    Tls,
+}
+
+impl From<TransportArg> for Transport {
+    fn from(arg: TransportArg) -> Transport {
+        match arg {
+            TransportArg::Quic => Transport::Quic,
+            TransportArg::Tcp => Transport::Tcp,
+            TransportArg::Tls => Transport::Tls,
+        }
+    }
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum VersionArg {
+    /// MQTT 5.0.
+    #[value(name = "5", alias = "5.0")]
+    V5,
+    /// MQTT 3.1.1.
+    #[value(name = "311", alias = "3.1.1")]
+    V311,
+}
+
+impl From<VersionArg> for ProtocolVersion {
+    fn from(arg: VersionArg) -> ProtocolVersion {
+        match arg {
+            VersionArg::V5 => ProtocolVersion::V5,
+            VersionArg::V311 => ProtocolVersion::V311,
+        }
+    }
+}
+
+/// How to reach the broker; shared by every client subcommand.
+#[derive(Args, Debug)]
+struct ConnArgs {
+    /// Broker host name or IP address.
+    #[arg(short = 'h', long, env = "QUICMQ_HOST", default_value = "127.0.0.1")]
+    host: String,
+    /// Broker port [default: 14567 for quic, 1883 for tcp, 8883 for tls].
+    #[arg(short = 'p', long, env = "QUICMQ_PORT")]
+    port: Option<u16>,
+    /// Transport.
+    #[arg(long, env = "QUICMQ_TRANSPORT", value_enum, default_value_t = TransportArg::Quic)]
+    transport: TransportArg,
+    /// PEM file of the CA that signed the broker's certificate (quic, tls).
+    #[arg(long, env = "QUICMQ_CAFILE", conflicts_with = "insecure")]
+    cafile: Option<PathBuf>,
+    /// Accept any broker certificate (quic, tls; testing only).
+    #[arg(long, env = "QUICMQ_INSECURE", value_parser = FalseyValueParser::new())]
+    insecure: bool,
+    /// Name to verify the broker's certificate against [default: the host].
+    #[arg(long, env = "QUICMQ_SERVER_NAME")]
+    server_name: Option<String>,
+    /// MQTT protocol version.
+    #[arg(short = 'V', long = "protocol-version", env = "QUICMQ_PROTOCOL_VERSION", value_enum, default_value_t = VersionArg::V5)]
+    protocol_version: VersionArg,
+    /// Client identifier [default: a random one].
+    #[arg(short = 'i', long = "id", env = "QUICMQ_ID")]
+    client_id: Option<String>,
+    /// User name.
+    #[arg(short = 'u', long, env = "QUICMQ_USERNAME")]
+    username: Option<String>,
+    /// Password.
+    #[arg(short = 'P', long, env = "QUICMQ_PASSWORD")]
+    password: Option<String>,
+    /// Keep alive in seconds (0 = off).
+    #[arg(
+        short = 'k',
+        long = "keepalive",
+        env = "QUICMQ_KEEPALIVE",
+        default_value_t = 60
+    )]
+    keep_alive: u16,
+    /// Seconds to wait for the connection (transport, TLS, CONNACK).
+    #[arg(long, env = "QUICMQ_CONNECT_TIMEOUT", default_value_t = 10)]
+    connect_timeout: u64,
+    /// Print help.
+    #[arg(long, action = ArgAction::Help)]
+    help: Option<bool>,
+}
+
+impl ConnArgs {
+    fn options(&self, role: &str) -> ClientOptions {
+        let transport = Transport::from(self.transport);
+        let port = self.port.unwrap_or(transport.default_port());
+        let mut opts = ClientOptions::new(self.host.clone(), port, transport);
+        opts.tls = TlsOptions {
+            ca_file: self.cafile.clone(),
+            insecure: self.insecure,
+            server_name: self.server_name.clone(),
+        };
+        opts.protocol = self.protocol_version.into();
+        opts.client_id = self
+            .client_id
+            .clone()
+            .unwrap_or_else(|| format!("quicmq-{role}-{:08x}", rand::random::<u32>()));
+        opts.keep_alive = self.keep_alive;
+        opts.username = self.username.clone();
+        opts.password = self.password.clone().map(Bytes::from);
+        opts.connect_timeout = Duration::from_secs(self.connect_timeout.max(1));
+        opts
+    }
+}
+
+fn parse_qos(value: &str) -> Result<QoS, String> {
+    value
+        .parse::<u8>()
+        .ok()
+        .and_then(QoS::from_u8)
+        .ok_or_else(|| format!("{value:?} is not a QoS (0, 1 or 2)"))
+}
+
+#[derive(Args, Debug)]
+struct PubArgs {
+    #[command(flatten)]
+    conn: ConnArgs,
+    /// Topic to publish to.
+    #[arg(short = 't', long, env = "QUICMQ_TOPIC")]
+    topic: String,
+    /// Message payload.
+    #[arg(short = 'm', long, env = "QUICMQ_MESSAGE")]
+    message: String,
+    /// Quality of service: 0, 1 or 2.
+    #[arg(short = 'q', long, env = "QUICMQ_QOS", default_value = "0", value_parser = parse_qos)]
+    qos: QoS,
+    /// Retain the message.
+    #[arg(short = 'r', long, env = "QUICMQ_RETAIN", value_parser = FalseyValueParser::new())]
+    retain: bool,
+}
+
+#[derive(Args, Debug)]
+struct SubArgs {
+    #[command(flatten)]
+    conn: ConnArgs,
+    /// Topic filter to subscribe to; repeat for several.
+    #[arg(short = 't', long = "topic", env = "QUICMQ_TOPIC", required = true)]
+    topics: Vec<String>,
+    /// Maximum quality of service of the subscriptions: 0, 1 or 2.
+    #[arg(short = 'q', long, env = "QUICMQ_QOS", default_value = "0", value_parser = parse_qos)]
+    qos: QoS,
+    /// Exit (status 0) after receiving this many messages.
+    #[arg(short = 'C', long, env = "QUICMQ_COUNT")]
+    count: Option<u64>,
+    /// Persistent session: no clean start, session kept after disconnect
+    /// (needs -i).
+    #[arg(
+        short = 'c',
+        long = "persistent",
+        env = "QUICMQ_PERSISTENT",
+        requires = "client_id",
+        value_parser = FalseyValueParser::new()
+    )]
+    persistent: bool,
+    /// Session expiry interval in seconds [default: 4294967295 (never) with
+    /// -c, else 0].
+    #[arg(long, env = "QUICMQ_SESSION_EXPIRY")]
+    session_expiry: Option<u32>,
+    /// Print QoS, flags and properties after each message.
+    #[arg(short = 'v', long, env = "QUICMQ_VERBOSE", value_parser = FalseyValueParser::new())]
+    verbose: bool,
+    /// Exit with an error if COUNT messages have not arrived after this
+    /// many seconds (or, without -C, after this many seconds).
+    #[arg(short = 'W', long = "timeout", env = "QUICMQ_TIMEOUT")]
+    timeout: Option<u64>,
+}
+
+fn main() -> ExitCode {
+    init_tracing();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("quicmq: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Pub(args) => publish(args).await,
+            Command::Sub(args) => subscribe(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("quicmq: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = std::env::var("RUST_LOG")
+        .or_else(|_| std::env::var("QUICMQ_LOG"))
+        .unwrap_or_else(|_| "warn".into());
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn connect(opts: ClientOptions) -> anyhow::Result<Client> {
+    let target = format!("{}:{} over {}", opts.host, opts.port, opts.transport);
+    let (client, connack) = Client::connect(opts)
+        .await
+        .with_context(|| format!("cannot connect to {target}"))?;
+    tracing::debug!(
+        session_present = connack.session_present,
+        "connected to {target}"
+    );
+    Ok(client)
+}
+
+async fn publish(args: PubArgs) -> anyhow::Result<ExitCode> {
+    let client = connect(args.conn.options("pub")).await?;
+    let reason = client
+        .publish(&args.topic, args.message, args.qos, args.retain)
+        .await
+        .context("publish failed")?;
+    if let Err(e) = client.disconnect(ReasonCode::NORMAL_DISCONNECTION).await {
+        tracing::warn!(error = %e, "disconnect failed");
+    }
+    if reason.is_error() {
+        bail!("the broker refused the message: {reason}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn subscribe(args: SubArgs) -> anyhow::Result<ExitCode> {
+    let mut opts = args.conn.options("sub");
+    if args.persistent {
+        opts.clean_start = false;
+        opts.session_expiry_interval = Some(args.session_expiry.unwrap_or(u32::MAX));
+    } else {
+        opts.session_expiry_interval = args.session_expiry;
+    }
+    let client = connect(opts).await?;
+
+    let options = SubscriptionOptions::new(args.qos);
+    let filters = args
+        .topics
+        .iter()
+        .map(|topic| (topic.clone(), options))
+        .collect();
+    let suback = client
+        .subscribe(filters, Properties::default())
+        .await
+        .context("subscribe failed")?;
+    for (topic, code) in args.topics.iter().zip(&suback.reason_codes) {
+        if code.is_error() {
+            let _ = client.disconnect(ReasonCode::NORMAL_DISCONNECTION).await;
+            bail!("the broker refused the subscription to {topic}: {code}");
+        }
+        tracing::debug!(%topic, granted = %code, "subscribed");
+    }
+
+    let deadline = args
+        .timeout
+        .map(|secs| tokio::time::Instant::now() + Duration::from_secs(secs));
+    let timeout = async move {
+        match deadline {
+            Some(deadline) => tokio::time::sleep_until(deadline).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(timeout);
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+
+    let mut received: u64 = 0;
+    if args.count == Some(0) {
+        let _ = client.disconnect(ReasonCode::NORMAL_DISCONNECTION).await;
+        return Ok(ExitCode::SUCCESS);
+    }
+    loop {
+        let event = tokio::select! {
+            event = client.recv() => event,
+            _ = &mut ctrl_c => {
+                let _ = client.disconnect(ReasonCode::NORMAL_DISCONNECTION).await;
+                return Ok(ExitCode::SUCCESS);
+            }
+            _ = &mut timeout => {
+                let _ = client.disconnect(ReasonCode::NORMAL_DISCONNECTION).await;
+                match args.count {
+                    Some(count) => bail!("timed out after {received} of {count} messages"),
+                    None => return Ok(ExitCode::SUCCESS),
+                }
+            }
+        };
+        match event {
+            Some(Event::Publish(message)) => {
+                print_message(&message, args.verbose)?;
+                received += 1;
+                if args.count.is_some_and(|count| received >= count) {
+                    let _ = client.disconnect(ReasonCode::NORMAL_DISCONNECTION).await;
+                    return Ok(ExitCode::SUCCESS);
+                }
+            }
+            Some(Event::Disconnect(disconnect)) => {
+                let mut text = format!("the broker disconnected: {}", disconnect.reason_code);
+                if let Some(reason) = &disconnect.properties.reason_string {
+                    let _ = write!(text, " ({reason})");
+                }
+                bail!(text);
+            }
+            Some(Event::Closed(Some(reason))) => bail!("connection closed: {reason}"),
+            Some(Event::Closed(None)) | None => bail!("connection closed"),
+        }
+    }
+}
+
+/// Prints `TOPIC PAYLOAD` (and with `verbose` the QoS, flags and
+/// properties) as one line and flushes it.
+fn print_message(message: &Publish, verbose: bool) -> anyhow::Result<()> {
+    let mut line = format!(
+        "{} {}",
+        message.topic,
+        String::from_utf8_lossy(&message.payload)
+    );
+    if verbose {
+        line.push_str(&describe(message));
+    }
+    line.push('\n');
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(line.as_bytes())
+        .and_then(|()| stdout.flush())
+        .context("cannot write to stdout")
+}
+
+/// ` [qos=1 retain=0 dup=0 ...properties]`.
+fn describe(message: &Publish) -> String {
+    let mut out = format!(
+        " [qos={} retain={} dup={}",
+        message.qos as u8,
+        u8::from(message.retain),
+        u8::from(message.dup)
+    );
+    let p = &message.properties;
+    if let Some(v) = p.payload_format_indicator {
+        let _ = write!(out, " payload_format={v}");
+    }
+    if let Some(v) = p.message_expiry_interval {
+        let _ = write!(out, " message_expiry={v}");
+    }
+    if let Some(v) = &p.content_type {
+        let _ = write!(out, " content_type={v:?}");
+    }
+    if let Some(v) = &p.response_topic {
+        let _ = write!(out, " response_topic={v:?}");
+    }
+    if let Some(v) = &p.correlation_data {
+        let _ = write!(out, " correlation_data=0x");
+        for byte in v.iter() {
+            let _ = write!(out, "{byte:02x}");
+        }
+    }
+    for id in &p.subscription_identifiers {
+        let _ = write!(out, " subscription_id={id}");
+    }
+    if let Some(v) = p.topic_alias {
+        let _ = write!(out, " topic_alias={v}");
+    }
+    for (key, value) in &p.user_properties {
+        let _ = write!(out, " user:{key:?}={value:?}");
+    }
+    out.push(']');
+    out
+}
+
+#[cfg(test)]
+mod cli_client {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn pub_parses_mosquitto_style_flags() {
+        let cli = Cli::try_parse_from([
+            "quicmq",
+            "pub",
+            "-h",
+            "example",
+            "-p",
+            "1884",
+            "-t",
+            "a/b",
+            "-m",
+            "hi",
+            "-q",
+            "2",
+            "-r",
+            "-V",
+            "311",
+            "--transport",
+            "tcp",
+            "-u",
+            "user",
+            "-P",
+            "pw",
+        ])
+        .unwrap();
+        let Command::Pub(args) = cli.command else {
+            panic!("not pub")
+        };
+        assert_eq!(args.qos, QoS::ExactlyOnce);
+        assert!(args.retain);
+        let opts = args.conn.options("pub");
+        assert_eq!(opts.host, "example");
+        assert_eq!(opts.port, 1884);
+        assert_eq!(opts.transport, Transport::Tcp);
+        assert_eq!(opts.protocol, ProtocolVersion::V311);
+        assert_eq!(opts.username.as_deref(), Some("user"));
+        assert!(opts.client_id.starts_with("quicmq-pub-"));
+    }
+
+    #[test]
+    fn default_port_follows_the_transport() {
+        for (transport, port) in [("quic", 14567), ("tcp", 1883), ("tls", 8883)] {
+            let cli = Cli::try_parse_from([
+                "quicmq",
+                "pub",
+                "--transport",
+                transport,
+                "-t",
+                "t",
+                "-m",
+                "m",
+            ])
+            .unwrap();
+            let Command::Pub(args) = cli.command else {
+                panic!("not pub")
+            };
+            assert_eq!(args.conn.options("pub").port, port);
+        }
+    }
+
+    #[test]
+    fn sub_takes_several_filters_and_persistent_needs_an_id() {
+        let cli = Cli::try_parse_from([
+            "quicmq", "sub", "-t", "a/#", "-t", "b/+", "-q", "1", "-C", "3", "-v",
+        ])
+        .unwrap();
+        let Command::Sub(args) = cli.command else {
+            panic!("not sub")
+        };
+        assert_eq!(args.topics, vec!["a/#", "b/+"]);
+        assert_eq!(args.count, Some(3));
+        assert!(args.verbose);
+        assert!(Cli::try_parse_from(["quicmq", "sub", "-t", "a", "-c"]).is_err());
+        assert!(Cli::try_parse_from(["quicmq", "sub", "-t", "a", "-c", "-i", "me"]).is_ok());
+        assert!(Cli::try_parse_from(["quicmq", "sub", "-t", "a", "-q", "3"]).is_err());
+        assert!(Cli::try_parse_from(["quicmq", "sub"]).is_err());
+    }
+
+    #[test]
+    fn cafile_and_insecure_conflict() {
+        assert!(Cli::try_parse_from([
+            "quicmq",
+            "pub",
+            "-t",
+            "t",
+            "-m",
+            "m",
+            "--cafile",
+            "ca.pem",
+            "--insecure",
+        ])
+        .is_err());
+    }
+
+    #[test]
+    fn help_is_long_only() {
+        let err = Cli::try_parse_from(["quicmq", "pub", "--help"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::DisplayHelp);
+    }
+
+    #[test]
+    fn verbose_description_lists_properties() {
+        let message = Publish {
+            dup: false,
+            qos: QoS::AtLeastOnce,
+            retain: true,
+            topic: "t".into(),
+            packet_id: Some(1),
+            properties: Properties {
+                content_type: Some("text/plain".into()),
+                correlation_data: Some(Bytes::from_static(&[0xab, 0x01])),
+                user_properties: vec![("k".into(), "v".into())],
+                ..Properties::default()
+            },
+            payload: Bytes::from_static(b"x"),
+        };
+        assert_eq!(
+            describe(&message),
+            " [qos=1 retain=1 dup=0 content_type=\"text/plain\" correlation_data=0xab01 user:\"k\"=\"v\"]"
+        );
+    }
+}

@@ -1,0 +1,180 @@
+//! Opening the transport: name resolution, TCP, TLS over TCP, or a QUIC
+//! connection with its control stream.
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+
+use tokio::net::TcpStream;
+
+use super::conn::Link;
+use super::error::ClientError;
+use super::options::{ClientOptions, Transport};
+use super::stream::{StreamReader, StreamWriter};
+use super::tls;
+
+/// A transport ready to carry CONNECT: for QUIC, the control stream is open.
+pub(crate) struct Established {
+    pub(crate) link: Link,
+    pub(crate) reader: StreamReader,
+    pub(crate) writer: StreamWriter,
+    /// Local address for TCP/TLS (QUIC asks its endpoint, which may rebind).
+    pub(crate) local_addr: Option<SocketAddr>,
+}
+
+/// Resolves `host:port`, IPv4 addresses first.
+pub(crate) async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, ClientError> {
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let mut addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port)).await?.collect();
+    addrs.sort_by_key(SocketAddr::is_ipv6);
+    if addrs.is_empty() {
+        return Err(ClientError::Io(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("{host} has no address"),
+        )));
+    }
+    Ok(addrs)
+}
+
+/// Opens the transport `opts` asks for.
+pub(crate) async fn establish(opts: &ClientOptions) -> Result<Established, ClientError> {
+    let addrs = resolve(&opts.host, opts.port).await?;
+    match opts.transport {
+        Transport::Tcp => {
+            let tcp = connect_tcp(&addrs).await?;
+            let local_addr = tcp.local_addr().ok();
+            let (reader, writer) = tcp.into_split();
+            Ok(Established {
+                link: Link::Stream,
+                reader: Box::new(reader),
+                writer: StreamWriter::Io(Box::new(writer)),
+                local_addr,
+            })
+        }
+        Transport::Tls => {
+            let config = tls::client_config(&opts.tls, false)?;
+            let name = tls::server_name(&opts.tls, &opts.host)?;
+            let tcp = connect_tcp(&addrs).await?;
+            let local_addr = tcp.local_addr().ok();
+            let stream = tokio_rustls::TlsConnector::from(config)
+                .connect(name, tcp)
+                .await
+                .map_err(|e| ClientError::Tls(e.to_string()))?;
+            let (reader, writer) = tokio::io::split(stream);
+            Ok(Established {
+                link: Link::Stream,
+                reader: Box::new(reader),
+                writer: StreamWriter::Io(Box::new(writer)),
+                local_addr,
+            })
+        }
+        Transport::Quic => connect_quic(opts, addrs[0]).await,
+    }
+}
+
+async fn connect_tcp(addrs: &[SocketAddr]) -> Result<TcpStream, ClientError> {
+    let mut last = None;
+    for addr in addrs {
+        match TcpStream::connect(addr).await {
+            Ok(tcp) => {
+                tcp.set_nodelay(true)?;
+                return Ok(tcp);
+            }
+            Err(e) => {
+                tracing::debug!(%addr, error = %e, "TCP connect failed");
+                last = Some(e);
+            }
+        }
+    }
+    Err(ClientError::Io(last.unwrap_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::NotFound, "no address to connect to")
+    })))
+}
+
+async fn connect_quic(opts: &ClientOptions, addr: SocketAddr) -> Result<Established, ClientError> {
+    let crypto = tls::client_config(&opts.tls, true)?;
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(crypto)
+        .map_err(|e| ClientError::Tls(e.to_string()))?;
+    let mut transport = quinn::TransportConfig::default();
+    transport.keep_alive_interval(opts.quic_keep_alive_interval);
+    let idle = quinn::IdleTimeout::try_from(opts.quic_idle_timeout)
+        .map_err(|e| ClientError::InvalidArgument(format!("QUIC idle timeout: {e}")))?;
+    transport.max_idle_timeout(Some(idle));
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    config.transport_config(Arc::new(transport));
+
+    let bind: SocketAddr = if addr.is_ipv6() {
+        (Ipv6Addr::UNSPECIFIED, 0).into()
+    } else {
+        (Ipv4Addr::UNSPECIFIED, 0).into()
+    };
+    let mut endpoint = quinn::Endpoint::client(bind)?;
+    endpoint.set_default_client_config(config);
+    let name = opts.tls.server_name.as_deref().unwrap_or(&opts.host);
+    let name = name
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(name);
+    let connection = endpoint
+        .connect(addr, name)
+        .map_err(|e| ClientError::Quic(e.to_string()))?
+        .await
+        .map_err(connection_error)?;
+    let (send, recv) = match connection.open_bi().await {
+        Ok(streams) => streams,
+        Err(e) => return Err(connection_error(e)),
+    };
+    Ok(Established {
+        link: Link::Quic {
+            endpoint,
+            connection,
+        },
+        reader: Box::new(recv),
+        writer: StreamWriter::Quic(send),
+        local_addr: None,
+    })
+}
+
+/// Classifies a QUIC connection error; handshake failures of TLS (crypto
+/// error codes 0x100..=0x1ff, e.g. a bad certificate or no common ALPN)
+/// become [`ClientError::Tls`].
+pub(crate) fn connection_error(e: quinn::ConnectionError) -> ClientError {
+    let code = match &e {
+        quinn::ConnectionError::TransportError(t) => Some(u64::from(t.code)),
+        quinn::ConnectionError::ConnectionClosed(c) => Some(u64::from(c.error_code)),
+        _ => None,
+    };
+    match code {
+        Some(0x100..=0x1ff) => ClientError::Tls(e.to_string()),
+        _ => ClientError::Quic(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn resolves_ip_literals_with_and_without_brackets() {
+        let addrs = resolve("127.0.0.1", 1883).await.unwrap();
+        assert_eq!(addrs, vec![SocketAddr::from(([127, 0, 0, 1], 1883))]);
+        let addrs = resolve("[::1]", 14567).await.unwrap();
+        assert_eq!(addrs, vec![SocketAddr::from((Ipv6Addr::LOCALHOST, 14567))]);
+    }
+
+    #[test]
+    fn crypto_close_codes_are_tls_errors() {
+        let closed = quinn::ConnectionError::ConnectionClosed(quinn::ConnectionClose {
+            error_code: quinn::TransportErrorCode::crypto(0x78),
+            frame_type: None,
+            reason: bytes::Bytes::new(),
+        });
+        assert!(matches!(connection_error(closed), ClientError::Tls(_)));
+        assert!(matches!(
+            connection_error(quinn::ConnectionError::TimedOut),
+            ClientError::Quic(_)
+        ));
+    }
+}
