@@ -463,3 +463,36 @@ async fn maximum_packet_size_towards_the_client_drops_big_messages() {
     );
     node.stop().await;
 }
+
+#[tokio::test]
+async fn a_dropped_oversize_publish_does_not_consume_a_topic_alias() {
+    let node = TestNode::start().await;
+    let addr = node.addr(Transport::Tcp);
+    let mut connect = RawClient::connect_packet("alias-small", true);
+    connect.properties.topic_alias_maximum = Some(4);
+    connect.properties.maximum_packet_size = Some(64);
+    let (mut sub, _) = RawClient::connect(addr, connect).await;
+    sub.send(sub_packet(1, "big/#", QoS::AtMostOnce)).await;
+    assert!(matches!(sub.recv().await, Some(Packet::SubAck(_))));
+    let publisher = node.connect(Transport::Tcp, "alias-big-pub").await;
+    publisher
+        .publish("big/t", vec![7u8; 200], QoS::AtMostOnce, false)
+        .await
+        .unwrap();
+    publisher
+        .publish("big/t", "small", QoS::AtMostOnce, false)
+        .await
+        .unwrap();
+    match sub.recv().await {
+        Some(Packet::Publish(p)) => {
+            assert_eq!(
+                p.topic, "big/t",
+                "the alias is set by the first PUBLISH actually sent"
+            );
+            assert_eq!(p.properties.topic_alias, Some(1));
+            assert_eq!(&p.payload[..], b"small");
+        }
+        other => panic!("{other:?}"),
+    }
+    node.stop().await;
+}

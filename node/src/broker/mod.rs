@@ -725,7 +725,9 @@ struct Target {
 /// subscriptions and all their identifiers (MQTT 5.0 §3.3.4).
 fn merge_matches(matches: Vec<Match>, message: &Message) -> Vec<Target> {
     let mut targets: Vec<Target> = Vec::with_capacity(matches.len());
+    // Only a topic with several matches can match one session twice.
     let mut index: HashMap<ClientId, usize> = HashMap::new();
+    let merging = matches.len() > 1;
     for m in matches {
         let options = m.subscription.options;
         if options.no_local && message.publisher.as_deref() == Some(&*m.client_id) {
@@ -733,7 +735,11 @@ fn merge_matches(matches: Vec<Match>, message: &Message) -> Vec<Target> {
         }
         let qos = options.qos.min(message.qos);
         let retain = options.retain_as_published && message.retain;
-        let slot = index.get(&m.client_id).copied();
+        let slot = if merging {
+            index.get(&m.client_id).copied()
+        } else {
+            None
+        };
         match slot {
             Some(i) => {
                 let t = &mut targets[i];
@@ -742,7 +748,9 @@ fn merge_matches(matches: Vec<Match>, message: &Message) -> Vec<Target> {
                 t.subscription_ids.extend(m.subscription.identifier);
             }
             None => {
-                index.insert(m.client_id.clone(), targets.len());
+                if merging {
+                    index.insert(m.client_id.clone(), targets.len());
+                }
                 targets.push(Target {
                     client_id: m.client_id,
                     qos,

@@ -365,34 +365,57 @@ impl Connection {
         tracing::debug!(client_id = %self.client_id, "client disconnected");
     }
 
-    /// Encode and queue a packet on a stream (falling back to the control
-    /// stream if that stream is gone).
-    fn send(&mut self, stream: u64, packet: Packet) -> Result<(), Close> {
-        let kind = packet.packet_type().name();
+    /// Encode a packet into the scratch buffer; `None` (counted) if it
+    /// cannot be encoded.
+    fn encode(&mut self, packet: &Packet) -> Option<usize> {
         self.scratch.clear();
-        if let Err(e) = encode(&packet, self.version, &mut self.scratch) {
-            tracing::warn!(client_id = %self.client_id, error = %e, "could not encode a packet");
-            metrics::counter!(m::MESSAGES_DROPPED, "reason" => "encode_error").increment(1);
-            return Ok(());
+        match encode(packet, self.version, &mut self.scratch) {
+            Ok(len) => Some(len),
+            Err(e) => {
+                tracing::warn!(client_id = %self.client_id, error = %e, "could not encode a packet");
+                metrics::counter!(m::MESSAGES_DROPPED, "reason" => "encode_error").increment(1);
+                None
+            }
         }
-        if self.scratch.len() > self.limits.maximum_packet_size as usize {
+    }
+
+    /// Encode and queue a packet on a stream (falling back to the control
+    /// stream if that stream is gone). Packets over the client's Maximum
+    /// Packet Size are not sent.
+    fn send(&mut self, stream: u64, packet: Packet) -> Result<(), Close> {
+        let Some(len) = self.encode(&packet) else {
+            return Ok(());
+        };
+        if len > self.limits.maximum_packet_size as usize {
             metrics::counter!(m::MESSAGES_DROPPED, "reason" => "packet_too_large").increment(1);
             return Ok(());
         }
+        self.write_scratch(stream, packet.packet_type().name())
+    }
+
+    /// Queue the encoded packet in the scratch buffer on a stream.
+    fn write_scratch(&mut self, stream: u64, kind: &'static str) -> Result<(), Close> {
         let bytes = self.scratch.split().freeze();
-        let writer = self.writers.get(&stream).or_else(|| self.writers.get(&0));
-        let Some(writer) = writer else {
-            return Err(Close::Silently);
-        };
-        if !writer.send(bytes, &self.link.ctx.budget) {
+        let mut stream = stream;
+        loop {
+            let Some(writer) = self.writers.get(&stream) else {
+                if stream == 0 {
+                    return Err(Close::Silently);
+                }
+                stream = 0;
+                continue;
+            };
+            if writer.send(bytes.clone(), &self.link.ctx.budget) {
+                metrics::counter!(m::PACKETS_SENT, "type" => kind).increment(1);
+                return Ok(());
+            }
             if stream == 0 {
                 return Err(Close::Silently);
             }
+            // The data stream is gone: its deliveries go to the control stream.
             self.writers.remove(&stream);
-            return self.send(0, packet);
+            stream = 0;
         }
-        metrics::counter!(m::PACKETS_SENT, "type" => kind).increment(1);
-        Ok(())
     }
 
     fn send_transmit(&mut self, transmit: Transmit) -> Result<(), Close> {
@@ -410,29 +433,25 @@ impl Connection {
         }
         // Outgoing topic aliases only on the control stream: streams are
         // not ordered against each other.
+        let mut new_alias = None;
         if stream == 0 && self.limits.topic_alias_maximum > 0 {
             if let Some(&alias) = self.outbound_aliases.get(&publish.topic) {
                 publish.properties.topic_alias = Some(alias);
                 publish.topic.clear();
             } else if self.outbound_aliases.len() < usize::from(self.limits.topic_alias_maximum) {
                 let alias = self.outbound_aliases.len() as u16 + 1;
-                self.outbound_aliases.insert(publish.topic.clone(), alias);
+                new_alias = Some((publish.topic.clone(), alias));
                 publish.properties.topic_alias = Some(alias);
             }
         }
-        // A PUBLISH over the client's Maximum Packet Size is discarded as if
-        // delivered (MQTT 5.0 §3.1.2.25).
         let packet_id = publish.packet_id;
         let qos = publish.qos;
-        self.scratch.clear();
-        let fits = encode(
-            &Packet::Publish(publish.clone()),
-            self.version,
-            &mut self.scratch,
-        )
-        .map(|n| n <= self.limits.maximum_packet_size as usize)
-        .unwrap_or(false);
+        let fits = self
+            .encode(&Packet::Publish(publish))
+            .is_some_and(|len| len <= self.limits.maximum_packet_size as usize);
         if !fits {
+            // Discarded as if delivered (MQTT 5.0 §3.1.2.25); an alias it
+            // would have set is not recorded.
             metrics::counter!(m::MESSAGES_DROPPED, "reason" => "packet_too_large").increment(1);
             if let Some(id) = packet_id {
                 let _ = match qos {
@@ -443,7 +462,10 @@ impl Connection {
             }
             return Ok(());
         }
-        self.send(stream, Packet::Publish(publish))
+        if let Some((topic, alias)) = new_alias {
+            self.outbound_aliases.insert(topic, alias);
+        }
+        self.write_scratch(stream, "publish")
     }
 
     /// Send what the session has for the client, while the write budget
