@@ -496,3 +496,45 @@ async fn a_dropped_oversize_publish_does_not_consume_a_topic_alias() {
     }
     node.stop().await;
 }
+
+#[tokio::test]
+async fn resuming_with_expiry_0_ends_the_stored_session_too() {
+    let mut node = TestNode::start().await;
+    let connect_with = |node: &TestNode, clean_start: bool, expiry: u32| {
+        let mut options = node.options(Transport::Tcp, "shrinking");
+        options.clean_start = clean_start;
+        options.session_expiry_interval = Some(expiry);
+        options
+    };
+    let (client, _) = Client::connect(connect_with(&node, true, 600))
+        .await
+        .unwrap();
+    client
+        .subscribe(
+            vec![("s/#".into(), SubscriptionOptions::new(QoS::AtLeastOnce))],
+            Properties::default(),
+        )
+        .await
+        .unwrap();
+    client
+        .disconnect(ReasonCode::NORMAL_DISCONNECTION)
+        .await
+        .unwrap();
+    let (client, connack) = Client::connect(connect_with(&node, false, 0))
+        .await
+        .unwrap();
+    assert!(connack.session_present);
+    client
+        .disconnect(ReasonCode::NORMAL_DISCONNECTION)
+        .await
+        .unwrap();
+    node.restart().await;
+    let (_client, connack) = Client::connect(connect_with(&node, false, 600))
+        .await
+        .unwrap();
+    assert!(
+        !connack.session_present,
+        "the session ended with its expiry-0 connection"
+    );
+    node.stop().await;
+}

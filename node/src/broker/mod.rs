@@ -357,10 +357,15 @@ impl Broker {
             }
         };
         session.set_expiry_interval(expiry_interval);
-        cell.persistent
-            .store(expiry_interval > 0, Ordering::Relaxed);
+        let was_persistent = cell.persistent.swap(expiry_interval > 0, Ordering::Relaxed);
         if expiry_interval > 0 {
             self.persist_session(&session, None);
+        } else if was_persistent {
+            // Resumed with expiry 0: the session now ends with this
+            // connection, so its stored copy must not outlive a restart.
+            if let Err(e) = self.store.remove_session(&client_id) {
+                tracing::error!(client_id = %client_id, error = %e, "could not remove a session from the store");
+            }
         }
         Attached {
             cell,
