@@ -18,20 +18,15 @@ struct AdminState {
     metrics: PrometheusHandle,
 }
 
-/// Serve the admin endpoints until the broker shuts down.
+/// Serve the admin endpoints. They stay up through a graceful shutdown
+/// (`/health/ready` then answers 503) until the node stops its tasks.
 pub async fn serve_admin(broker: Arc<Broker>, metrics: PrometheusHandle, listener: TcpListener) {
-    let mut shutdown = broker.shutdown_signal();
     let app = Router::new()
         .route("/metrics", get(render_metrics))
         .route("/health/live", get(|| async { "ok\n" }))
         .route("/health/ready", get(ready))
         .with_state(AdminState { broker, metrics });
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.wait_for(|s| *s).await;
-        })
-        .await;
-    if let Err(e) = served {
+    if let Err(e) = axum::serve(listener, app).await {
         tracing::error!(error = %e, "admin HTTP server failed");
     }
 }

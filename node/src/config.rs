@@ -21,6 +21,8 @@ use std::str::FromStr;
 use clap::Parser;
 use serde::{Deserialize, Deserializer};
 
+use quicmq_proto::quic_lb::{LbConfig, ServerId};
+
 use crate::broker::{BrokerSettings, QueueDropPolicy, SessionLimits};
 
 /// A listen address, or `off` to disable the listener.
@@ -77,6 +79,28 @@ pub struct Overrides {
     /// MQTT over QUIC listen address (UDP), or `off`. Default 0.0.0.0:14567.
     #[arg(long, env = "QUICMQ_QUIC_ADDR")]
     pub quic_addr: Option<ListenAddr>,
+    /// Routed port: QUIC datagrams from routers in PROXY v2 envelopes (UDP),
+    /// or `off`. Default 0.0.0.0:14568.
+    #[arg(long, env = "QUICMQ_ROUTED_ADDR")]
+    pub routed_addr: Option<ListenAddr>,
+    /// This node's QUIC-LB server ID, hex (1 to 15 octets; its length is the
+    /// cluster's server ID length). Default 0001.
+    #[arg(long, env = "QUICMQ_SERVER_ID")]
+    pub server_id: Option<String>,
+    /// QUIC-LB config rotation codepoint, 0 to 6. Default 0.
+    #[arg(long, env = "QUICMQ_QUIC_LB_CONFIG_ID")]
+    pub quic_lb_config_id: Option<u8>,
+    /// QUIC-LB nonce length, octets (4 to 18; server ID + nonce at most 19). Default 8.
+    #[arg(long, env = "QUICMQ_QUIC_LB_NONCE_LEN")]
+    pub quic_lb_nonce_len: Option<usize>,
+    /// QUIC-LB AES-128 key, 32 hex digits; without it connection IDs carry
+    /// the server ID in clear.
+    #[arg(long, env = "QUICMQ_QUIC_LB_KEY")]
+    pub quic_lb_key: Option<String>,
+    /// Stateless reset key shared with routers and other nodes, 64 hex
+    /// digits. Default: generated once into the data directory (`reset-key`).
+    #[arg(long, env = "QUICMQ_RESET_KEY")]
+    pub reset_key: Option<String>,
     /// MQTT over TCP listen address, or `off`. Default 0.0.0.0:1883.
     #[arg(long, env = "QUICMQ_TCP_ADDR")]
     pub tcp_addr: Option<ListenAddr>,
@@ -148,6 +172,14 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     /// QUIC listen address.
     pub quic_addr: Option<SocketAddr>,
+    /// Routed port (PROXY v2 from routers).
+    pub routed_addr: Option<SocketAddr>,
+    /// QUIC-LB configuration of the connection IDs this node issues.
+    pub quic_lb: LbConfig,
+    /// This node's server ID.
+    pub server_id: ServerId,
+    /// Stateless reset key, if configured (else the data directory's).
+    pub reset_key: Option<[u8; 32]>,
     /// TCP listen address.
     pub tcp_addr: Option<SocketAddr>,
     /// TLS listen address.
@@ -235,9 +267,53 @@ impl NodeConfig {
                 format!("`{log}` is not a valid log filter; try `info` or `quicmq_node=debug`"),
             ));
         }
+        let server_id_bytes =
+            parse_hex("server_id", o.server_id.as_deref().unwrap_or("0001"), None)?;
+        let server_id = ServerId::new(&server_id_bytes).map_err(|e| {
+            invalid(
+                "server_id",
+                format!("{e}; use 1 to 15 octets of hex, e.g. 0001"),
+            )
+        })?;
+        let quic_lb_key = match o.quic_lb_key.as_deref() {
+            None | Some("") => None,
+            Some(hex) => {
+                let bytes = parse_hex("quic_lb_key", hex, Some(16))?;
+                let mut key = [0u8; 16];
+                key.copy_from_slice(&bytes);
+                Some(key)
+            }
+        };
+        let quic_lb = LbConfig::new(
+            o.quic_lb_config_id.unwrap_or(0),
+            server_id.len(),
+            o.quic_lb_nonce_len.unwrap_or(8),
+            quic_lb_key,
+        )
+        .map_err(|e| {
+            invalid(
+                "quic_lb_nonce_len",
+                format!(
+                    "{e}; config ID 0 to 6, nonce 4 to 18 octets, server ID + nonce at most 19"
+                ),
+            )
+        })?;
+        let reset_key = match o.reset_key.as_deref() {
+            None | Some("") => None,
+            Some(hex) => {
+                let bytes = parse_hex("reset_key", hex, Some(32))?;
+                let mut key = [0u8; 32];
+                key.copy_from_slice(&bytes);
+                Some(key)
+            }
+        };
         let config = NodeConfig {
             data_dir: o.data_dir.unwrap_or_else(|| PathBuf::from("quicmq-data")),
             quic_addr: addr(o.quic_addr, "0.0.0.0:14567"),
+            routed_addr: addr(o.routed_addr, "0.0.0.0:14568"),
+            quic_lb,
+            server_id,
+            reset_key,
             tcp_addr: addr(o.tcp_addr, "0.0.0.0:1883"),
             tls_addr: addr(o.tls_addr, "0.0.0.0:8883"),
             admin_addr: addr(o.admin_addr, "0.0.0.0:8080"),
@@ -254,8 +330,12 @@ impl NodeConfig {
             },
             log,
         };
-        if config.quic_addr.is_none() && config.tcp_addr.is_none() && config.tls_addr.is_none() {
-            return Err(invalid("quic_addr", "every MQTT listener is `off`; enable at least one of quic_addr, tcp_addr, tls_addr"));
+        if config.quic_addr.is_none()
+            && config.routed_addr.is_none()
+            && config.tcp_addr.is_none()
+            && config.tls_addr.is_none()
+        {
+            return Err(invalid("quic_addr", "every MQTT listener is `off`; enable at least one of quic_addr, routed_addr, tcp_addr, tls_addr"));
         }
         Ok(config)
     }
@@ -272,9 +352,32 @@ impl NodeConfig {
             topic_alias_maximum: self.topic_alias_maximum,
             max_keep_alive: self.max_keep_alive,
             max_session_expiry: self.max_session_expiry,
+            node_name: Some(self.server_id.to_string()),
             ..BrokerSettings::default()
         }
     }
+}
+
+/// Decode a hex string of `len` octets (any length when `None`).
+fn parse_hex(key: &str, hex: &str, len: Option<usize>) -> Result<Vec<u8>, ConfigError> {
+    let hex = hex.trim();
+    let digits = hex.as_bytes();
+    let bad = || match len {
+        Some(n) => invalid(key, format!("`{hex}` is not {} hex digits", n * 2)),
+        None => invalid(key, format!("`{hex}` is not an even number of hex digits")),
+    };
+    if digits.len() % 2 != 0 || digits.is_empty() || len.is_some_and(|n| digits.len() != n * 2) {
+        return Err(bad());
+    }
+    digits
+        .chunks(2)
+        .map(|pair| {
+            std::str::from_utf8(pair)
+                .ok()
+                .and_then(|s| u8::from_str_radix(s, 16).ok())
+                .ok_or_else(bad)
+        })
+        .collect()
 }
 
 /// Read and parse a TOML configuration file.
@@ -300,7 +403,8 @@ macro_rules! merge_fields {
 
 fn merge(cli: Overrides, file: Overrides) -> Overrides {
     merge_fields!(cli, file;
-        data_dir, quic_addr, tcp_addr, tls_addr, admin_addr, cert, key,
+        data_dir, quic_addr, routed_addr, server_id, quic_lb_config_id, quic_lb_nonce_len,
+        quic_lb_key, reset_key, tcp_addr, tls_addr, admin_addr, cert, key,
         max_packet_size, receive_maximum, topic_alias_maximum, max_keep_alive,
         max_session_expiry, max_queued_messages, queue_drop_policy, log,
     )
@@ -322,6 +426,9 @@ mod tests {
         assert_eq!(c.tls_addr, Some("0.0.0.0:8883".parse().unwrap()));
         assert_eq!(c.admin_addr, Some("0.0.0.0:8080".parse().unwrap()));
         assert_eq!(c.data_dir, PathBuf::from("quicmq-data"));
+        assert_eq!(c.routed_addr, Some("0.0.0.0:14568".parse().unwrap()));
+        assert_eq!(c.server_id.as_bytes(), &[0, 1]);
+        assert_eq!(c.quic_lb.cid_len(), 11);
     }
 
     #[test]
@@ -338,6 +445,18 @@ mod tests {
         let err =
             NodeConfig::resolve(Overrides::default(), file("max_packet_size = 3")).unwrap_err();
         assert_eq!(err.key, "max_packet_size");
+        let err =
+            NodeConfig::resolve(Overrides::default(), file("server_id = \"0g\"")).unwrap_err();
+        assert_eq!(err.key, "server_id");
+        let err =
+            NodeConfig::resolve(Overrides::default(), file("quic_lb_key = \"00\"")).unwrap_err();
+        assert_eq!(err.key, "quic_lb_key");
+        let err =
+            NodeConfig::resolve(Overrides::default(), file("quic_lb_nonce_len = 30")).unwrap_err();
+        assert_eq!(err.key, "quic_lb_nonce_len");
+        let err =
+            NodeConfig::resolve(Overrides::default(), file("reset_key = \"abc\"")).unwrap_err();
+        assert_eq!(err.key, "reset_key");
         let err = NodeConfig::resolve(Overrides::default(), file("cert = \"c.pem\"")).unwrap_err();
         assert_eq!(err.key, "key");
         let err = toml::from_str::<Overrides>("max_pakcet_size = 3").unwrap_err();
@@ -346,7 +465,7 @@ mod tests {
         assert!(err.to_string().contains("nonsense"), "{err}");
         let err = NodeConfig::resolve(
             Overrides::default(),
-            file("quic_addr = \"off\"\ntcp_addr = \"off\"\ntls_addr = \"off\""),
+            file("quic_addr = \"off\"\nrouted_addr = \"off\"\ntcp_addr = \"off\"\ntls_addr = \"off\""),
         )
         .unwrap_err();
         assert_eq!(err.key, "quic_addr");

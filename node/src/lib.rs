@@ -16,5 +16,6 @@ pub mod config;
 pub mod connection;
 pub mod metrics;
 pub mod node;
+pub mod reset_key;
 pub mod tls;
 pub mod transport;

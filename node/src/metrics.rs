@@ -36,6 +36,8 @@ pub const RETAINED: &str = "quicmq_retained_messages";
 pub const WILLS_PUBLISHED: &str = "quicmq_wills_published_total";
 /// Connections closed because of bad input, by `reason` code name.
 pub const PROTOCOL_ERRORS: &str = "quicmq_protocol_errors_total";
+/// Datagrams on the routed port without a valid PROXY v2 header.
+pub const ROUTED_DATAGRAMS_DROPPED: &str = "quicmq_routed_datagrams_dropped_total";
 /// QUIC round-trip time of open connections, seconds.
 pub const QUIC_RTT: &str = "quicmq_quic_rtt_seconds";
 /// QUIC packets lost.
@@ -83,6 +85,10 @@ fn describe() {
     describe_counter!(
         PROTOCOL_ERRORS,
         "Connections closed for bad input, by reason"
+    );
+    describe_counter!(
+        ROUTED_DATAGRAMS_DROPPED,
+        "Routed datagrams dropped for a bad PROXY v2 header"
     );
     describe_histogram!(QUIC_RTT, Unit::Seconds, "QUIC round-trip time samples");
     describe_counter!(QUIC_LOST_PACKETS, "QUIC packets lost");

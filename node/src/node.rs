@@ -11,7 +11,10 @@ use tokio::task::JoinSet;
 use crate::broker::{now_ms, Broker, SessionStore, StoreError};
 use crate::config::NodeConfig;
 use crate::tls::{self, Identity, TlsError};
-use crate::transport::{bind_quic, serve_quic, serve_tcp, serve_tls, BoundAddrs};
+use crate::transport::{
+    bind_quic, serve_quic, serve_tcp, serve_tls, BoundAddrs, QuicSetup, RoutedSocket,
+};
+use quicmq_proto::quic_lb::LbCodec;
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +33,12 @@ pub enum StartError {
     /// Certificates or TLS configuration failed.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// A configuration value is unusable.
+    #[error("{0}")]
+    Config(String),
+    /// The stateless reset key could not be loaded or created.
+    #[error(transparent)]
+    ResetKey(#[from] crate::reset_key::ResetKeyError),
     /// A listener could not bind.
     #[error("{key}: cannot listen on {addr}: {reason}")]
     Bind {
@@ -62,7 +71,7 @@ pub struct RunningNode {
     broker: Arc<Broker>,
     addrs: BoundAddrs,
     tasks: JoinSet<()>,
-    quic: Option<quinn::Endpoint>,
+    quic: Option<(quinn::Endpoint, Arc<RoutedSocket>)>,
 }
 
 async fn bind_tcp(
@@ -92,17 +101,25 @@ impl RunningNode {
         let mut tasks = JoinSet::new();
         let mut addrs = BoundAddrs::default();
         let mut quic = None;
-        if let Some(addr) = config.quic_addr {
-            let endpoint = bind_quic(addr, tls::quic_server_config(&identity)?).map_err(|e| {
-                StartError::Bind {
-                    key: "quic_addr",
-                    addr: addr.to_string(),
-                    reason: e.to_string(),
-                }
+        if config.quic_addr.is_some() || config.routed_addr.is_some() {
+            let reset_key = match config.reset_key {
+                Some(key) => key,
+                None => crate::reset_key::load_or_create(&config.data_dir)?,
+            };
+            let lb = LbCodec::new(config.quic_lb)
+                .map_err(|e| StartError::Config(format!("quic_lb: {e}")))?;
+            let (endpoint, socket) = bind_quic(QuicSetup {
+                public: config.quic_addr,
+                routed: config.routed_addr,
+                tls: tls::quic_server_config(&identity)?,
+                lb: Arc::new(lb),
+                server_id: config.server_id,
+                reset_key,
             })?;
-            addrs.quic = endpoint.local_addr().ok();
+            addrs.quic = socket.public_addr();
+            addrs.routed = socket.routed_addr();
             tasks.spawn(serve_quic(broker.clone(), endpoint.clone()));
-            quic = Some(endpoint);
+            quic = Some((endpoint, socket));
         }
         if let Some(addr) = config.tcp_addr {
             let listener = bind_tcp("tcp_addr", addr).await?;
@@ -137,7 +154,7 @@ impl RunningNode {
             }
         });
         tracing::info!(
-            quic = ?addrs.quic, tcp = ?addrs.tcp, tls = ?addrs.tls, admin = ?addrs.admin,
+            quic = ?addrs.quic, routed = ?addrs.routed, tcp = ?addrs.tcp, tls = ?addrs.tls, admin = ?addrs.admin,
             data_dir = %config.data_dir.display(), cert = %identity.cert_path.display(),
             "quicmq node serving"
         );
@@ -167,7 +184,9 @@ impl RunningNode {
         while !self.broker.all_detached() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        if let Some(endpoint) = &self.quic {
+        if let Some((endpoint, socket)) = &self.quic {
+            // Routers stop sending new connections here.
+            socket.stop_answering_probes();
             // Let the DISCONNECTs and close frames go out.
             tokio::time::sleep(Duration::from_millis(150)).await;
             endpoint.close(0u32.into(), b"shutting down");

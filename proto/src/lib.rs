@@ -6,6 +6,10 @@
 //!
 //! - [`mqtt`]: MQTT 3.1.1 and 5.0 control packets, properties, reason codes,
 //!   topic names and filters.
+//! - [`quic_lb`]: QUIC-LB routable connection IDs that carry a node's server
+//!   ID (draft-ietf-quic-load-balancers-21).
+//! - [`envelope`]: the PROXY protocol v2 header that router and node put in
+//!   front of each datagram they pass to each other.
 //!
 //! ```
 //! use bytes::BytesMut;
@@ -19,4 +23,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod envelope;
 pub mod mqtt;
+pub mod quic_lb;
+pub mod token_trailer;

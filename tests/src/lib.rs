@@ -25,7 +25,7 @@ pub struct TestNode {
 /// A configuration with every listener on a free loopback port.
 pub fn loopback_config(data_dir: &Path, extra_toml: &str) -> NodeConfig {
     let toml = format!(
-        "data_dir = {:?}\nquic_addr = \"127.0.0.1:0\"\ntcp_addr = \"127.0.0.1:0\"\n\
+        "data_dir = {:?}\nquic_addr = \"127.0.0.1:0\"\nrouted_addr = \"127.0.0.1:0\"\ntcp_addr = \"127.0.0.1:0\"\n\
          tls_addr = \"127.0.0.1:0\"\nadmin_addr = \"127.0.0.1:0\"\n{extra_toml}",
         data_dir.display().to_string()
     );
@@ -166,6 +166,8 @@ pub struct NodeProcess {
     pub tcp: SocketAddr,
     /// MQTT over QUIC address.
     pub quic: SocketAddr,
+    /// Routed port (PROXY v2 from routers).
+    pub routed: SocketAddr,
     /// Admin HTTP address.
     pub admin: SocketAddr,
 }
@@ -174,6 +176,11 @@ impl NodeProcess {
     /// Start `quicmq-node` on free ports with `data_dir`, and wait until it
     /// accepts TCP connections.
     pub fn spawn(data_dir: &Path) -> NodeProcess {
+        NodeProcess::spawn_with(data_dir, &[])
+    }
+
+    /// Like [`NodeProcess::spawn`] with extra command-line arguments.
+    pub fn spawn_with(data_dir: &Path, extra: &[&str]) -> NodeProcess {
         let tcp: SocketAddr = format!("127.0.0.1:{}", free_tcp_port())
             .parse()
             .expect("addr");
@@ -183,6 +190,9 @@ impl NodeProcess {
         let admin: SocketAddr = format!("127.0.0.1:{}", free_tcp_port())
             .parse()
             .expect("addr");
+        let routed: SocketAddr = format!("127.0.0.1:{}", free_udp_port())
+            .parse()
+            .expect("addr");
         let child = Command::new(binary("quicmq-node"))
             .arg("--data-dir")
             .arg(data_dir)
@@ -190,6 +200,8 @@ impl NodeProcess {
             .args(["--quic-addr", &quic.to_string()])
             .args(["--admin-addr", &admin.to_string()])
             .args(["--tls-addr", "off"])
+            .args(["--routed-addr", &routed.to_string()])
+            .args(extra)
             .env("QUICMQ_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -200,6 +212,7 @@ impl NodeProcess {
             data_dir: data_dir.to_path_buf(),
             tcp,
             quic,
+            routed,
             admin,
         };
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -336,5 +349,228 @@ impl RawClient {
     /// Close the socket without DISCONNECT (an abnormal disconnect).
     pub async fn vanish(self) {
         drop(self.socket);
+    }
+}
+
+/// A packet-level MQTT client over any byte stream (a QUIC stream of
+/// another QUIC implementation, a TLS stream, ...): encodes and decodes
+/// with `quicmq_proto` and nothing else.
+pub struct PacketStream<S> {
+    io: S,
+    buf: bytes::BytesMut,
+    /// Protocol version used to encode and decode.
+    pub version: quicmq_proto::mqtt::ProtocolVersion,
+}
+
+impl<S> PacketStream<S>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    /// Wrap a connected stream.
+    pub fn new(io: S, version: quicmq_proto::mqtt::ProtocolVersion) -> PacketStream<S> {
+        PacketStream {
+            io,
+            buf: bytes::BytesMut::new(),
+            version,
+        }
+    }
+
+    /// Send one packet (written and flushed).
+    pub async fn send(&mut self, packet: quicmq_proto::mqtt::Packet) {
+        use tokio::io::AsyncWriteExt;
+        let mut out = bytes::BytesMut::new();
+        quicmq_proto::mqtt::encode(&packet, self.version, &mut out).expect("encodes");
+        self.io.write_all(&out).await.expect("write");
+        self.io.flush().await.expect("flush");
+    }
+
+    /// The next packet within 5 s; `None` if the peer closed the stream.
+    /// Panics on a timeout or undecodable bytes.
+    pub async fn recv(&mut self) -> Option<quicmq_proto::mqtt::Packet> {
+        self.recv_within(Duration::from_secs(5))
+            .await
+            .expect("a packet or close within the time")
+    }
+
+    /// The next packet within `wait`: `Err` on timeout, `Ok(None)` if the
+    /// peer closed the stream.
+    pub async fn recv_within(
+        &mut self,
+        wait: Duration,
+    ) -> Result<Option<quicmq_proto::mqtt::Packet>, tokio::time::error::Elapsed> {
+        use tokio::io::AsyncReadExt;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match quicmq_proto::mqtt::decode(&mut self.buf, self.version, u32::MAX) {
+                Ok(Some(packet)) => return Ok(Some(packet)),
+                Ok(None) => {}
+                Err(e) => panic!("undecodable bytes from the broker: {e}"),
+            }
+            match tokio::time::timeout_at(deadline, self.io.read_buf(&mut self.buf)).await? {
+                Ok(0) | Err(_) => return Ok(None),
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// The underlying stream.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.io
+    }
+}
+
+/// A plain HTTP/1.1 GET to the admin endpoint; returns the status code and
+/// the body. Bounded by 5 s.
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let mut socket = tokio::net::TcpStream::connect(addr)
+            .await
+            .expect("admin connect");
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        socket
+            .write_all(request.as_bytes())
+            .await
+            .expect("admin write");
+        let mut response = Vec::new();
+        socket.read_to_end(&mut response).await.expect("admin read");
+        response
+    };
+    let response = tokio::time::timeout(Duration::from_secs(5), exchange)
+        .await
+        .expect("admin answers in time");
+    let text = String::from_utf8(response).expect("UTF-8 response");
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .expect("HTTP response with a header");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status code in {head:?}"));
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    (status, body)
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    loop {
+        let Some((size, rest)) = body.split_once("\r\n") else {
+            return out;
+        };
+        let size = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16)
+            .expect("chunk size");
+        if size == 0 || rest.len() < size {
+            return out;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].trim_start_matches("\r\n");
+    }
+}
+
+/// The value of one sample in a Prometheus text exposition: `series` is
+/// the metric name with its labels exactly as rendered, e.g.
+/// `quicmq_messages_dropped_total{reason="queue_full"}` (labels in the
+/// exporter's order). `None` if the series is not there.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            let (name, value) = line.rsplit_once(' ')?;
+            (name == series).then(|| value.parse().ok())?
+        })
+}
+
+/// A counter of the node's `/metrics` (0 when not yet rendered: counters
+/// appear on first increment). Metrics are process-global: compare values
+/// before and after, never against zero.
+pub async fn counter(node: &TestNode, series: &str) -> f64 {
+    let (status, body) = http_get(node.admin(), "/metrics").await;
+    assert_eq!(status, 200, "/metrics: {body}");
+    metric(&body, series).unwrap_or(0.0)
+}
+
+/// A `quicmq-router` child process; killed when dropped.
+pub struct RouterProcess {
+    child: Option<Child>,
+    /// Public UDP address (may be shared with other routers).
+    pub listen: SocketAddr,
+    /// Admin HTTP address.
+    pub admin: SocketAddr,
+}
+
+impl RouterProcess {
+    /// Start `quicmq-router` on `listen` for `nodes` (`(server ID hex,
+    /// routed address)`), and wait until it reports a live node.
+    pub fn spawn(
+        listen: SocketAddr,
+        nodes: &[(&str, SocketAddr)],
+        reset_key: &str,
+        extra: &[&str],
+    ) -> RouterProcess {
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_tcp_port())
+            .parse()
+            .expect("addr");
+        let mut command = Command::new(binary("quicmq-router"));
+        command
+            .args(["--listen", &listen.to_string()])
+            .args(["--internal-addr", "127.0.0.1:0"])
+            .args(["--admin-addr", &admin.to_string()])
+            .args(["--reset-key", reset_key])
+            .args(["--probe-interval-ms", "100"])
+            .args(["--dead-after-ms", "500"])
+            .args(extra)
+            .env("QUICMQ_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (sid, addr) in nodes {
+            command.arg("--node").arg(format!("{sid}={addr}"));
+        }
+        let child = command.spawn().expect("quicmq-router starts");
+        let router = RouterProcess {
+            child: Some(child),
+            listen,
+            admin,
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(mut s) = std::net::TcpStream::connect(admin) {
+                use std::io::{Read, Write};
+                let _ = s.write_all(
+                    b"GET /health/ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                );
+                let mut response = String::new();
+                let _ = s.read_to_string(&mut response);
+                if response.starts_with("HTTP/1.1 200") {
+                    return router;
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "quicmq-router saw no live node"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `kill -9`.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for RouterProcess {
+    fn drop(&mut self) {
+        self.kill9();
     }
 }

@@ -51,6 +51,9 @@ pub struct BrokerSettings {
     pub max_session_expiry: u32,
     /// Time a new connection has to send CONNECT.
     pub connect_timeout: Duration,
+    /// This node's name, sent to clients in CONNACK as the user property
+    /// `quicmq-node` (the server ID in hex).
+    pub node_name: Option<String>,
 }
 
 impl Default for BrokerSettings {
@@ -66,6 +69,7 @@ impl Default for BrokerSettings {
             max_keep_alive: 0,
             max_session_expiry: u32::MAX,
             connect_timeout: Duration::from_secs(10),
+            node_name: None,
         }
     }
 }
@@ -219,17 +223,24 @@ impl Broker {
                 session.subscribe(filter, sub);
             }
             let mut next_seq = 0;
-            for (seq, d, packet_id) in loaded.deliveries {
-                next_seq = next_seq.max(seq + 1);
-                session.restore(Delivery {
-                    seq,
-                    message: Arc::new(d.message),
-                    qos: d.qos,
-                    retain: d.retain,
-                    subscription_ids: d.subscription_ids,
-                    stream: d.stream,
-                    packet_id,
-                });
+            for loaded in loaded.deliveries {
+                let d = loaded.record;
+                next_seq = next_seq.max(loaded.seq + 1);
+                session.restore(
+                    Delivery {
+                        seq: loaded.seq,
+                        message: Arc::new(d.message),
+                        qos: d.qos,
+                        retain: d.retain,
+                        subscription_ids: d.subscription_ids,
+                        stream: d.stream,
+                        packet_id: loaded.packet_id,
+                    },
+                    loaded.released,
+                );
+            }
+            for packet_id in loaded.incoming_qos2 {
+                session.restore_incoming_qos2(packet_id);
             }
             let cell = SessionCell {
                 client_id: client_id.clone(),
@@ -410,7 +421,16 @@ impl Broker {
                 StoreOp::MarkSent { seq, packet_id } => {
                     self.store.mark_sent(&cell.client_id, seq, packet_id)
                 }
+                StoreOp::MarkReleased { seq, packet_id } => {
+                    self.store.mark_released(&cell.client_id, seq, packet_id)
+                }
                 StoreOp::Remove { seq } => self.store.remove_delivery(&cell.client_id, seq),
+                StoreOp::AddIncoming { packet_id } => {
+                    self.store.set_incoming(&cell.client_id, packet_id, true)
+                }
+                StoreOp::RemoveIncoming { packet_id } => {
+                    self.store.set_incoming(&cell.client_id, packet_id, false)
+                }
             };
             if let Err(e) = result {
                 tracing::error!(client_id = %cell.client_id, error = %e, "could not update a stored delivery");

@@ -95,10 +95,29 @@ pub enum StoreOp {
         /// Packet identifier it was sent with.
         packet_id: u16,
     },
+    /// The client received the QoS 2 delivery (PUBREC); only its PUBREL
+    /// is outstanding now.
+    MarkReleased {
+        /// Sequence number.
+        seq: u64,
+        /// Packet identifier.
+        packet_id: u16,
+    },
     /// The delivery is finished (acknowledged, expired or dropped).
     Remove {
         /// Sequence number.
         seq: u64,
+    },
+    /// A QoS 2 PUBLISH from the client was routed; until its PUBREL, a
+    /// resend of it must not be routed again.
+    AddIncoming {
+        /// Packet identifier.
+        packet_id: u16,
+    },
+    /// The client released an incoming QoS 2 packet identifier (PUBREL).
+    RemoveIncoming {
+        /// Packet identifier.
+        packet_id: u16,
     },
 }
 
@@ -146,7 +165,9 @@ pub struct Session {
     subscriptions: BTreeMap<String, Subscription>,
     queue: VecDeque<Delivery>,
     inflight: HashMap<u16, Inflight>,
-    releasing: BTreeMap<u16, u64>,
+    /// Packet ID → (stream, sequence number) of QoS 2 deliveries in the
+    /// PUBREL phase.
+    releasing: BTreeMap<u16, (u64, u64)>,
     incoming_qos2: HashSet<u16>,
     next_packet_id: u16,
     send_quota: usize,
@@ -232,11 +253,19 @@ impl Session {
     pub fn resume(&mut self, receive_maximum: u16, now_ms: u64) -> Vec<Transmit> {
         self.connected = true;
         self.send_quota = usize::from(receive_maximum.max(1));
-        let mut inflight: Vec<&Inflight> = self.inflight.values().collect();
+        let mut inflight: Vec<Inflight> = self.inflight.drain().map(|(_, i)| i).collect();
         inflight.sort_by_key(|i| i.delivery.seq);
-        let mut out: Vec<Transmit> = inflight
-            .into_iter()
-            .map(|i| Transmit::Publish {
+        // Messages in the PUBREL phase count against the client's Receive
+        // Maximum; what does not fit waits at the head of the queue and goes
+        // out (with its packet ID and DUP) as acknowledgements free room.
+        let room = self.send_quota.saturating_sub(self.releasing.len());
+        let waiting = inflight.split_off(room.min(inflight.len()));
+        for i in waiting.into_iter().rev() {
+            self.queue.push_front(i.delivery);
+        }
+        let mut out = Vec::with_capacity(inflight.len() + self.releasing.len());
+        for i in inflight {
+            out.push(Transmit::Publish {
                 stream: i.delivery.stream,
                 publish: i.delivery.message.to_publish(
                     i.delivery.qos,
@@ -246,8 +275,11 @@ impl Session {
                     &i.delivery.subscription_ids,
                     now_ms,
                 ),
-            })
-            .collect();
+            });
+            if let Some(id) = i.delivery.packet_id {
+                self.inflight.insert(id, i);
+            }
+        }
         out.extend(self.releasing.keys().map(|&packet_id| Transmit::PubRel {
             stream: 0,
             packet_id,
@@ -286,9 +318,16 @@ impl Session {
     }
 
     /// Restore a delivery loaded from durable storage: one with a packet ID
-    /// goes back in flight (resent with DUP on resume), others are queued.
-    pub fn restore(&mut self, delivery: Delivery) {
+    /// goes back in flight (resent with DUP on resume), one the client
+    /// already received (QoS 2, `released`) waits for its PUBCOMP, others
+    /// are queued.
+    pub fn restore(&mut self, delivery: Delivery, released: bool) {
         match delivery.packet_id {
+            Some(packet_id) if released => {
+                self.next_packet_id = packet_id.wrapping_add(1).max(1);
+                self.releasing
+                    .insert(packet_id, (delivery.stream, delivery.seq));
+            }
             Some(packet_id) if delivery.qos != QoS::AtMostOnce => {
                 let state = if delivery.qos == QoS::AtLeastOnce {
                     InflightState::AwaitingPubAck
@@ -301,6 +340,11 @@ impl Session {
             }
             _ => self.queue.push_back(delivery),
         }
+    }
+
+    /// Restore an incoming QoS 2 packet identifier not yet released.
+    pub fn restore_incoming_qos2(&mut self, packet_id: u16) {
+        self.incoming_qos2.insert(packet_id);
     }
 
     /// The next packet to send, if the client is connected and the send
@@ -319,7 +363,9 @@ impl Session {
                 }
                 continue;
             }
-            if front.qos != QoS::AtMostOnce && self.inflight.len() >= self.send_quota {
+            if front.qos != QoS::AtMostOnce
+                && self.inflight.len() + self.releasing.len() >= self.send_quota
+            {
                 return None;
             }
             let mut delivery = self.queue.pop_front()?;
@@ -338,13 +384,18 @@ impl Session {
                     publish,
                 });
             }
-            let packet_id = self.allocate_packet_id()?;
+            // Sent before (it waited after a resume): same packet ID, DUP.
+            let resent = delivery.packet_id.is_some();
+            let packet_id = match delivery.packet_id {
+                Some(id) => id,
+                None => self.allocate_packet_id()?,
+            };
             delivery.packet_id = Some(packet_id);
             let publish = delivery.message.to_publish(
                 delivery.qos,
                 delivery.retain,
                 Some(packet_id),
-                false,
+                resent,
                 &delivery.subscription_ids,
                 now_ms,
             );
@@ -353,10 +404,12 @@ impl Session {
             } else {
                 InflightState::AwaitingPubRec
             };
-            self.store_ops.push(StoreOp::MarkSent {
-                seq: delivery.seq,
-                packet_id,
-            });
+            if !resent {
+                self.store_ops.push(StoreOp::MarkSent {
+                    seq: delivery.seq,
+                    packet_id,
+                });
+            }
             let stream = delivery.stream;
             self.inflight
                 .insert(packet_id, Inflight { delivery, state });
@@ -368,7 +421,8 @@ impl Session {
         for _ in 0..=u16::MAX {
             let id = self.next_packet_id;
             self.next_packet_id = self.next_packet_id.wrapping_add(1).max(1);
-            if !self.inflight.contains_key(&id) && !self.releasing.contains_key(&id) {
+            let waiting = self.queue.iter().any(|d| d.packet_id == Some(id));
+            if !self.inflight.contains_key(&id) && !self.releasing.contains_key(&id) && !waiting {
                 return Some(id);
             }
         }
@@ -405,30 +459,37 @@ impl Session {
         let Some(inflight) = self.inflight.remove(&packet_id) else {
             return Err(AckError::UnknownPacketId(packet_id));
         };
-        self.store_ops.push(StoreOp::Remove {
-            seq: inflight.delivery.seq,
-        });
+        let seq = inflight.delivery.seq;
         if refused {
+            self.store_ops.push(StoreOp::Remove { seq });
             return Ok(None);
         }
+        self.store_ops
+            .push(StoreOp::MarkReleased { seq, packet_id });
         let stream = inflight.delivery.stream;
-        self.releasing.insert(packet_id, stream);
+        self.releasing.insert(packet_id, (stream, seq));
         Ok(Some(Transmit::PubRel { stream, packet_id }))
     }
 
     /// PUBCOMP from the client: the QoS 2 exchange is complete.
     pub fn on_pubcomp(&mut self, packet_id: u16) -> Result<(), AckError> {
-        self.releasing
+        let (_, seq) = self
+            .releasing
             .remove(&packet_id)
-            .map(|_| ())
-            .ok_or(AckError::UnknownPacketId(packet_id))
+            .ok_or(AckError::UnknownPacketId(packet_id))?;
+        self.store_ops.push(StoreOp::Remove { seq });
+        Ok(())
     }
 
     /// An incoming QoS 2 PUBLISH: returns `true` the first time a packet
     /// identifier is seen (route the message), `false` for a duplicate
     /// (acknowledge again, do not route again).
     pub fn on_incoming_qos2(&mut self, packet_id: u16) -> bool {
-        self.incoming_qos2.insert(packet_id)
+        let fresh = self.incoming_qos2.insert(packet_id);
+        if fresh {
+            self.store_ops.push(StoreOp::AddIncoming { packet_id });
+        }
+        fresh
     }
 
     /// QoS 2 PUBLISHes received and not yet released by PUBREL.
@@ -439,7 +500,11 @@ impl Session {
     /// PUBREL from the client: returns whether the packet identifier was
     /// known.
     pub fn on_pubrel(&mut self, packet_id: u16) -> bool {
-        self.incoming_qos2.remove(&packet_id)
+        let known = self.incoming_qos2.remove(&packet_id);
+        if known {
+            self.store_ops.push(StoreOp::RemoveIncoming { packet_id });
+        }
+        known
     }
 
     /// Changes durable storage must apply, oldest first.
@@ -453,6 +518,7 @@ impl Session {
             .iter()
             .map(|d| d.seq)
             .chain(self.inflight.values().map(|i| i.delivery.seq))
+            .chain(self.releasing.values().map(|(_, seq)| *seq))
     }
 }
 
@@ -682,8 +748,8 @@ mod tests {
         let mut s = session();
         let mut sent = delivery(4, QoS::AtLeastOnce);
         sent.packet_id = Some(9);
-        s.restore(sent);
-        s.restore(delivery(5, QoS::AtLeastOnce));
+        s.restore(sent, false);
+        s.restore(delivery(5, QoS::AtLeastOnce), false);
         let again = s.resume(10, 0);
         assert_eq!(again.len(), 1);
         let p = publish_of(again.into_iter().next().unwrap());
@@ -700,5 +766,82 @@ mod tests {
         assert!(s.on_pubrel(5));
         assert!(!s.on_pubrel(5));
         assert!(s.on_incoming_qos2(5));
+    }
+
+    #[test]
+    fn qos2_in_the_pubrel_phase_counts_against_receive_maximum() {
+        let mut s = session();
+        s.resume(1, 0);
+        s.enqueue(delivery(1, QoS::ExactlyOnce));
+        s.enqueue(delivery(2, QoS::ExactlyOnce));
+        let id = publish_of(s.poll_transmit(0, &mut 0).unwrap())
+            .packet_id
+            .unwrap();
+        s.on_pubrec(id, false).unwrap();
+        assert_eq!(s.poll_transmit(0, &mut 0), None, "PUBCOMP not yet received");
+        s.on_pubcomp(id).unwrap();
+        assert!(s.poll_transmit(0, &mut 0).is_some());
+        let ops = s.take_store_ops();
+        assert!(
+            ops.contains(&StoreOp::MarkReleased {
+                seq: 1,
+                packet_id: id
+            }),
+            "{ops:?}"
+        );
+        assert!(
+            ops.contains(&StoreOp::Remove { seq: 1 }),
+            "removed at PUBCOMP: {ops:?}"
+        );
+    }
+
+    #[test]
+    fn resume_resends_only_what_the_new_receive_maximum_allows() {
+        let mut s = session();
+        s.resume(10, 0);
+        for seq in 1..=4 {
+            s.enqueue(delivery(seq, QoS::AtLeastOnce));
+            s.poll_transmit(0, &mut 0).unwrap();
+        }
+        s.detach();
+        let again = s.resume(1, 0);
+        assert_eq!(again.len(), 1);
+        assert_eq!(
+            publish_of(again.into_iter().next().unwrap()).packet_id,
+            Some(1)
+        );
+        assert_eq!(s.poll_transmit(0, &mut 0), None);
+        s.on_puback(1).unwrap();
+        let p = publish_of(s.poll_transmit(0, &mut 0).unwrap());
+        assert_eq!(
+            (p.packet_id, p.dup),
+            (Some(2), true),
+            "same id, DUP, in order"
+        );
+        s.take_store_ops();
+        s.on_puback(2).unwrap();
+        let p = publish_of(s.poll_transmit(0, &mut 0).unwrap());
+        assert_eq!((p.packet_id, p.dup), (Some(3), true));
+        assert!(
+            !s.take_store_ops()
+                .iter()
+                .any(|op| matches!(op, StoreOp::MarkSent { .. })),
+            "a resent delivery keeps its stored packet ID"
+        );
+    }
+
+    #[test]
+    fn incoming_qos2_ids_are_stored_until_released() {
+        let mut s = session();
+        s.on_incoming_qos2(9);
+        s.on_incoming_qos2(9);
+        s.on_pubrel(9);
+        assert_eq!(
+            s.take_store_ops(),
+            vec![
+                StoreOp::AddIncoming { packet_id: 9 },
+                StoreOp::RemoveIncoming { packet_id: 9 }
+            ]
+        );
     }
 }

@@ -4,7 +4,10 @@
 //! Trees and keys:
 //! - `sessions`: client ID → [`SessionRecord`]
 //! - `deliveries`: client ID, `0xFF`, sequence number (u64 BE) → [`DeliveryRecord`]
-//! - `sent`: same key → packet ID (u16 BE) once the delivery was sent
+//! - `sent`: same key → packet ID (u16 BE) once the delivery was sent,
+//!   followed by `1` once the client received it (QoS 2, PUBREL phase)
+//! - `incoming`: client ID, `0xFF`, packet ID (u16 BE) → nothing: QoS 2
+//!   PUBLISHes from the client routed and not yet released
 //! - `retained`: topic → [`Message`]
 //!
 //! `0xFF` never occurs in UTF-8, so a client ID followed by it is a prefix
@@ -65,7 +68,22 @@ pub struct LoadedSession {
     pub record: SessionRecord,
     /// Its deliveries by sequence number, with the packet ID of those
     /// already sent.
-    pub deliveries: Vec<(u64, DeliveryRecord, Option<u16>)>,
+    pub deliveries: Vec<LoadedDelivery>,
+    /// Incoming QoS 2 packet IDs not yet released by the client.
+    pub incoming_qos2: Vec<u16>,
+}
+
+/// A stored delivery as loaded at start-up.
+#[derive(Debug)]
+pub struct LoadedDelivery {
+    /// Sequence number.
+    pub seq: u64,
+    /// The delivery.
+    pub record: DeliveryRecord,
+    /// Packet ID it was sent with, if it was sent.
+    pub packet_id: Option<u16>,
+    /// Whether the client received it (QoS 2: only PUBREL/PUBCOMP remain).
+    pub released: bool,
 }
 
 /// The node's sled database.
@@ -75,6 +93,7 @@ pub struct SessionStore {
     sessions: sled::Tree,
     deliveries: sled::Tree,
     sent: sled::Tree,
+    incoming: sled::Tree,
     retained: sled::Tree,
 }
 
@@ -109,6 +128,7 @@ impl SessionStore {
             sessions: db.open_tree("sessions")?,
             deliveries: db.open_tree("deliveries")?,
             sent: db.open_tree("sent")?,
+            incoming: db.open_tree("incoming")?,
             retained: db.open_tree("retained")?,
             db,
         })
@@ -125,7 +145,7 @@ impl SessionStore {
     pub fn remove_session(&self, client_id: &str) -> Result<(), StoreError> {
         self.sessions.remove(client_id.as_bytes())?;
         let prefix = client_prefix(client_id);
-        for tree in [&self.deliveries, &self.sent] {
+        for tree in [&self.deliveries, &self.sent, &self.incoming] {
             let keys: Vec<sled::IVec> =
                 tree.scan_prefix(&prefix).keys().collect::<Result<_, _>>()?;
             for key in keys {
@@ -151,6 +171,36 @@ impl SessionStore {
     pub fn mark_sent(&self, client_id: &str, seq: u64, packet_id: u16) -> Result<(), StoreError> {
         self.sent
             .insert(delivery_key(client_id, seq), &packet_id.to_be_bytes())?;
+        Ok(())
+    }
+
+    /// Note that the client received a QoS 2 delivery (PUBREL phase).
+    pub fn mark_released(
+        &self,
+        client_id: &str,
+        seq: u64,
+        packet_id: u16,
+    ) -> Result<(), StoreError> {
+        let [hi, lo] = packet_id.to_be_bytes();
+        self.sent
+            .insert(delivery_key(client_id, seq), &[hi, lo, 1])?;
+        Ok(())
+    }
+
+    /// Record or forget an incoming QoS 2 packet ID of a client.
+    pub fn set_incoming(
+        &self,
+        client_id: &str,
+        packet_id: u16,
+        present: bool,
+    ) -> Result<(), StoreError> {
+        let mut key = client_prefix(client_id);
+        key.extend_from_slice(&packet_id.to_be_bytes());
+        if present {
+            self.incoming.insert(key, &[])?;
+        } else {
+            self.incoming.remove(key)?;
+        }
         Ok(())
     }
 
@@ -187,14 +237,33 @@ impl SessionStore {
                 let (key, value) = item?;
                 let Some(seq) = seq_of(&key) else { continue };
                 let delivery: DeliveryRecord = bincode::deserialize(&value)?;
-                let packet_id = self
-                    .sent
-                    .get(&key)?
-                    .and_then(|v| <[u8; 2]>::try_from(v.as_ref()).ok())
+                let sent = self.sent.get(&key)?;
+                let packet_id = sent
+                    .as_ref()
+                    .and_then(|v| v.get(..2))
+                    .and_then(|v| <[u8; 2]>::try_from(v).ok())
                     .map(u16::from_be_bytes);
-                deliveries.push((seq, delivery, packet_id));
+                let released = sent.as_ref().and_then(|v| v.get(2)) == Some(&1);
+                deliveries.push(LoadedDelivery {
+                    seq,
+                    record: delivery,
+                    packet_id,
+                    released,
+                });
             }
-            out.push(LoadedSession { record, deliveries });
+            let mut incoming_qos2 = Vec::new();
+            for item in self.incoming.scan_prefix(client_prefix(&record.client_id)) {
+                let (key, _) = item?;
+                let tail = key.len().checked_sub(2).and_then(|at| key.get(at..));
+                if let Some(id) = tail.and_then(|t| <[u8; 2]>::try_from(t).ok()) {
+                    incoming_qos2.push(u16::from_be_bytes(id));
+                }
+            }
+            out.push(LoadedSession {
+                record,
+                deliveries,
+                incoming_qos2,
+            });
         }
         Ok(out)
     }
@@ -272,6 +341,11 @@ mod tests {
             store.put_delivery("c1", 2, &d).unwrap();
             store.put_delivery("c1", 3, &d).unwrap();
             store.mark_sent("c1", 1, 77).unwrap();
+            store.put_delivery("c1", 4, &d).unwrap();
+            store.mark_released("c1", 4, 78).unwrap();
+            store.set_incoming("c1", 5, true).unwrap();
+            store.set_incoming("c1", 6, true).unwrap();
+            store.set_incoming("c1", 6, false).unwrap();
             store.remove_delivery("c1", 2).unwrap();
             store.put_retained(&message("r/1", b"x")).unwrap();
             store.put_retained(&message("r/2", b"y")).unwrap();
@@ -283,12 +357,16 @@ mod tests {
         sessions.sort_by(|a, b| a.record.client_id.cmp(&b.record.client_id));
         assert_eq!(sessions.len(), 2);
         assert!(sessions[0].deliveries.is_empty());
-        let seqs: Vec<(u64, Option<u16>)> = sessions[1]
+        let seqs: Vec<(u64, Option<u16>, bool)> = sessions[1]
             .deliveries
             .iter()
-            .map(|(s, _, p)| (*s, *p))
+            .map(|d| (d.seq, d.packet_id, d.released))
             .collect();
-        assert_eq!(seqs, vec![(1, Some(77)), (3, None)]);
+        assert_eq!(
+            seqs,
+            vec![(1, Some(77), false), (3, None, false), (4, Some(78), true)]
+        );
+        assert_eq!(sessions[1].incoming_qos2, vec![5]);
         let retained = store.load_retained().unwrap();
         assert_eq!(retained.len(), 1);
         assert_eq!(retained[0].topic, "r/1");
@@ -296,5 +374,6 @@ mod tests {
         let sessions = store.load_sessions().unwrap();
         assert_eq!(sessions.len(), 1);
         assert!(store.deliveries.is_empty());
+        assert!(store.incoming.is_empty());
     }
 }

@@ -34,6 +34,8 @@ use stream::{Inbound, StreamContext, StreamWriter};
 /// Deliveries stop being handed to writers while this many bytes wait to
 /// be written; they stay in the session queue (bounded) meanwhile.
 const WRITE_HIGH_WATER: usize = 1024 * 1024;
+/// Data-stream events and packets held while waiting for CONNECT.
+const MAX_EARLY_INBOUND: usize = 256;
 
 /// A connected transport, ready for MQTT.
 pub struct Link {
@@ -64,19 +66,42 @@ pub async fn serve(broker: Arc<Broker>, mut link: Link) {
     metrics::counter!(m::CONNECTIONS_TOTAL, "transport" => link.transport).increment(1);
     let open = metrics::gauge!(m::CONNECTIONS, "transport" => link.transport);
     open.increment(1.0);
-    let timeout = broker.settings().connect_timeout;
-    let first = tokio::time::timeout(timeout, link.inbound.recv()).await;
+    let deadline = Instant::now() + broker.settings().connect_timeout;
+    // QUIC streams are not ordered against each other: a data stream may
+    // open, and even carry packets, before the CONNECT on the control
+    // stream is complete. Those wait (bounded) until CONNECT.
+    let mut early = Vec::new();
+    let first = loop {
+        let next = tokio::time::timeout_at(deadline, link.inbound.recv()).await;
+        match next {
+            Ok(Some(Inbound::Packet { stream, packet })) if stream != 0 => {
+                early.push(Inbound::Packet { stream, packet });
+            }
+            Ok(Some(
+                event @ (Inbound::StreamOpened { .. } | Inbound::StreamClosed { stream: 1.. }),
+            )) => {
+                early.push(event);
+            }
+            other => break other,
+        }
+        if early.len() > MAX_EARLY_INBOUND {
+            tracing::debug!(peer = %link.peer, "too much data-stream traffic before CONNECT; closing");
+            metrics::counter!(m::PROTOCOL_ERRORS, "reason" => "no_connect").increment(1);
+            open.decrement(1.0);
+            return;
+        }
+    };
     match first {
         Ok(Some(Inbound::Packet {
             stream: 0,
             packet: Packet::Connect(connect),
         })) => {
             metrics::counter!(m::PACKETS_RECEIVED, "type" => "connect").increment(1);
-            Connection::start(broker, link, *connect).await;
+            Connection::start(broker, link, *connect, early).await;
         }
         Ok(Some(Inbound::Invalid {
+            stream: 0,
             error: DecodeError::UnsupportedProtocolVersion(level),
-            ..
         })) => {
             tracing::debug!(peer = %link.peer, level, "unsupported protocol level");
             metrics::counter!(m::PROTOCOL_ERRORS, "reason" => "unsupported_protocol_version")
@@ -132,10 +157,11 @@ struct Connection {
     will: Option<LastWill>,
     takeover: Option<oneshot::Sender<Session>>,
     scratch: BytesMut,
+    early: Vec<Inbound>,
 }
 
 impl Connection {
-    async fn start(broker: Arc<Broker>, link: Link, connect: Connect) {
+    async fn start(broker: Arc<Broker>, link: Link, connect: Connect, early: Vec<Inbound>) {
         let version = connect.protocol;
         let settings = broker.settings().clone();
         let v5 = version == ProtocolVersion::V5;
@@ -234,6 +260,7 @@ impl Connection {
             will: connect.will,
             takeover: None,
             scratch: BytesMut::with_capacity(4096),
+            early,
         };
         let mut properties = Properties::default();
         if v5 {
@@ -248,6 +275,11 @@ impl Connection {
             properties.shared_subscription_available = Some(1);
             if expiry != requested_expiry {
                 properties.session_expiry_interval = Some(expiry);
+            }
+            if let Some(name) = &settings.node_name {
+                properties
+                    .user_properties
+                    .push(("quicmq-node".to_string(), name.clone()));
             }
         }
         let connack = Packet::ConnAck(ConnAck {
@@ -271,6 +303,11 @@ impl Connection {
         }
         if let Err(close) = self.flush_session() {
             return close;
+        }
+        for inbound in std::mem::take(&mut self.early) {
+            if let Err(close) = self.on_inbound(inbound).await {
+                return close;
+            }
         }
         let mut shutdown = self.broker.shutdown_signal();
         let mut stats = tokio::time::interval(Duration::from_secs(5));
@@ -564,6 +601,7 @@ impl Connection {
                 } else {
                     ReasonCode::PACKET_IDENTIFIER_NOT_FOUND
                 };
+                self.apply_store_ops();
                 self.send(
                     stream,
                     Packet::PubComp(PublishResponse {
@@ -621,7 +659,9 @@ impl Connection {
         if qos == QoS::ExactlyOnce {
             let id = packet_id.unwrap_or(0);
             let fresh = self.session.on_incoming_qos2(id);
-            if fresh && self.session.incoming_qos2_len() > usize::from(settings.receive_maximum) {
+            self.apply_store_ops();
+            let receive_maximum = usize::from(self.broker.settings().receive_maximum);
+            if fresh && self.session.incoming_qos2_len() > receive_maximum {
                 return Err(self.protocol_error(
                     "more unreleased QoS 2 messages than Receive Maximum",
                     ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
@@ -637,7 +677,10 @@ impl Connection {
         let Some(packet_id) = packet_id else {
             return Ok(());
         };
-        if outcome.persisted {
+        // A persistent session's unreleased QoS 2 packet ID must be durable
+        // before PUBREC, or a resend after a restart would be routed twice.
+        let qos2_state = qos == QoS::ExactlyOnce && self.session.is_persistent();
+        if outcome.persisted || qos2_state {
             if let Err(e) = self.broker.flush().await {
                 tracing::error!(error = %e, "could not flush the data store");
                 return Err(

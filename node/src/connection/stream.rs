@@ -127,8 +127,38 @@ where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let (tx, rx) = mpsc::unbounded_channel();
+    let writer = spawn_writer(ctx, writer);
     tokio::spawn(read_packets(ctx.clone(), stream, reader));
+    writer
+}
+
+/// Start a data stream: its writer is announced to the core
+/// ([`Inbound::StreamOpened`]) before its reader starts, so the core knows
+/// where to answer before the stream's first packet arrives. Returns
+/// `false` if the connection is gone.
+pub async fn open_data_stream<R, W>(ctx: &StreamContext, stream: u64, reader: R, writer: W) -> bool
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let writer = spawn_writer(ctx, writer);
+    if ctx
+        .inbound
+        .send(Inbound::StreamOpened { stream, writer })
+        .await
+        .is_err()
+    {
+        return false;
+    }
+    tokio::spawn(read_packets(ctx.clone(), stream, reader));
+    true
+}
+
+fn spawn_writer<W>(ctx: &StreamContext, writer: W) -> StreamWriter
+where
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(write_bytes(ctx.clone(), writer, rx));
     StreamWriter { tx }
 }

@@ -2,9 +2,13 @@
 //! [`Broker`](crate::broker::Broker).
 
 mod quic;
+mod routable_cid;
+mod routed_socket;
 mod tcp;
 
-pub use quic::{bind_quic, serve_quic};
+pub use quic::{bind_quic, serve_quic, QuicSetup};
+pub use routable_cid::{RoutableCidGenerator, ServerIdMismatch};
+pub use routed_socket::RoutedSocket;
 pub use tcp::{serve_tcp, serve_tls};
 
 use std::net::SocketAddr;
@@ -37,8 +41,10 @@ fn stream_context(
 /// Addresses the node's listeners are bound to.
 #[derive(Clone, Debug, Default)]
 pub struct BoundAddrs {
-    /// MQTT over QUIC (UDP).
+    /// MQTT over QUIC (UDP), direct clients.
     pub quic: Option<SocketAddr>,
+    /// Routed port (UDP, PROXY v2 from routers).
+    pub routed: Option<SocketAddr>,
     /// MQTT over TCP.
     pub tcp: Option<SocketAddr>,
     /// MQTT over TLS.

@@ -10,17 +10,42 @@ use quinn::crypto::rustls::QuicServerConfig;
 
 use super::stream_context;
 use crate::broker::Broker;
-use crate::connection::stream::{spawn_stream, Inbound};
+use crate::connection::stream::{open_data_stream, spawn_stream};
 use crate::connection::{serve, Link};
-use crate::tls::TlsError;
+use crate::node::StartError;
+use crate::reset_key::RESET_KEY_LEN;
+use crate::transport::routable_cid::RoutableCidGenerator;
+use crate::transport::routed_socket::RoutedSocket;
+use quicmq_proto::quic_lb::{LbCodec, ServerId};
 
 /// Data streams a client may have open at once.
 const MAX_STREAMS: u32 = 64;
 
-/// Bind the QUIC endpoint.
-pub fn bind_quic(addr: SocketAddr, tls: rustls::ServerConfig) -> Result<quinn::Endpoint, TlsError> {
-    let crypto = QuicServerConfig::try_from(tls)
-        .map_err(|e| TlsError::Generate(format!("QUIC TLS configuration: {e}")))?;
+/// What the QUIC endpoint is built from.
+pub struct QuicSetup {
+    /// Public port for direct clients.
+    pub public: Option<SocketAddr>,
+    /// Routed port for datagrams from routers.
+    pub routed: Option<SocketAddr>,
+    /// TLS configuration (ALPN `mqtt`).
+    pub tls: rustls::ServerConfig,
+    /// QUIC-LB codec of the cluster.
+    pub lb: Arc<LbCodec>,
+    /// This node's server ID.
+    pub server_id: ServerId,
+    /// Stateless reset key shared with routers.
+    pub reset_key: [u8; RESET_KEY_LEN],
+}
+
+/// Bind the QUIC endpoint on the public and routed ports.
+pub fn bind_quic(setup: QuicSetup) -> Result<(quinn::Endpoint, Arc<RoutedSocket>), StartError> {
+    let bind_error = |e: String| StartError::Bind {
+        key: "quic_addr",
+        addr: format!("{:?} / {:?}", setup.public, setup.routed),
+        reason: e,
+    };
+    let crypto = QuicServerConfig::try_from(setup.tls)
+        .map_err(|e| bind_error(format!("QUIC TLS configuration: {e}")))?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     let mut transport = quinn::TransportConfig::default();
     transport.max_concurrent_bidi_streams(MAX_STREAMS.into());
@@ -32,11 +57,23 @@ pub fn bind_quic(addr: SocketAddr, tls: rustls::ServerConfig) -> Result<quinn::E
     ))));
     server.transport_config(Arc::new(transport));
     server.migration(true);
-    quinn::Endpoint::server(server, addr).map_err(|e| TlsError::File {
-        key: "quic_addr",
-        path: addr.to_string().into(),
-        reason: e.to_string(),
-    })
+    let generator = RoutableCidGenerator::new(setup.lb, setup.server_id)
+        .map_err(|e| StartError::Config(e.to_string()))?;
+    let mut endpoint_config = quinn::EndpointConfig::new(Arc::new(
+        crate::reset_key::quinn_reset_key(&setup.reset_key),
+    ));
+    endpoint_config.cid_generator(move || Box::new(generator.clone()));
+    let socket = Arc::new(
+        RoutedSocket::bind(setup.public, setup.routed).map_err(|e| bind_error(e.to_string()))?,
+    );
+    let endpoint = quinn::Endpoint::new_with_abstract_socket(
+        endpoint_config,
+        Some(server),
+        socket.clone(),
+        Arc::new(quinn::TokioRuntime),
+    )
+    .map_err(|e| bind_error(e.to_string()))?;
+    Ok((endpoint, socket))
 }
 
 /// Accept MQTT-over-QUIC connections until the broker shuts down.
@@ -82,12 +119,7 @@ async fn serve_connection(broker: Arc<Broker>, incoming: quinn::Incoming) {
         let mut index = 0u64;
         while let Ok((send, recv)) = data_connection.accept_bi().await {
             index += 1;
-            let writer = spawn_stream(&data_ctx, index, recv, send);
-            let opened = Inbound::StreamOpened {
-                stream: index,
-                writer,
-            };
-            if data_ctx.inbound.send(opened).await.is_err() {
+            if !open_data_stream(&data_ctx, index, recv, send).await {
                 return;
             }
         }

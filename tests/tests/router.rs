@@ -1,0 +1,282 @@
+//! Stateless routers in front of real node processes: steering by the
+//! server ID in connection IDs, connection migration, router failover and
+//! Stateless Resets for a dead node's connections.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use quicmq_node::client::{Client, ClientOptions, Event, Transport};
+use quicmq_proto::mqtt::{ConnAck, Properties, QoS, ReasonCode, SubscriptionOptions};
+use quicmq_tests::{free_udp_port, http_get, options_for, NodeProcess, RouterProcess};
+use tempfile::TempDir;
+
+const RESET_KEY: &str = "5d1b0f1c2a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5";
+const LB_KEY: &str = "8f95f09245765f80256934e50c66207f";
+
+struct Fleet {
+    nodes: Vec<NodeProcess>,
+    routers: Vec<RouterProcess>,
+    vip: SocketAddr,
+    ca: PathBuf,
+    _dirs: Vec<TempDir>,
+}
+
+fn server_id(i: usize) -> String {
+    format!("{:04x}", i + 1)
+}
+
+/// `nodes` node processes (one certificate) behind `routers` routers that
+/// share one public UDP address.
+fn fleet(nodes: usize, routers: usize) -> Fleet {
+    let dirs: Vec<TempDir> = (0..nodes).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut processes: Vec<NodeProcess> = Vec::new();
+    for (i, dir) in dirs.iter().enumerate() {
+        let sid = server_id(i);
+        let mut args = vec![
+            "--server-id",
+            &sid,
+            "--reset-key",
+            RESET_KEY,
+            "--quic-lb-key",
+            LB_KEY,
+        ];
+        let cert = dirs[0].path().join("dev-cert.pem").display().to_string();
+        let key = dirs[0].path().join("dev-key.pem").display().to_string();
+        if i > 0 {
+            args.extend(["--cert", &cert, "--key", &key]);
+        }
+        processes.push(NodeProcess::spawn_with(dir.path(), &args));
+    }
+    let vip: SocketAddr = format!("127.0.0.1:{}", free_udp_port()).parse().unwrap();
+    let table: Vec<(String, SocketAddr)> = processes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (server_id(i), n.routed))
+        .collect();
+    let table: Vec<(&str, SocketAddr)> = table.iter().map(|(s, a)| (s.as_str(), *a)).collect();
+    let routers = (0..routers)
+        .map(|_| RouterProcess::spawn(vip, &table, RESET_KEY, &["--quic-lb-key", LB_KEY]))
+        .collect();
+    Fleet {
+        ca: dirs[0].path().join("dev-cert.pem"),
+        nodes: processes,
+        routers,
+        vip,
+        _dirs: dirs,
+    }
+}
+
+impl Fleet {
+    fn options(&self, client_id: &str) -> ClientOptions {
+        options_for(self.vip, Transport::Quic, client_id, &self.ca)
+    }
+
+    async fn connect(&self, client_id: &str) -> (Client, String) {
+        let (client, connack) = Client::connect(self.options(client_id))
+            .await
+            .expect("connect through the router");
+        (client, node_of(&connack))
+    }
+}
+
+/// Sum of every series of a metric on a router's `/metrics`.
+async fn router_metric(router: &RouterProcess, name: &str) -> f64 {
+    let (status, body) = http_get(router.admin, "/metrics").await;
+    assert_eq!(status, 200);
+    body.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+        .sum()
+}
+
+fn node_of(connack: &ConnAck) -> String {
+    connack
+        .properties
+        .user_properties
+        .iter()
+        .find(|(k, _)| k == "quicmq-node")
+        .map(|(_, v)| v.clone())
+        .expect("CONNACK names the node")
+}
+
+/// Subscribe to `topic`, publish to it and get it back: every packet of the
+/// connection reached the node that owns it.
+async fn echo(client: &Client, topic: &str, payload: &str) {
+    client
+        .subscribe(
+            vec![(topic.into(), SubscriptionOptions::new(QoS::AtLeastOnce))],
+            Properties::default(),
+        )
+        .await
+        .expect("SUBACK");
+    let r = client
+        .publish(topic, payload.to_string(), QoS::AtLeastOnce, false)
+        .await
+        .expect("PUBACK");
+    assert_eq!(r, ReasonCode::SUCCESS);
+    match tokio::time::timeout(Duration::from_secs(5), client.recv()).await {
+        Ok(Some(Event::Publish(p))) => assert_eq!(&p.payload[..], payload.as_bytes()),
+        other => panic!("{topic}: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn routers_steer_every_connection_to_one_node_and_spread_new_ones() {
+    let fleet = fleet(2, 2);
+    let mut per_node: HashMap<String, usize> = HashMap::new();
+    let mut clients = Vec::new();
+    for i in 0..20 {
+        let (client, node) = fleet.connect(&format!("steer-{i}")).await;
+        *per_node.entry(node).or_default() += 1;
+        clients.push(client);
+    }
+    assert_eq!(
+        per_node.len(),
+        2,
+        "Initials spread over both nodes: {per_node:?}"
+    );
+    for (i, client) in clients.iter().enumerate() {
+        echo(client, &format!("steer/{i}"), &format!("m{i}")).await;
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_changes_its_address_keeps_its_session() {
+    let fleet = fleet(2, 1);
+    let (client, node) = fleet.connect("migrating").await;
+    client
+        .subscribe(
+            vec![("mig/#".into(), SubscriptionOptions::new(QoS::AtLeastOnce))],
+            Properties::default(),
+        )
+        .await
+        .unwrap();
+    let before = client.local_addr();
+    let mut received = Vec::new();
+    for i in 0..40u32 {
+        if i == 20 {
+            client.rebind().await.expect("rebind to a new UDP socket");
+        }
+        let r = client
+            .publish("mig/x", i.to_string(), QoS::AtLeastOnce, false)
+            .await
+            .expect("PUBACK");
+        assert_eq!(r, ReasonCode::SUCCESS);
+        match tokio::time::timeout(Duration::from_secs(5), client.recv()).await {
+            Ok(Some(Event::Publish(p))) => {
+                received.push(String::from_utf8_lossy(&p.payload).to_string())
+            }
+            other => panic!("message {i}: {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_ne!(client.local_addr(), before, "the client's address changed");
+    let expected: Vec<String> = (0..40).map(|i| i.to_string()).collect();
+    assert_eq!(received, expected, "no loss, no duplicate, no reconnect");
+    assert!(!client.is_closed());
+    // The session is still the one on the first node: a second connection
+    // with the same client ID takes it over there.
+    let (_, again) = fleet.connect("migrating").await;
+    assert_eq!(again, node);
+}
+
+#[tokio::test]
+async fn killing_one_of_two_routers_does_not_break_sessions() {
+    let mut fleet = fleet(2, 2);
+    let mut clients = Vec::new();
+    for i in 0..8 {
+        let (client, _) = fleet.connect(&format!("survivor-{i}")).await;
+        client
+            .subscribe(
+                vec![(
+                    format!("rf/{i}"),
+                    SubscriptionOptions::new(QoS::AtLeastOnce),
+                )],
+                Properties::default(),
+            )
+            .await
+            .unwrap();
+        clients.push(client);
+    }
+    for router in &fleet.routers {
+        let forwarded = router_metric(router, "quicmq_router_forwarded_packets_total").await;
+        assert!(
+            forwarded > 0.0,
+            "both routers carry traffic before the kill"
+        );
+    }
+    for round in 0..10u32 {
+        if round == 3 {
+            fleet.routers[0].kill9();
+        }
+        for (i, client) in clients.iter().enumerate() {
+            let r = tokio::time::timeout(
+                Duration::from_secs(10),
+                client.publish(
+                    &format!("rf/{i}"),
+                    round.to_string(),
+                    QoS::AtLeastOnce,
+                    false,
+                ),
+            )
+            .await
+            .expect("PUBACK within 10 s")
+            .expect("no reconnect needed");
+            assert_eq!(r, ReasonCode::SUCCESS);
+            match tokio::time::timeout(Duration::from_secs(10), client.recv()).await {
+                Ok(Some(Event::Publish(p))) => {
+                    assert_eq!(&p.payload[..], round.to_string().as_bytes())
+                }
+                other => panic!("client {i} round {round}: {other:?}"),
+            }
+        }
+    }
+    assert!(clients.iter().all(|c| !c.is_closed()));
+}
+
+#[tokio::test]
+async fn a_dead_nodes_clients_get_a_stateless_reset_and_reconnect_elsewhere() {
+    let mut fleet = fleet(2, 1);
+    let mut on_second = Vec::new();
+    for i in 0..16 {
+        let (client, node) = fleet.connect(&format!("doomed-{i}")).await;
+        if node == server_id(1) {
+            on_second.push(client);
+        }
+    }
+    assert!(!on_second.is_empty(), "some clients landed on node 0002");
+    fleet.nodes[1].kill9();
+    let killed = Instant::now();
+    for client in &on_second {
+        let deadline = killed + Duration::from_secs(10);
+        loop {
+            assert!(Instant::now() < deadline, "no Stateless Reset within 10 s");
+            let sent = client
+                .publish("doomed/x", "x", QoS::AtMostOnce, false)
+                .await;
+            if sent.is_err() || client.is_closed() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let reset_after = killed.elapsed();
+    println!("kill -9 → every client of the dead node reset: {reset_after:?}");
+    let resets = router_metric(&fleet.routers[0], "quicmq_router_stateless_resets_total").await;
+    assert!(
+        resets >= on_second.len() as f64,
+        "{resets} resets for {} clients",
+        on_second.len()
+    );
+    // The router's health window is 500 ms; QUIC's own idle timeout is 30 s.
+    assert!(reset_after < Duration::from_secs(5), "{reset_after:?}");
+    let (client, node) = fleet.connect("doomed-back").await;
+    assert_eq!(node, server_id(0), "new connections go to the live node");
+    echo(&client, "back/1", "alive").await;
+    println!(
+        "kill -9 → reconnected to a live node: {:?}",
+        killed.elapsed()
+    );
+}
