@@ -101,6 +101,10 @@ pub struct Overrides {
     /// digits. Default: generated once into the data directory (`reset-key`).
     #[arg(long, env = "QUICMQ_RESET_KEY")]
     pub reset_key: Option<String>,
+    /// Key sealing address-validation tokens, shared by all nodes, 64 hex
+    /// digits. Default: generated once into the data directory (`token-key`).
+    #[arg(long, env = "QUICMQ_TOKEN_KEY")]
+    pub token_key: Option<String>,
     /// MQTT over TCP listen address, or `off`. Default 0.0.0.0:1883.
     #[arg(long, env = "QUICMQ_TCP_ADDR")]
     pub tcp_addr: Option<ListenAddr>,
@@ -180,6 +184,8 @@ pub struct NodeConfig {
     pub server_id: ServerId,
     /// Stateless reset key, if configured (else the data directory's).
     pub reset_key: Option<[u8; 32]>,
+    /// Token key, if configured (else the data directory's).
+    pub token_key: Option<[u8; 32]>,
     /// TCP listen address.
     pub tcp_addr: Option<SocketAddr>,
     /// TLS listen address.
@@ -307,6 +313,15 @@ impl NodeConfig {
                 Some(key)
             }
         };
+        let token_key = match o.token_key.as_deref() {
+            None | Some("") => None,
+            Some(hex) => {
+                let bytes = parse_hex("token_key", hex, Some(32))?;
+                let mut key = [0u8; 32];
+                key.copy_from_slice(&bytes);
+                Some(key)
+            }
+        };
         let config = NodeConfig {
             data_dir: o.data_dir.unwrap_or_else(|| PathBuf::from("quicmq-data")),
             quic_addr: addr(o.quic_addr, "0.0.0.0:14567"),
@@ -314,6 +329,7 @@ impl NodeConfig {
             quic_lb,
             server_id,
             reset_key,
+            token_key,
             tcp_addr: addr(o.tcp_addr, "0.0.0.0:1883"),
             tls_addr: addr(o.tls_addr, "0.0.0.0:8883"),
             admin_addr: addr(o.admin_addr, "0.0.0.0:8080"),
@@ -404,7 +420,7 @@ macro_rules! merge_fields {
 fn merge(cli: Overrides, file: Overrides) -> Overrides {
     merge_fields!(cli, file;
         data_dir, quic_addr, routed_addr, server_id, quic_lb_config_id, quic_lb_nonce_len,
-        quic_lb_key, reset_key, tcp_addr, tls_addr, admin_addr, cert, key,
+        quic_lb_key, reset_key, token_key, tcp_addr, tls_addr, admin_addr, cert, key,
         max_packet_size, receive_maximum, topic_alias_maximum, max_keep_alive,
         max_session_expiry, max_queued_messages, queue_drop_policy, log,
     )

@@ -7,15 +7,17 @@
 //! - [`transport`]: the QUIC, TCP and TLS listeners.
 //! - [`node`]: a running node wired from a [`config::NodeConfig`].
 //! - [`client`]: the async MQTT client used by the `quicmq` CLI and tests.
+//! - [`bench`]: the load generator behind `quicmq bench`.
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod bench;
 pub mod broker;
 pub mod client;
 pub mod config;
 pub mod connection;
+pub mod keys;
 pub mod metrics;
 pub mod node;
-pub mod reset_key;
 pub mod tls;
 pub mod transport;

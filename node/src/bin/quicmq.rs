@@ -5,11 +5,23 @@
 //!            [--transport quic|tcp|tls] [--cafile FILE | --insecure] [-V 5|311] [-u USER -P PASS]
 //! quicmq sub -h HOST -p PORT -t FILTER [-t FILTER ...] [-q N] [-C COUNT] [-c] [-i CLIENT_ID] [-v]
 //!            [--transport ...] [--cafile FILE | --insecure] [-V 5|311]
+//! quicmq bench pub  [-c CLIENTS] [-t TOPIC] [-q N] [-s SIZE] [-r RATE] [-n COUNT] [-d SECS]
+//!                   [--inflight N] [--json] [connection flags]
+//! quicmq bench sub  [-c CLIENTS] [-t FILTER] [-q N] [--share GROUP] [-n COUNT] [--idle SECS]
+//!                   [-d SECS] [--receive-maximum N] [--json] [connection flags]
+//! quicmq bench conn [-c CLIENTS] [--rate N] [--max-pending N] [-d SECS]
+//!                   [--endpoint-per-connection] [--json] [connection flags]
 //! ```
 //!
 //! `sub` prints each message as `TOPIC PAYLOAD` on its own line of stdout
 //! and nothing else there; diagnostics go to stderr (`RUST_LOG` or
 //! `QUICMQ_LOG` set the log filter).
+//!
+//! `bench` prints a progress bar on stderr (when it is a terminal), one
+//! line on stderr once the clients are ready (`quicmq bench sub: N
+//! subscribers ready`, `quicmq bench conn: N connections open; ...`, for
+//! scripts to wait on), and the summary on stdout: a few lines, or one JSON
+//! object with `--json`.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -21,6 +33,9 @@ use anyhow::{bail, Context as _};
 use bytes::Bytes;
 use clap::builder::FalseyValueParser;
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use quicmq_node::bench::{
+    Bound, ConnBench, ConnSettings, ProgressMode, PubBench, PubSettings, SubBench, SubSettings,
+};
 use quicmq_node::client::{
     Client, ClientOptions, Event, Properties, ProtocolVersion, Publish, QoS, ReasonCode,
     SubscriptionOptions, TlsOptions, Transport,
@@ -45,6 +60,26 @@ enum Command {
     /// Subscribe and print each message as `TOPIC PAYLOAD` on its own line.
     #[command(disable_help_flag = true, disable_version_flag = true)]
     Sub(SubArgs),
+    /// Load generator: publishers, subscribers or idle connections, with
+    /// progress and a summary.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// N publishers sending timestamped messages; reports publishes/s and
+    /// acknowledgement latency (QoS 1/2).
+    #[command(disable_help_flag = true, disable_version_flag = true)]
+    Pub(BenchPubArgs),
+    /// M subscribers; reports messages/s (first to last message) and
+    /// end-to-end latency from the send time in each payload.
+    #[command(disable_help_flag = true, disable_version_flag = true)]
+    Sub(BenchSubArgs),
+    /// Open many connections at a bounded rate, hold them idle, close
+    /// them; reports connect latency and failures.
+    #[command(disable_help_flag = true, disable_version_flag = true)]
+    Conn(BenchConnArgs),
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -158,6 +193,24 @@ impl ConnArgs {
     }
 }
 
+/// Seconds (fractions allowed) as a duration.
+fn parse_secs(value: &str) -> Result<Duration, String> {
+    value
+        .parse::<f64>()
+        .ok()
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+        .ok_or_else(|| format!("{value:?} is not a number of seconds"))
+}
+
+/// A rate: a finite, non-negative number.
+fn parse_rate(value: &str) -> Result<f64, String> {
+    value
+        .parse::<f64>()
+        .ok()
+        .filter(|rate| rate.is_finite() && *rate >= 0.0)
+        .ok_or_else(|| format!("{value:?} is not a rate (a number >= 0)"))
+}
+
 fn parse_qos(value: &str) -> Result<QoS, String> {
     value
         .parse::<u8>()
@@ -220,6 +273,121 @@ struct SubArgs {
     timeout: Option<u64>,
 }
 
+/// Without `-n`, `bench pub` sends for this long.
+const BENCH_PUB_DURATION: Duration = Duration::from_secs(10);
+/// With `-n` and without `-d`, `bench pub` still stops after this long.
+const BENCH_PUB_CAP: Duration = Duration::from_secs(300);
+
+#[derive(Args, Debug)]
+struct BenchPubArgs {
+    #[command(flatten)]
+    conn: ConnArgs,
+    /// Publishers (connections).
+    #[arg(short = 'c', long, default_value_t = 1)]
+    clients: usize,
+    /// Topic; `%i` is replaced by the publisher's index (0, 1, ...).
+    #[arg(short = 't', long, default_value = "bench/%i")]
+    topic: String,
+    /// Quality of service: 0, 1 or 2.
+    #[arg(short = 'q', long, default_value = "0", value_parser = parse_qos)]
+    qos: QoS,
+    /// Payload size in bytes (at least 16: send time, publisher, sequence).
+    #[arg(short = 's', long, default_value_t = 64)]
+    size: usize,
+    /// Messages per second per publisher (0 = as fast as the in-flight
+    /// window allows).
+    #[arg(short = 'r', long, default_value = "0", value_parser = parse_rate)]
+    rate: f64,
+    /// Messages per publisher.
+    #[arg(short = 'n', long)]
+    count: Option<u64>,
+    /// Seconds to send for [default: 10 without -n, else a 300 s cap].
+    #[arg(short = 'd', long, value_parser = parse_secs)]
+    duration: Option<Duration>,
+    /// Publishes in flight per publisher [default: the server's Receive
+    /// Maximum (at most 4096) for QoS 1/2, 64 for QoS 0].
+    #[arg(long)]
+    inflight: Option<usize>,
+    /// Seconds to wait for outstanding acknowledgements after sending.
+    #[arg(long, default_value = "10", value_parser = parse_secs)]
+    drain: Duration,
+    /// Print the summary as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct BenchSubArgs {
+    #[command(flatten)]
+    conn: ConnArgs,
+    /// Subscribers (connections).
+    #[arg(short = 'c', long, default_value_t = 1)]
+    clients: usize,
+    /// Topic filter; `%i` is replaced by the subscriber's index.
+    #[arg(short = 't', long, default_value = "bench/#")]
+    topic: String,
+    /// Maximum QoS of the subscriptions: 0, 1 or 2.
+    #[arg(short = 'q', long, default_value = "0", value_parser = parse_qos)]
+    qos: QoS,
+    /// Subscribe as members of this share group (`$share/GROUP/FILTER`).
+    #[arg(long)]
+    share: Option<String>,
+    /// Messages each subscriber expects; stop when all have them.
+    #[arg(short = 'n', long)]
+    count: Option<u64>,
+    /// Stop after this many seconds without a message (once one arrived).
+    #[arg(long, default_value = "3", value_parser = parse_secs)]
+    idle: Duration,
+    /// Hard limit in seconds.
+    #[arg(short = 'd', long, default_value = "60", value_parser = parse_secs)]
+    duration: Duration,
+    /// Receive Maximum each subscriber announces (MQTT 5.0): QoS 1/2
+    /// messages the broker may have unacknowledged towards it [default:
+    /// none announced, i.e. 65535].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    receive_maximum: Option<u16>,
+    /// Print the summary as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct BenchConnArgs {
+    #[command(flatten)]
+    conn: ConnArgs,
+    /// Connections to open.
+    #[arg(short = 'c', long, default_value_t = 1000)]
+    clients: usize,
+    /// Connections opened per second (0 = as fast as --max-pending allows).
+    #[arg(long, default_value = "500", value_parser = parse_rate)]
+    rate: f64,
+    /// Handshakes in progress at once, at most.
+    #[arg(long, default_value_t = 200)]
+    max_pending: usize,
+    /// Seconds to hold the connections idle once all were attempted.
+    #[arg(short = 'd', long, default_value = "10", value_parser = parse_secs)]
+    duration: Duration,
+    /// QUIC: one UDP socket (endpoint) per connection instead of one
+    /// shared by all.
+    #[arg(long)]
+    endpoint_per_connection: bool,
+    /// Print the summary as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+impl ConnArgs {
+    /// Options for the clients of a benchmark: the client identifier is
+    /// empty (the runner numbers its own) unless `-i` gave a prefix.
+    fn bench_options(&self) -> ClientOptions {
+        let mut opts = self.options("bench");
+        if self.client_id.is_none() {
+            opts.client_id.clear();
+        }
+        opts
+    }
+}
+
 fn main() -> ExitCode {
     init_tracing();
     let cli = Cli::parse();
@@ -237,6 +405,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Pub(args) => publish(args).await,
             Command::Sub(args) => subscribe(args).await,
+            Command::Bench(command) => bench(command).await,
         }
     });
     match result {
@@ -368,6 +537,89 @@ async fn subscribe(args: SubArgs) -> anyhow::Result<ExitCode> {
             Some(Event::Closed(None)) | None => bail!("connection closed"),
         }
     }
+}
+
+async fn bench(command: BenchCommand) -> anyhow::Result<ExitCode> {
+    let progress = ProgressMode::stderr(false);
+    let (summary, json) = match command {
+        BenchCommand::Pub(args) => {
+            let duration = args.duration.unwrap_or(if args.count.is_some() {
+                BENCH_PUB_CAP
+            } else {
+                BENCH_PUB_DURATION
+            });
+            let settings = PubSettings {
+                options: args.conn.bench_options(),
+                clients: args.clients,
+                topic: args.topic,
+                qos: args.qos,
+                payload_size: args.size,
+                rate: args.rate,
+                bound: Bound {
+                    count: args.count,
+                    duration,
+                },
+                inflight: args.inflight,
+                drain_timeout: args.drain,
+            };
+            let bench = PubBench::connect(settings, progress)
+                .await
+                .context("bench pub")?;
+            eprintln!(
+                "quicmq bench pub: {} publishers connected",
+                bench.connected()
+            );
+            (bench.run().await, args.json)
+        }
+        BenchCommand::Sub(args) => {
+            let mut options = args.conn.bench_options();
+            options.receive_maximum = args.receive_maximum;
+            let settings = SubSettings {
+                options,
+                clients: args.clients,
+                filter: args.topic,
+                qos: args.qos,
+                share: args.share,
+                count: args.count,
+                idle: args.idle,
+                deadline: args.duration,
+            };
+            let bench = SubBench::connect(settings, progress)
+                .await
+                .context("bench sub")?;
+            eprintln!("quicmq bench sub: {} subscribers ready", bench.ready());
+            (bench.run().await, args.json)
+        }
+        BenchCommand::Conn(args) => {
+            let settings = ConnSettings {
+                options: args.conn.bench_options(),
+                clients: args.clients,
+                rate: args.rate,
+                max_pending: args.max_pending,
+                hold: args.duration,
+                shared_endpoint: !args.endpoint_per_connection,
+            };
+            let bench = ConnBench::open(settings, progress)
+                .await
+                .context("bench conn")?;
+            eprintln!(
+                "quicmq bench conn: {} connections open; holding for {} s",
+                bench.open_count(),
+                args.duration.as_secs_f64()
+            );
+            (bench.hold_and_close().await, args.json)
+        }
+    };
+    let text = if json {
+        summary.to_json()
+    } else {
+        summary.to_string()
+    };
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{text}")
+        .and_then(|()| stdout.flush())
+        .context("cannot write to stdout")?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Prints `TOPIC PAYLOAD` (and with `verbose` the QoS, flags and
@@ -533,6 +785,72 @@ mod cli_client {
             "--insecure",
         ])
         .is_err());
+    }
+
+    #[test]
+    fn bench_pub_parses_its_flags() {
+        let cli = Cli::try_parse_from([
+            "quicmq",
+            "bench",
+            "pub",
+            "-c",
+            "20",
+            "-q",
+            "1",
+            "-s",
+            "128",
+            "-r",
+            "1000",
+            "-n",
+            "5000",
+            "--transport",
+            "tcp",
+            "-p",
+            "1884",
+            "--json",
+        ])
+        .unwrap();
+        let Command::Bench(BenchCommand::Pub(args)) = cli.command else {
+            panic!("not bench pub")
+        };
+        assert_eq!(args.clients, 20);
+        assert_eq!(args.qos, QoS::AtLeastOnce);
+        assert_eq!(args.size, 128);
+        assert_eq!(args.rate, 1000.0);
+        assert_eq!(args.count, Some(5000));
+        assert_eq!(args.duration, None);
+        assert_eq!(args.topic, "bench/%i");
+        assert!(args.json);
+        let opts = args.conn.bench_options();
+        assert_eq!(opts.port, 1884);
+        assert_eq!(opts.client_id, "", "the runner numbers the clients");
+    }
+
+    #[test]
+    fn bench_sub_and_conn_defaults() {
+        let cli =
+            Cli::try_parse_from(["quicmq", "bench", "sub", "--share", "g", "-d", "2.5"]).unwrap();
+        let Command::Bench(BenchCommand::Sub(args)) = cli.command else {
+            panic!("not bench sub")
+        };
+        assert_eq!(args.topic, "bench/#");
+        assert_eq!(args.idle, Duration::from_secs(3));
+        assert_eq!(args.duration, Duration::from_millis(2500));
+        assert_eq!(args.share.as_deref(), Some("g"));
+        let cli = Cli::try_parse_from([
+            "quicmq", "bench", "conn", "-c", "10000", "--rate", "500", "-i", "idle",
+        ])
+        .unwrap();
+        let Command::Bench(BenchCommand::Conn(args)) = cli.command else {
+            panic!("not bench conn")
+        };
+        assert_eq!(args.clients, 10000);
+        assert_eq!(args.duration, Duration::from_secs(10));
+        assert!(!args.endpoint_per_connection);
+        assert_eq!(args.conn.bench_options().client_id, "idle");
+        assert!(Cli::try_parse_from(["quicmq", "bench", "pub", "-r", "-1"]).is_err());
+        assert!(Cli::try_parse_from(["quicmq", "bench", "sub", "--idle", "x"]).is_err());
+        assert!(Cli::try_parse_from(["quicmq", "bench", "sub", "--receive-maximum", "0"]).is_err());
     }
 
     #[test]

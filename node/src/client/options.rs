@@ -164,6 +164,18 @@ pub struct ClientOptions {
     /// QUIC: idle timeout the client proposes (the smaller of the two
     /// endpoints' values applies). 30 s by default.
     pub quic_idle_timeout: Duration,
+    /// QUIC: an existing client endpoint (one UDP socket) to open the
+    /// connection on, shared with other connections; `None` (the default)
+    /// binds a new endpoint per connection. Its default client config is
+    /// not used: the connection gets one built from these options.
+    /// [`Client::rebind`](super::Client::rebind) on a connection of a shared
+    /// endpoint moves every connection of it.
+    pub quic_endpoint: Option<quinn::Endpoint>,
+    /// Present QUIC address-validation tokens from earlier connections of
+    /// this process (default `true`): the server skips address validation
+    /// and routers steer the client back to the node that issued the token.
+    /// `false` makes every connection look new (tokens link connections).
+    pub quic_reuse_tokens: bool,
 }
 
 impl ClientOptions {
@@ -192,6 +204,8 @@ impl ClientOptions {
             event_capacity: 1024,
             quic_keep_alive_interval: Some(Duration::from_secs(5)),
             quic_idle_timeout: Duration::from_secs(30),
+            quic_endpoint: None,
+            quic_reuse_tokens: true,
         }
     }
 
@@ -241,6 +255,13 @@ impl fmt::Debug for ClientOptions {
             .field("event_capacity", &self.event_capacity)
             .field("quic_keep_alive_interval", &self.quic_keep_alive_interval)
             .field("quic_idle_timeout", &self.quic_idle_timeout)
+            .field(
+                "quic_endpoint",
+                &self
+                    .quic_endpoint
+                    .as_ref()
+                    .map(|endpoint| endpoint.local_addr().ok()),
+            )
             .finish()
     }
 }

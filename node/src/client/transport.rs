@@ -93,6 +93,14 @@ async fn connect_tcp(addrs: &[SocketAddr]) -> Result<TcpStream, ClientError> {
     })))
 }
 
+/// The process-wide store of QUIC address-validation tokens.
+fn token_store() -> Arc<dyn quinn::TokenStore> {
+    static STORE: std::sync::OnceLock<Arc<dyn quinn::TokenStore>> = std::sync::OnceLock::new();
+    STORE
+        .get_or_init(|| Arc::new(quinn::TokenMemoryCache::default()))
+        .clone()
+}
+
 async fn connect_quic(opts: &ClientOptions, addr: SocketAddr) -> Result<Established, ClientError> {
     let crypto = tls::client_config(&opts.tls, true)?;
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(crypto)
@@ -104,21 +112,33 @@ async fn connect_quic(opts: &ClientOptions, addr: SocketAddr) -> Result<Establis
     transport.max_idle_timeout(Some(idle));
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
     config.transport_config(Arc::new(transport));
-
-    let bind: SocketAddr = if addr.is_ipv6() {
-        (Ipv6Addr::UNSPECIFIED, 0).into()
+    // Address-validation tokens from earlier connections (NEW_TOKEN) are
+    // kept per process: a returning client presents one, skips address
+    // validation, and routers steer it back to the node that issued it.
+    if opts.quic_reuse_tokens {
+        config.token_store(token_store());
     } else {
-        (Ipv4Addr::UNSPECIFIED, 0).into()
+        config.token_store(Arc::new(quinn::NoneTokenStore));
+    }
+
+    let endpoint = match &opts.quic_endpoint {
+        Some(shared) => shared.clone(),
+        None => {
+            let bind: SocketAddr = if addr.is_ipv6() {
+                (Ipv6Addr::UNSPECIFIED, 0).into()
+            } else {
+                (Ipv4Addr::UNSPECIFIED, 0).into()
+            };
+            quinn::Endpoint::client(bind)?
+        }
     };
-    let mut endpoint = quinn::Endpoint::client(bind)?;
-    endpoint.set_default_client_config(config);
     let name = opts.tls.server_name.as_deref().unwrap_or(&opts.host);
     let name = name
         .strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))
         .unwrap_or(name);
     let connection = endpoint
-        .connect(addr, name)
+        .connect_with(config, addr, name)
         .map_err(|e| ClientError::Quic(e.to_string()))?
         .await
         .map_err(connection_error)?;

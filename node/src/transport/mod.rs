@@ -3,11 +3,13 @@
 
 mod quic;
 mod routable_cid;
+mod routable_token;
 mod routed_socket;
 mod tcp;
 
 pub use quic::{bind_quic, serve_quic, QuicSetup};
 pub use routable_cid::{RoutableCidGenerator, ServerIdMismatch};
+pub use routable_token::RoutableTokenKey;
 pub use routed_socket::RoutedSocket;
 pub use tcp::{serve_tcp, serve_tls};
 

@@ -12,9 +12,10 @@ use super::stream_context;
 use crate::broker::Broker;
 use crate::connection::stream::{open_data_stream, spawn_stream};
 use crate::connection::{serve, Link};
+use crate::keys::RESET_KEY_LEN;
 use crate::node::StartError;
-use crate::reset_key::RESET_KEY_LEN;
 use crate::transport::routable_cid::RoutableCidGenerator;
+use crate::transport::routable_token::RoutableTokenKey;
 use crate::transport::routed_socket::RoutedSocket;
 use quicmq_proto::quic_lb::{LbCodec, ServerId};
 
@@ -35,6 +36,8 @@ pub struct QuicSetup {
     pub server_id: ServerId,
     /// Stateless reset key shared with routers.
     pub reset_key: [u8; RESET_KEY_LEN],
+    /// Key sealing address-validation tokens, shared by all nodes.
+    pub token_key: [u8; RESET_KEY_LEN],
 }
 
 /// Bind the QUIC endpoint on the public and routed ports.
@@ -57,11 +60,14 @@ pub fn bind_quic(setup: QuicSetup) -> Result<(quinn::Endpoint, Arc<RoutedSocket>
     ))));
     server.transport_config(Arc::new(transport));
     server.migration(true);
+    server.token_key(Arc::new(RoutableTokenKey::new(
+        crate::keys::token_prk(&setup.token_key),
+        setup.server_id,
+    )));
     let generator = RoutableCidGenerator::new(setup.lb, setup.server_id)
         .map_err(|e| StartError::Config(e.to_string()))?;
-    let mut endpoint_config = quinn::EndpointConfig::new(Arc::new(
-        crate::reset_key::quinn_reset_key(&setup.reset_key),
-    ));
+    let mut endpoint_config =
+        quinn::EndpointConfig::new(Arc::new(crate::keys::quinn_reset_key(&setup.reset_key)));
     endpoint_config.cid_generator(move || Box::new(generator.clone()));
     let socket = Arc::new(
         RoutedSocket::bind(setup.public, setup.routed).map_err(|e| bind_error(e.to_string()))?,
