@@ -161,6 +161,10 @@ impl Router {
                 Err(_) => continue,
             };
             for (slot, m) in storage.chunks(SLOT).zip(&meta).take(count) {
+                if m.len == 0 {
+                    self.metrics.dropped(crate::steering::DropReason::Unparseable);
+                    continue;
+                }
                 let stride = m.stride.max(1);
                 for datagram in slot[..m.len.min(SLOT)].chunks(stride) {
                     self.forward_client_datagram(datagram, m.addr, m.dst_ip, &mut envelope_buf)

@@ -161,11 +161,19 @@ async fn a_client_that_changes_its_address_keeps_its_session() {
         )
         .await
         .unwrap();
-    let before = client.local_addr();
+    let first = client.local_addr();
+    let mut seen = std::collections::HashSet::new();
     let mut received = Vec::new();
     for i in 0..40u32 {
-        if i == 20 {
-            client.rebind().await.expect("rebind to a new UDP socket");
+        if i == 15 {
+            client.rebind().await.expect("rebind to a new UDP port");
+        }
+        if i == 30 {
+            // A new source IP: 127.0.0.2 is as local as 127.0.0.1.
+            client
+                .rebind_to("127.0.0.2:0".parse().unwrap())
+                .await
+                .expect("rebind to a new address");
         }
         let r = client
             .publish("mig/x", i.to_string(), QoS::AtLeastOnce, false)
@@ -178,9 +186,19 @@ async fn a_client_that_changes_its_address_keeps_its_session() {
             }
             other => panic!("message {i}: {other:?}"),
         }
+        seen.extend(client.local_addr());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_ne!(client.local_addr(), before, "the client's address changed");
+    let ips: std::collections::HashSet<_> = seen.iter().map(|a| a.ip()).collect();
+    assert_eq!(
+        seen.len(),
+        3,
+        "three local addresses over the run: {seen:?}, first {first:?}"
+    );
+    assert!(
+        ips.contains(&std::net::IpAddr::from([127, 0, 0, 2])),
+        "{ips:?}"
+    );
     let expected: Vec<String> = (0..40).map(|i| i.to_string()).collect();
     assert_eq!(received, expected, "no loss, no duplicate, no reconnect");
     assert!(!client.is_closed());
@@ -326,4 +344,60 @@ async fn a_returning_client_is_steered_home_by_its_token() {
     }
     let steered = router_metric(&fleet.routers[0], "quicmq_router_token_steered_total").await;
     assert!(steered >= 8.0, "{steered} Initials steered by token");
+}
+
+#[tokio::test]
+async fn malformed_datagrams_are_dropped_counted_and_harmless() {
+    let fleet = fleet(1, 1);
+    let (client, _) = fleet.connect("bystander").await;
+    let junk = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut truncated_long = vec![0xc0, 0, 0, 0, 1, 8, 1, 2, 3];
+    truncated_long.truncate(9);
+    let mut cid_too_long = vec![0xc0, 0, 0, 0, 1, 21];
+    cid_too_long.extend_from_slice(&[7; 40]);
+    let cases: Vec<Vec<u8>> = vec![
+        vec![],
+        vec![0x40, 1, 2],
+        truncated_long,
+        cid_too_long,
+        vec![0x80, 0, 0, 0, 0, 4, 1, 2, 3, 4, 0],
+    ];
+    let before = router_metric(&fleet.routers[0], "quicmq_router_dropped_packets_total").await;
+    for _ in 0..10 {
+        for case in &cases {
+            junk.send_to(case, fleet.vip).await.unwrap();
+        }
+        // Random bytes: whatever they parse as, the router must not fall over.
+        let noise: Vec<u8> = (0..200).map(|_| rand_byte()).collect();
+        junk.send_to(&noise, fleet.vip).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let dropped =
+        router_metric(&fleet.routers[0], "quicmq_router_dropped_packets_total").await - before;
+    assert!(
+        dropped >= 50.0,
+        "every malformed datagram counted: {dropped}"
+    );
+    let (status, body) = http_get(fleet.routers[0].admin, "/metrics").await;
+    assert_eq!(status, 200);
+    for reason in ["unparseable", "cid_too_long", "version_negotiation"] {
+        assert!(
+            body.contains(&format!(
+                "quicmq_router_dropped_packets_total{{reason=\"{reason}\"}}"
+            )),
+            "{reason} counted"
+        );
+    }
+    echo(&client, "still/here", "yes").await;
+}
+
+fn rand_byte() -> u8 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static STATE: AtomicU64 = AtomicU64::new(0x2545_f491_4f6c_dd1d);
+    let mut x = STATE.load(Ordering::Relaxed);
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    STATE.store(x, Ordering::Relaxed);
+    (x >> 24) as u8
 }

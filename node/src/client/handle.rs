@@ -526,7 +526,26 @@ impl Client {
         } else {
             (Ipv4Addr::UNSPECIFIED, 0).into()
         };
-        let socket = std::net::UdpSocket::bind(bind)?;
+        self.rebind_to(bind).await
+    }
+
+    /// Moves the QUIC connection to a new local UDP socket bound to
+    /// `local` — a new address, as when a device changes networks. Fails
+    /// with [`ClientError::Unsupported`] over TCP and TLS.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: quicmq_node::client::Client) -> Result<(), quicmq_node::client::ClientError> {
+    /// // From 127.0.0.1 to 127.0.0.2: a new source IP on loopback.
+    /// client.rebind_to("127.0.0.2:0".parse().unwrap()).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn rebind_to(&self, local: SocketAddr) -> Result<(), ClientError> {
+        let Link::Quic { endpoint, .. } = &self.conn().link else {
+            return Err(ClientError::Unsupported(
+                "rebinding needs the QUIC transport",
+            ));
+        };
+        let socket = std::net::UdpSocket::bind(local)?;
         socket.set_nonblocking(true)?;
         endpoint.rebind(socket)?;
         Ok(())
