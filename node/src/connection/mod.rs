@@ -92,12 +92,13 @@ pub async fn serve(broker: Arc<Broker>, mut link: Link) {
         }
     };
     match first {
-        Ok(Some(Inbound::Packet {
-            stream: 0,
-            packet: Packet::Connect(connect),
-        })) => {
+        Ok(Some(Inbound::Packet { stream: 0, packet }))
+            if matches!(*packet, Packet::Connect(_)) =>
+        {
             metrics::counter!(m::PACKETS_RECEIVED, "type" => "connect").increment(1);
-            Connection::start(broker, link, *connect, early).await;
+            if let Packet::Connect(connect) = *packet {
+                Connection::start(broker, link, *connect, early).await;
+            }
         }
         Ok(Some(Inbound::Invalid {
             stream: 0,
@@ -259,7 +260,7 @@ impl Connection {
             outbound_aliases: HashMap::new(),
             will: connect.will,
             takeover: None,
-            scratch: BytesMut::with_capacity(4096),
+            scratch: BytesMut::new(),
             early,
         };
         let mut properties = Properties::default();
@@ -549,7 +550,7 @@ impl Connection {
                 self.last_packet = Instant::now();
                 metrics::counter!(m::PACKETS_RECEIVED, "type" => packet.packet_type().name())
                     .increment(1);
-                self.on_packet(stream, packet).await
+                self.on_packet(stream, *packet).await
             }
             Inbound::Invalid { error, .. } => {
                 Err(self.protocol_error(&error.to_string(), error.reason_code()))

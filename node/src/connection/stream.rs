@@ -15,17 +15,19 @@ use tokio::sync::{mpsc, Notify};
 
 use crate::metrics as m;
 
+/// A read buffer above this size is released once empty.
+const BIG_READ_BUFFER: usize = 64 * 1024;
+
 /// What the stream tasks tell the connection core.
-// Packets are the common variant: boxing them would cost an allocation each.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Inbound {
     /// A decoded packet.
     Packet {
         /// Stream it came in on (0 = control stream).
         stream: u64,
-        /// The packet.
-        packet: Packet,
+        /// The packet, boxed: a packet is hundreds of bytes and the channel
+        /// carrying these preallocates slots per connection.
+        packet: Box<Packet>,
     },
     /// Bytes that are not a valid packet; the connection must close.
     Invalid {
@@ -164,7 +166,9 @@ where
 }
 
 async fn read_packets<R: AsyncRead + Unpin>(ctx: StreamContext, stream: u64, mut reader: R) {
-    let mut buf = BytesMut::with_capacity(8 * 1024);
+    // Small to start (an idle connection holds it), grown by large packets
+    // and given back once they are through.
+    let mut buf = BytesMut::new();
     let received = metrics::counter!(m::BYTES_RECEIVED, "transport" => ctx.transport);
     loop {
         loop {
@@ -175,7 +179,10 @@ async fn read_packets<R: AsyncRead + Unpin>(ctx: StreamContext, stream: u64, mut
                     }
                     if ctx
                         .inbound
-                        .send(Inbound::Packet { stream, packet })
+                        .send(Inbound::Packet {
+                            stream,
+                            packet: Box::new(packet),
+                        })
                         .await
                         .is_err()
                     {
@@ -189,8 +196,11 @@ async fn read_packets<R: AsyncRead + Unpin>(ctx: StreamContext, stream: u64, mut
                 }
             }
         }
-        if buf.capacity() - buf.len() < 4096 {
-            buf.reserve(8 * 1024);
+        if buf.is_empty() && buf.capacity() > BIG_READ_BUFFER {
+            buf = BytesMut::new();
+        }
+        if buf.capacity() - buf.len() < 1024 {
+            buf.reserve(2048);
         }
         match reader.read_buf(&mut buf).await {
             Ok(0) | Err(_) => {
