@@ -162,7 +162,8 @@ impl Router {
             };
             for (slot, m) in storage.chunks(SLOT).zip(&meta).take(count) {
                 if m.len == 0 {
-                    self.metrics.dropped(crate::steering::DropReason::Unparseable);
+                    self.metrics
+                        .dropped(crate::steering::DropReason::Unparseable);
                     continue;
                 }
                 let stride = m.stride.max(1);
