@@ -382,7 +382,10 @@ fn parse_hex(key: &str, hex: &str, len: Option<usize>) -> Result<Vec<u8>, Config
         Some(n) => invalid(key, format!("`{hex}` is not {} hex digits", n * 2)),
         None => invalid(key, format!("`{hex}` is not an even number of hex digits")),
     };
-    if digits.len() % 2 != 0 || digits.is_empty() || len.is_some_and(|n| digits.len() != n * 2) {
+    if !digits.len().is_multiple_of(2)
+        || digits.is_empty()
+        || len.is_some_and(|n| digits.len() != n * 2)
+    {
         return Err(bad());
     }
     digits

@@ -10,6 +10,9 @@
 //!   ID (draft-ietf-quic-load-balancers-21).
 //! - [`envelope`]: the PROXY protocol v2 header that router and node put in
 //!   front of each datagram they pass to each other.
+//! - [`cluster`]: the gRPC messages and services between nodes and from
+//!   routers to nodes (`cluster.proto`: Raft, publish forwarding, cluster
+//!   watch, admin), generated at build time.
 //!
 //! ```
 //! use bytes::BytesMut;
@@ -23,6 +26,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod cluster;
 pub mod envelope;
 pub mod mqtt;
 pub mod quic_lb;

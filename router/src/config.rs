@@ -105,7 +105,8 @@ pub struct RouterConfig {
 
 fn hex(key: &'static str, text: &str, len: Option<usize>) -> Result<Vec<u8>, ConfigError> {
     let text = text.trim();
-    let ok = text.len() % 2 == 0 && !text.is_empty() && len.is_none_or(|n| text.len() == 2 * n);
+    let ok =
+        text.len().is_multiple_of(2) && !text.is_empty() && len.is_none_or(|n| text.len() == 2 * n);
     let bytes: Option<Vec<u8>> = ok
         .then(|| {
             (0..text.len())
