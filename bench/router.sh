@@ -62,41 +62,14 @@ IDLE=3
 RESET_KEY=5d1b0f1c2a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5
 LB_KEY=8f95f09245765f80256934e50c66207f
 
-log() { echo "[router-bench $(date +%H:%M:%S)] $*" >&2; }
-die() { log "error: $*"; exit 1; }
 
 # ---------------------------------------------------------------- cleanup
-PIDS=()
-WORK=$(mktemp -d /tmp/quicmq-router-bench.XXXXXX)
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+bench_init router-bench
 
-forget_pid() {
-    local keep=() pid
-    for pid in "${PIDS[@]}"; do
-        [ "$pid" = "$1" ] || keep+=("$pid")
-    done
-    PIDS=("${keep[@]}")
-}
 
 # ---------------------------------------------------------------- tools
-apt_install() {
-    if [ "$(id -u)" != 0 ]; then
-        die "$1 is missing and this is not root: install it (apt-get install -y $1)"
-    fi
-    apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1" >&2
-}
 command -v jq >/dev/null || { log "installing jq"; apt_install jq; }
 
 log "building release binaries"
@@ -115,34 +88,7 @@ ROUTER=$WORK/bin/quicmq-router
 GEN=$WORK/bin/forwarding
 
 # ---------------------------------------------------------------- ports
-USED_PORTS=" "
-PORT=""
-# free_port: sets PORT to a port no TCP or UDP socket uses (nor one handed
-# out before).
-free_port() {
-    local port hex _
-    for _ in $(seq 200); do
-        port=$((20000 + RANDOM % 30000))
-        case "$USED_PORTS" in *" $port "*) continue ;; esac
-        hex=$(printf ':%04X ' "$port")
-        if ! grep -q "$hex" /proc/net/tcp /proc/net/tcp6 /proc/net/udp /proc/net/udp6 2>/dev/null; then
-            USED_PORTS="$USED_PORTS$port "
-            PORT=$port
-            return
-        fi
-    done
-    die "no free port found"
-}
 
-wait_tcp() { # PORT PID
-    local _
-    for _ in $(seq 200); do
-        kill -0 "$2" 2>/dev/null || return 1
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        sleep 0.05
-    done
-    return 1
-}
 
 # http_ok PORT PATH: whether GET PATH on 127.0.0.1:PORT answers 200.
 http_ok() {
@@ -165,16 +111,6 @@ router_datagrams() {
         awk '/^quicmq_router_(forwarded|returned)_packets_total/ { s += $NF } END { printf "%d", s }'
 }
 
-# wait_line FILE TEXT PID SECS: wait until FILE contains TEXT.
-wait_line() {
-    local i
-    for i in $(seq $(($4 * 20))); do
-        grep -q "$2" "$1" 2>/dev/null && return 0
-        kill -0 "$3" 2>/dev/null || return 1
-        sleep 0.05
-    done
-    return 1
-}
 
 # note_others CASE: remember CASE if a compiler (another job) is running
 # now: its numbers are disturbed, and the report says so.

@@ -60,32 +60,12 @@ PUB_CAP=30
 SUB_CAP=90
 IDLE=3
 
-log() { echo "[bench $(date +%H:%M:%S)] $*" >&2; }
-die() { log "error: $*"; exit 1; }
 
 # ---------------------------------------------------------------- cleanup
-PIDS=()
-WORK=$(mktemp -d /tmp/quicmq-bench.XXXXXX)
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+bench_init bench
 
-forget_pid() {
-    local keep=() pid
-    for pid in "${PIDS[@]}"; do
-        [ "$pid" = "$1" ] || keep+=("$pid")
-    done
-    PIDS=("${keep[@]}")
-}
 
 # ---------------------------------------------------------------- tools
 log "building release binaries"
@@ -95,17 +75,6 @@ cp target/release/quicmq target/release/quicmq-node "$WORK/bin/"
 QUICMQ=$WORK/bin/quicmq
 NODE=$WORK/bin/quicmq-node
 
-apt_updated=false
-apt_install() {
-    if [ "$(id -u)" != 0 ]; then
-        die "$1 is missing and this is not root: install it (apt-get install -y $1)"
-    fi
-    if ! $apt_updated; then
-        apt-get update -qq >&2
-        apt_updated=true
-    fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1" >&2
-}
 export PATH="$PATH:/usr/sbin:/sbin"
 command -v mosquitto >/dev/null || { log "installing mosquitto"; apt_install mosquitto; }
 command -v jq >/dev/null || { log "installing jq"; apt_install jq; }
@@ -119,34 +88,7 @@ if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((CONNS + 1000)) ]; 
 fi
 
 # ---------------------------------------------------------------- ports
-USED_PORTS=" "
-PORT=""
-# free_port: sets PORT to a port no TCP or UDP socket uses (nor one handed
-# out before).
-free_port() {
-    local port hex _
-    for _ in $(seq 200); do
-        port=$((20000 + RANDOM % 30000))
-        case "$USED_PORTS" in *" $port "*) continue ;; esac
-        hex=$(printf ':%04X ' "$port")
-        if ! grep -q "$hex" /proc/net/tcp /proc/net/tcp6 /proc/net/udp /proc/net/udp6 2>/dev/null; then
-            USED_PORTS="$USED_PORTS$port "
-            PORT=$port
-            return
-        fi
-    done
-    die "no free port found"
-}
 
-wait_tcp() { # PORT PID
-    local _
-    for _ in $(seq 200); do
-        kill -0 "$2" 2>/dev/null || return 1
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        sleep 0.05
-    done
-    return 1
-}
 
 # ---------------------------------------------------------------- certificate
 # One development certificate for every broker: let quicmq-node generate it.
@@ -247,16 +189,6 @@ stop_broker() {
 
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 
-# wait_line FILE TEXT PID SECS: wait until FILE contains TEXT.
-wait_line() {
-    local i
-    for i in $(seq $(($4 * 20))); do
-        grep -q "$2" "$1" 2>/dev/null && return 0
-        kill -0 "$3" 2>/dev/null || return 1
-        sleep 0.05
-    done
-    return 1
-}
 
 # ---------------------------------------------------------------- load cases
 TARGETS=(quicmq-quic quicmq-tcp quicmq-tls mosquitto-tcp mosquitto-tls)

@@ -1,0 +1,90 @@
+# Shell helpers shared by the benchmark scripts (bench/run.sh,
+# bench/router.sh). Source it after `set -euo pipefail`, then call
+# `bench_init NAME`.
+
+# bench_init NAME: log prefix, a work directory, and cleanup on exit of
+# every process recorded in PIDS.
+bench_init() {
+    BENCH_NAME=$1
+    PIDS=()
+    WORK=$(mktemp -d "/tmp/quicmq-$1.XXXXXX")
+    trap bench_cleanup EXIT
+    trap 'exit 130' INT TERM
+    USED_PORTS=" "
+    PORT=""
+    APT_UPDATED=false
+}
+
+log() { echo "[$BENCH_NAME $(date +%H:%M:%S)] $*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+bench_cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -rf "$WORK"
+}
+
+# forget_pid PID: a process that was stopped on purpose.
+forget_pid() {
+    local keep=() pid
+    for pid in "${PIDS[@]}"; do
+        [ "$pid" = "$1" ] || keep+=("$pid")
+    done
+    PIDS=("${keep[@]}")
+}
+
+# apt_install PACKAGE: Debian's package, installed on first need (root only).
+apt_install() {
+    if [ "$(id -u)" != 0 ]; then
+        die "$1 is missing and this is not root: install it (apt-get install -y $1)"
+    fi
+    if ! $APT_UPDATED; then
+        apt-get update -qq >&2
+        APT_UPDATED=true
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1" >&2
+}
+
+# free_port: sets PORT to a port no TCP or UDP socket uses (nor one handed
+# out before).
+free_port() {
+    local port hex _
+    for _ in $(seq 200); do
+        port=$((20000 + RANDOM % 30000))
+        case "$USED_PORTS" in *" $port "*) continue ;; esac
+        hex=$(printf ':%04X ' "$port")
+        if ! grep -q "$hex" /proc/net/tcp /proc/net/tcp6 /proc/net/udp /proc/net/udp6 2>/dev/null; then
+            USED_PORTS="$USED_PORTS$port "
+            PORT=$port
+            return
+        fi
+    done
+    die "no free port found"
+}
+
+# wait_tcp PORT PID: wait until 127.0.0.1:PORT accepts (while PID lives).
+wait_tcp() {
+    local _
+    for _ in $(seq 200); do
+        kill -0 "$2" 2>/dev/null || return 1
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        sleep 0.05
+    done
+    return 1
+}
+
+# wait_line FILE TEXT PID SECS: wait until FILE contains TEXT.
+wait_line() {
+    local i
+    for i in $(seq $(($4 * 20))); do
+        grep -q "$2" "$1" 2>/dev/null && return 0
+        kill -0 "$3" 2>/dev/null || return 1
+        sleep 0.05
+    done
+    return 1
+}
