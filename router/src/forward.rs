@@ -21,6 +21,8 @@ use crate::steering::{Steer, Steering, Via};
 
 /// Datagrams received per system call (recvmmsg) on the public socket.
 const BATCH: usize = 32;
+/// Kernel socket buffers requested for the router's sockets.
+const SOCKET_BUFFER: usize = 8 * 1024 * 1024;
 /// Receive buffer per batch slot: room for a GRO-coalesced train.
 const SLOT: usize = 64 * 1024;
 
@@ -43,6 +45,11 @@ impl UdpIo {
         if addr.is_ipv6() {
             socket.set_only_v6(false)?;
         }
+        // Bursts from many clients must not overflow the kernel's queue
+        // before a batch is read (the default is ~200 KiB, ~90 datagrams).
+        // The kernel caps these at net.core.rmem_max / wmem_max.
+        let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
+        let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
         socket.bind(&addr.into())?;
         socket.set_nonblocking(true)?;
         let std: std::net::UdpSocket = socket.into();
