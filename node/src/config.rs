@@ -21,6 +21,7 @@ use std::str::FromStr;
 use clap::Parser;
 use serde::{Deserialize, Deserializer};
 
+use quicmq_proto::hex;
 use quicmq_proto::quic_lb::{LbConfig, ServerId};
 
 use crate::broker::{BrokerSettings, QueueDropPolicy, SessionLimits};
@@ -273,23 +274,15 @@ impl NodeConfig {
                 format!("`{log}` is not a valid log filter; try `info` or `quicmq_node=debug`"),
             ));
         }
-        let server_id_bytes =
-            parse_hex("server_id", o.server_id.as_deref().unwrap_or("0001"), None)?;
+        let server_id_bytes = hex::decode(o.server_id.as_deref().unwrap_or("0001"))
+            .map_err(|e| invalid("server_id", e.to_string()))?;
         let server_id = ServerId::new(&server_id_bytes).map_err(|e| {
             invalid(
                 "server_id",
                 format!("{e}; use 1 to 15 octets of hex, e.g. 0001"),
             )
         })?;
-        let quic_lb_key = match o.quic_lb_key.as_deref() {
-            None | Some("") => None,
-            Some(hex) => {
-                let bytes = parse_hex("quic_lb_key", hex, Some(16))?;
-                let mut key = [0u8; 16];
-                key.copy_from_slice(&bytes);
-                Some(key)
-            }
-        };
+        let quic_lb_key = optional_key("quic_lb_key", o.quic_lb_key.as_deref())?;
         let quic_lb = LbConfig::new(
             o.quic_lb_config_id.unwrap_or(0),
             server_id.len(),
@@ -304,24 +297,8 @@ impl NodeConfig {
                 ),
             )
         })?;
-        let reset_key = match o.reset_key.as_deref() {
-            None | Some("") => None,
-            Some(hex) => {
-                let bytes = parse_hex("reset_key", hex, Some(32))?;
-                let mut key = [0u8; 32];
-                key.copy_from_slice(&bytes);
-                Some(key)
-            }
-        };
-        let token_key = match o.token_key.as_deref() {
-            None | Some("") => None,
-            Some(hex) => {
-                let bytes = parse_hex("token_key", hex, Some(32))?;
-                let mut key = [0u8; 32];
-                key.copy_from_slice(&bytes);
-                Some(key)
-            }
-        };
+        let reset_key = optional_key("reset_key", o.reset_key.as_deref())?;
+        let token_key = optional_key("token_key", o.token_key.as_deref())?;
         let config = NodeConfig {
             data_dir: o.data_dir.unwrap_or_else(|| PathBuf::from("quicmq-data")),
             quic_addr: addr(o.quic_addr, "0.0.0.0:14567"),
@@ -374,29 +351,17 @@ impl NodeConfig {
     }
 }
 
-/// Decode a hex string of `len` octets (any length when `None`).
-fn parse_hex(key: &str, hex: &str, len: Option<usize>) -> Result<Vec<u8>, ConfigError> {
-    let hex = hex.trim();
-    let digits = hex.as_bytes();
-    let bad = || match len {
-        Some(n) => invalid(key, format!("`{hex}` is not {} hex digits", n * 2)),
-        None => invalid(key, format!("`{hex}` is not an even number of hex digits")),
-    };
-    if !digits.len().is_multiple_of(2)
-        || digits.is_empty()
-        || len.is_some_and(|n| digits.len() != n * 2)
-    {
-        return Err(bad());
+/// An optional key given as hex (`""` = none), `N` octets.
+fn optional_key<const N: usize>(
+    key: &str,
+    text: Option<&str>,
+) -> Result<Option<[u8; N]>, ConfigError> {
+    match text {
+        None | Some("") => Ok(None),
+        Some(text) => hex::decode_array(text)
+            .map(Some)
+            .map_err(|e| invalid(key, e.to_string())),
     }
-    digits
-        .chunks(2)
-        .map(|pair| {
-            std::str::from_utf8(pair)
-                .ok()
-                .and_then(|s| u8::from_str_radix(s, 16).ok())
-                .ok_or_else(bad)
-        })
-        .collect()
 }
 
 /// Read and parse a TOML configuration file.

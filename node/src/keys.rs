@@ -42,23 +42,12 @@ pub fn load_or_create(
         reason,
     };
     if let Ok(text) = std::fs::read_to_string(&path) {
-        let text = text.trim();
-        let mut out = [0u8; KEY_LEN];
-        if text.len() != KEY_LEN * 2 {
-            return Err(error(format!("expected {} hex digits", KEY_LEN * 2)));
-        }
-        for (i, byte) in out.iter_mut().enumerate() {
-            *byte = text
-                .get(i * 2..i * 2 + 2)
-                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
-                .ok_or_else(|| error("not hex".into()))?;
-        }
-        return Ok(out);
+        return quicmq_proto::hex::decode_array(&text).map_err(|e| error(e.to_string()));
     }
     let mut out = [0u8; KEY_LEN];
     rand::Rng::fill(&mut rand::thread_rng(), &mut out[..]);
-    let hex: String = out.iter().map(|b| format!("{b:02x}")).collect();
-    std::fs::write(&path, hex + "\n").map_err(|e| error(e.to_string()))?;
+    std::fs::write(&path, quicmq_proto::hex::encode(&out) + "\n")
+        .map_err(|e| error(e.to_string()))?;
     Ok(out)
 }
 

@@ -28,6 +28,7 @@
 
 pub mod cluster;
 pub mod envelope;
+pub mod hex;
 pub mod mqtt;
 pub mod quic_lb;
 pub mod token_trailer;

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use quicmq_proto::hex;
 use quicmq_proto::quic_lb::{LbConfig, ServerId};
 use serde::Deserialize;
 
@@ -103,27 +104,6 @@ pub struct RouterConfig {
     pub log: String,
 }
 
-fn hex(key: &'static str, text: &str, len: Option<usize>) -> Result<Vec<u8>, ConfigError> {
-    let text = text.trim();
-    let ok =
-        text.len().is_multiple_of(2) && !text.is_empty() && len.is_none_or(|n| text.len() == 2 * n);
-    let bytes: Option<Vec<u8>> = ok
-        .then(|| {
-            (0..text.len())
-                .step_by(2)
-                .map(|i| {
-                    text.get(i..i + 2)
-                        .and_then(|p| u8::from_str_radix(p, 16).ok())
-                })
-                .collect()
-        })
-        .flatten();
-    bytes.ok_or_else(|| match len {
-        Some(n) => invalid(key, format!("`{text}` is not {} hex digits", 2 * n)),
-        None => invalid(key, format!("`{text}` is not hex")),
-    })
-}
-
 impl RouterConfig {
     /// Read flags, environment and the file they name; validate.
     pub fn load() -> Result<RouterConfig, ConfigError> {
@@ -160,8 +140,9 @@ impl RouterConfig {
             let (sid, addr) = entry
                 .split_once('=')
                 .ok_or_else(|| invalid("node", format!("`{entry}` is not SERVER_ID=IP:PORT")))?;
-            let sid = ServerId::new(&hex("node", sid, None)?)
-                .map_err(|e| invalid("node", format!("`{entry}`: {e}")))?;
+            let sid = hex::decode(sid).map_err(|e| invalid("node", format!("`{entry}`: {e}")))?;
+            let sid =
+                ServerId::new(&sid).map_err(|e| invalid("node", format!("`{entry}`: {e}")))?;
             let addr: SocketAddr = addr
                 .trim()
                 .parse()
@@ -183,10 +164,7 @@ impl RouterConfig {
         let key = match cli.quic_lb_key.or(file.quic_lb_key).as_deref() {
             None | Some("") => None,
             Some(text) => {
-                let bytes = hex("quic_lb_key", text, Some(16))?;
-                let mut key = [0u8; 16];
-                key.copy_from_slice(&bytes);
-                Some(key)
+                Some(hex::decode_array(text).map_err(|e| invalid("quic_lb_key", e.to_string()))?)
             }
         };
         let quic_lb = LbConfig::new(
@@ -208,8 +186,8 @@ impl RouterConfig {
         let reset_text = cli.reset_key.or(file.reset_key).ok_or_else(|| {
             invalid("reset_key", "missing; use the nodes' reset key (their `reset_key`, or the `reset-key` file in a node's data directory)")
         })?;
-        let mut reset_key = [0u8; 32];
-        reset_key.copy_from_slice(&hex("reset_key", &reset_text, Some(32))?);
+        let reset_key =
+            hex::decode_array(&reset_text).map_err(|e| invalid("reset_key", e.to_string()))?;
         let admin_addr =
             match cli.admin_addr.or(file.admin_addr).as_deref() {
                 Some("off") => None,
