@@ -202,10 +202,19 @@ async fn a_client_that_changes_its_address_keeps_its_session() {
     let expected: Vec<String> = (0..40).map(|i| i.to_string()).collect();
     assert_eq!(received, expected, "no loss, no duplicate, no reconnect");
     assert!(!client.is_closed());
-    // The connection never left its node: a node drops packets whose
-    // connection ID carries another node's server ID, so every PUBACK and
-    // delivery above came from the node that accepted the CONNECT.
-    assert!(!node.is_empty());
+    // The connection never left its node (a node drops packets whose
+    // connection ID carries another server ID), and that node saw exactly
+    // one connection: the migration needed no reconnect.
+    let index = (0..fleet.nodes.len())
+        .find(|i| server_id(*i) == node)
+        .expect("CONNACK names a node of the fleet");
+    let (status, body) = http_get(fleet.nodes[index].admin, "/metrics").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        quicmq_tests::metric(&body, "quicmq_connections_total{transport=\"quic\"}"),
+        Some(1.0),
+        "one QUIC connection on node {node}"
+    );
 }
 
 #[tokio::test]
