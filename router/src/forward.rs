@@ -65,6 +65,31 @@ impl UdpIo {
         self.io.local_addr()
     }
 
+    /// Wait for datagrams and read a batch of them (recvmmsg, GRO) into
+    /// `storage`, `SLOT` octets per slot; returns how many `meta` entries
+    /// are filled.
+    async fn recv_batch(
+        &self,
+        storage: &mut [u8],
+        meta: &mut [RecvMeta; BATCH],
+    ) -> io::Result<usize> {
+        loop {
+            self.io.readable().await?;
+            let mut bufs: [IoSliceMut<'_>; BATCH] = {
+                let mut chunks = storage.chunks_mut(SLOT);
+                std::array::from_fn(|_| IoSliceMut::new(chunks.next().unwrap_or_default()))
+            };
+            match self.io.try_io(Interest::READABLE, || {
+                self.state.recv((&self.io).into(), &mut bufs, meta)
+            }) {
+                Ok(count) => return Ok(count),
+                // WouldBlock, or an error a UDP socket reports for an
+                // earlier send (ICMP): wait for the next datagrams.
+                Err(_) => continue,
+            }
+        }
+    }
+
     async fn send(&self, destination: SocketAddr, contents: &[u8], src_ip: Option<IpAddr>) {
         let transmit = Transmit {
             destination,
@@ -150,23 +175,7 @@ impl Router {
         let mut meta = [RecvMeta::default(); BATCH];
         let mut envelope_buf = vec![0u8; MAX_HEADER_LEN + SLOT];
         loop {
-            self.public.io.readable().await?;
-            let received = {
-                let mut bufs: [IoSliceMut<'_>; BATCH] = {
-                    let mut chunks = storage.chunks_mut(SLOT);
-                    std::array::from_fn(|_| IoSliceMut::new(chunks.next().unwrap_or_default()))
-                };
-                self.public.io.try_io(Interest::READABLE, || {
-                    self.public
-                        .state
-                        .recv((&self.public.io).into(), &mut bufs, &mut meta)
-                })
-            };
-            let count = match received {
-                Ok(count) => count,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(_) => continue,
-            };
+            let count = self.public.recv_batch(&mut storage, &mut meta).await?;
             for (slot, m) in storage.chunks(SLOT).zip(&meta).take(count) {
                 if m.len == 0 {
                     self.metrics
@@ -243,35 +252,43 @@ impl Router {
 
     /// Nodes → clients, and probe answers, until the socket fails.
     pub async fn run_internal(self: Arc<Self>) -> io::Result<()> {
-        let mut buf = vec![0u8; 65_536];
+        let mut storage = vec![0u8; BATCH * SLOT];
+        let mut meta = [RecvMeta::default(); BATCH];
         loop {
-            let (len, from) = match self.internal.io.recv_from(&mut buf).await {
-                Ok(received) => received,
-                Err(_) => continue,
-            };
-            let datagram = &buf[..len];
-            if is_probe_answer(datagram) {
-                if let Some(i) = self
-                    .table
-                    .nodes()
-                    .iter()
-                    .position(|n| n.routed_addr == from)
-                {
-                    self.answers.record(i, self.now_ms());
+            let count = self.internal.recv_batch(&mut storage, &mut meta).await?;
+            for (slot, m) in storage.chunks(SLOT).zip(&meta).take(count) {
+                let stride = m.stride.max(1);
+                for datagram in slot[..m.len.min(SLOT)].chunks(stride) {
+                    self.return_node_datagram(datagram, m.addr).await;
                 }
-                continue;
             }
-            match envelope::parse(datagram) {
-                Ok((Some(header), offset)) => {
-                    let src_ip = (!header.source.ip().is_unspecified()).then(|| header.source.ip());
-                    let src_ip = src_ip.filter(|_| self.public_addr.ip().is_unspecified());
-                    self.public
-                        .send(header.destination, &datagram[offset..], src_ip)
-                        .await;
-                    self.metrics.returned.increment(1);
-                }
-                _ => self.metrics.bad_returns.increment(1),
+        }
+    }
+
+    /// A datagram from a node: a probe answer, or an enveloped datagram for
+    /// a client, sent on from the public address.
+    async fn return_node_datagram(&self, datagram: &[u8], from: SocketAddr) {
+        if is_probe_answer(datagram) {
+            if let Some(i) = self
+                .table
+                .nodes()
+                .iter()
+                .position(|n| n.routed_addr == from)
+            {
+                self.answers.record(i, self.now_ms());
             }
+            return;
+        }
+        match envelope::parse(datagram) {
+            Ok((Some(header), offset)) => {
+                let src_ip = (!header.source.ip().is_unspecified()).then(|| header.source.ip());
+                let src_ip = src_ip.filter(|_| self.public_addr.ip().is_unspecified());
+                self.public
+                    .send(header.destination, &datagram[offset..], src_ip)
+                    .await;
+                self.metrics.returned.increment(1);
+            }
+            _ => self.metrics.bad_returns.increment(1),
         }
     }
 
