@@ -178,7 +178,7 @@ run_latency() {
     free_port; routed=$PORT
     free_port; tcp=$PORT
     (
-        exec "$NODE" --data-dir "$dir/data" --server-id 0001 \
+        exec "$NODE" --data-dir "$dir/data" --node-id 1 --grpc-addr 127.0.0.1:0 \
             --reset-key "$RESET_KEY" --quic-lb-key "$LB_KEY" \
             --quic-addr "127.0.0.1:$quic" --routed-addr "127.0.0.1:$routed" \
             --tcp-addr "127.0.0.1:$tcp" --tls-addr off --admin-addr off --log warn

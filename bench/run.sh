@@ -96,7 +96,7 @@ CERTS=$WORK/certs
 mkdir -p "$CERTS"
 free_port
 (
-    QUICMQ_ROUTED_ADDR=off exec "$NODE" --data-dir "$CERTS/data" --quic-addr off \
+    QUICMQ_ROUTED_ADDR=off QUICMQ_GRPC_ADDR=127.0.0.1:0 exec "$NODE" --data-dir "$CERTS/data" --quic-addr off \
         --tcp-addr "127.0.0.1:$PORT" --tls-addr off --admin-addr off --log error
 ) >"$CERTS/node.log" 2>&1 &
 pid=$!
@@ -134,7 +134,7 @@ start_broker() {
         quicmq-*)
             free_port; quic=$PORT
             (
-                QUICMQ_ROUTED_ADDR=off exec "$NODE" --data-dir "$dir/data" \
+                QUICMQ_ROUTED_ADDR=off QUICMQ_GRPC_ADDR=127.0.0.1:0 exec "$NODE" --data-dir "$dir/data" \
                     --quic-addr "127.0.0.1:$quic" --tcp-addr "127.0.0.1:$tcp" \
                     --tls-addr "127.0.0.1:$tls" --admin-addr off \
                     --cert "$CERT" --key "$KEY" --log warn \

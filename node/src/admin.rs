@@ -1,13 +1,20 @@
 //! Admin HTTP: `/metrics` (Prometheus text), `/health/live`,
-//! `/health/ready`.
+//! `/health/ready`, and the cluster API behind `quicmq cluster`:
+//!
+//! - `GET /api/cluster/status` — this node's view of the cluster (JSON);
+//! - `POST /api/cluster/leave` — this node leaves the cluster;
+//! - `POST /api/cluster/remove/{node_id}` — removes another node.
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
+use quicmq_proto::cluster::v1::{MemberRole, MemberState, StatusResponse};
+use quicmq_raft::ClusterNode;
+use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::broker::Broker;
@@ -15,17 +22,30 @@ use crate::broker::Broker;
 #[derive(Clone)]
 struct AdminState {
     broker: Arc<Broker>,
+    cluster: ClusterNode,
     metrics: PrometheusHandle,
 }
 
 /// Serve the admin endpoints. They stay up through a graceful shutdown
 /// (`/health/ready` then answers 503) until the node stops its tasks.
-pub async fn serve_admin(broker: Arc<Broker>, metrics: PrometheusHandle, listener: TcpListener) {
+pub async fn serve_admin(
+    broker: Arc<Broker>,
+    cluster: ClusterNode,
+    metrics: PrometheusHandle,
+    listener: TcpListener,
+) {
     let app = Router::new()
         .route("/metrics", get(render_metrics))
         .route("/health/live", get(|| async { "ok\n" }))
         .route("/health/ready", get(ready))
-        .with_state(AdminState { broker, metrics });
+        .route("/api/cluster/status", get(cluster_status))
+        .route("/api/cluster/leave", post(cluster_leave))
+        .route("/api/cluster/remove/{node_id}", post(cluster_remove))
+        .with_state(AdminState {
+            broker,
+            cluster,
+            metrics,
+        });
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!(error = %e, "admin HTTP server failed");
     }
@@ -42,4 +62,99 @@ async fn ready(State(state): State<AdminState>) -> (StatusCode, &'static str) {
     } else {
         (StatusCode::OK, "ready\n")
     }
+}
+
+type JsonReply = (StatusCode, String);
+
+async fn cluster_status(State(state): State<AdminState>) -> JsonReply {
+    let status = state.cluster.status(true);
+    (StatusCode::OK, status_json(&status).to_string() + "\n")
+}
+
+async fn cluster_leave(State(state): State<AdminState>) -> JsonReply {
+    leave(&state, None).await
+}
+
+async fn cluster_remove(State(state): State<AdminState>, Path(node_id): Path<String>) -> JsonReply {
+    match node_id.parse::<u64>() {
+        Ok(id) if id != 0 => leave(&state, Some(id)).await,
+        _ => error_reply(
+            StatusCode::BAD_REQUEST,
+            &format!("`{node_id}` is not a node ID (a positive integer)"),
+        ),
+    }
+}
+
+async fn leave(state: &AdminState, node_id: Option<u64>) -> JsonReply {
+    match state.cluster.leave(node_id).await {
+        Ok(r) => (
+            StatusCode::OK,
+            json!({ "node_id": r.node_id, "state": "left" }).to_string() + "\n",
+        ),
+        Err(status) => {
+            let code = match status.code() {
+                tonic::Code::NotFound => StatusCode::NOT_FOUND,
+                tonic::Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+                tonic::Code::FailedPrecondition | tonic::Code::InvalidArgument => {
+                    StatusCode::CONFLICT
+                }
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            error_reply(code, status.message())
+        }
+    }
+}
+
+fn error_reply(code: StatusCode, message: &str) -> JsonReply {
+    (code, json!({ "error": message }).to_string() + "\n")
+}
+
+/// The cluster status as JSON (what `quicmq cluster status` prints).
+fn status_json(s: &StatusResponse) -> serde_json::Value {
+    let members: Vec<serde_json::Value> = s
+        .members
+        .iter()
+        .filter_map(|m| {
+            let member = m.member.as_ref()?;
+            let role = match MemberRole::try_from(member.role) {
+                Ok(MemberRole::Voter) => "voter",
+                Ok(MemberRole::Learner) => "learner",
+                _ => "unknown",
+            };
+            let state = match MemberState::try_from(member.state) {
+                Ok(MemberState::Active) => "active",
+                Ok(MemberState::Left) => "left",
+                Ok(MemberState::Joining) => "joining",
+                Ok(MemberState::Leaving) => "leaving",
+                _ => "unknown",
+            };
+            Some(json!({
+                "node_id": member.node_id,
+                "server_id": quicmq_proto::hex::encode(&member.server_id),
+                "grpc_addr": member.grpc_addr,
+                "routed_addr": member.routed_addr,
+                "public_addr": member.public_addr,
+                "zone": member.zone,
+                "role": role,
+                "state": state,
+                "matched_index": m.matched_index,
+            }))
+        })
+        .collect();
+    let routes: Vec<serde_json::Value> = s
+        .routes
+        .iter()
+        .map(|r| json!({ "filter": r.filter, "node_ids": r.node_ids }))
+        .collect();
+    json!({
+        "cluster_id": s.cluster_id,
+        "node_id": s.node_id,
+        "leader_node_id": s.leader_node_id,
+        "term": s.term,
+        "applied_index": s.applied_index,
+        "members": members,
+        "routes": routes,
+        "retained_messages": s.retained_messages,
+        "persistent_sessions": s.persistent_sessions,
+    })
 }

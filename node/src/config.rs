@@ -22,7 +22,7 @@ use clap::Parser;
 use serde::{Deserialize, Deserializer};
 
 use quicmq_proto::hex;
-use quicmq_proto::quic_lb::{LbConfig, ServerId};
+use quicmq_proto::quic_lb::LbConfig;
 
 use crate::broker::{BrokerSettings, QueueDropPolicy, SessionLimits};
 
@@ -84,10 +84,41 @@ pub struct Overrides {
     /// or `off`. Default 0.0.0.0:14568.
     #[arg(long, env = "QUICMQ_ROUTED_ADDR")]
     pub routed_addr: Option<ListenAddr>,
-    /// This node's QUIC-LB server ID, hex (1 to 15 octets; its length is the
-    /// cluster's server ID length). Default 0001.
-    #[arg(long, env = "QUICMQ_SERVER_ID")]
-    pub server_id: Option<String>,
+    /// This node's ID in the cluster (1 or more; unique per cluster, stable
+    /// across restarts). It is also this node's QUIC-LB server ID when that
+    /// fits and is free. Default 1.
+    #[arg(long, env = "QUICMQ_NODE_ID")]
+    pub node_id: Option<u64>,
+    /// The cluster's ID; a node can only join a cluster with the same ID.
+    /// Default `quicmq`.
+    #[arg(long, env = "QUICMQ_CLUSTER_ID")]
+    pub cluster_id: Option<String>,
+    /// gRPC listen address (TCP: Raft, publish forwarding, cluster watch,
+    /// admin). Default 0.0.0.0:7000.
+    #[arg(long, env = "QUICMQ_GRPC_ADDR")]
+    pub grpc_addr: Option<ListenAddr>,
+    /// Host name or IP at which peers and routers reach this node (its gRPC
+    /// and routed ports). Default: the IP of `grpc_addr`, or 127.0.0.1 when
+    /// that is 0.0.0.0 (single-host only).
+    #[arg(long, env = "QUICMQ_ADVERTISE_ADDR")]
+    pub advertise_addr: Option<String>,
+    /// gRPC addresses (HOST:PORT, comma-separated) of members of the cluster
+    /// to join. Empty: bootstrap a new cluster. Ignored once this node's data
+    /// directory holds cluster state.
+    #[arg(long, env = "QUICMQ_JOIN", value_delimiter = ',')]
+    #[serde(default, deserialize_with = "deserialize_join")]
+    pub join: Option<Vec<String>>,
+    /// How many members vote in Raft: 1, 3 or 5; later nodes are learners
+    /// that serve clients the same way. Default 3.
+    #[arg(long, env = "QUICMQ_VOTERS")]
+    pub voters: Option<usize>,
+    /// Failure domain (availability zone, rack) of this node. Default empty.
+    #[arg(long, env = "QUICMQ_ZONE")]
+    pub zone: Option<String>,
+    /// Length of QUIC-LB server IDs in octets (1 to 15), fixed when the
+    /// cluster is bootstrapped. Default 2.
+    #[arg(long, env = "QUICMQ_SERVER_ID_LEN")]
+    pub server_id_len: Option<usize>,
     /// QUIC-LB config rotation codepoint, 0 to 6. Default 0.
     #[arg(long, env = "QUICMQ_QUIC_LB_CONFIG_ID")]
     pub quic_lb_config_id: Option<u8>,
@@ -170,6 +201,25 @@ fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
     }
 }
 
+/// How a node takes part in the cluster.
+#[derive(Clone, Debug)]
+pub struct ClusterSettings {
+    /// This node's ID.
+    pub node_id: u64,
+    /// The cluster's ID.
+    pub cluster_id: String,
+    /// gRPC listen address.
+    pub grpc_addr: SocketAddr,
+    /// Host name or IP peers reach this node at.
+    pub advertise_addr: String,
+    /// Members to join through (empty: bootstrap).
+    pub join: Vec<String>,
+    /// Voter count.
+    pub voters: usize,
+    /// Failure domain.
+    pub zone: String,
+}
+
 /// The validated configuration of a node.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
@@ -181,8 +231,8 @@ pub struct NodeConfig {
     pub routed_addr: Option<SocketAddr>,
     /// QUIC-LB configuration of the connection IDs this node issues.
     pub quic_lb: LbConfig,
-    /// This node's server ID.
-    pub server_id: ServerId,
+    /// Cluster membership settings.
+    pub cluster: ClusterSettings,
     /// Stateless reset key, if configured (else the data directory's).
     pub reset_key: Option<[u8; 32]>,
     /// Token key, if configured (else the data directory's).
@@ -274,18 +324,67 @@ impl NodeConfig {
                 format!("`{log}` is not a valid log filter; try `info` or `quicmq_node=debug`"),
             ));
         }
-        let server_id_bytes = hex::decode(o.server_id.as_deref().unwrap_or("0001"))
-            .map_err(|e| invalid("server_id", e.to_string()))?;
-        let server_id = ServerId::new(&server_id_bytes).map_err(|e| {
-            invalid(
-                "server_id",
-                format!("{e}; use 1 to 15 octets of hex, e.g. 0001"),
-            )
-        })?;
+        let node_id = o.node_id.unwrap_or(1);
+        if node_id == 0 {
+            return Err(invalid("node_id", "0 is reserved; use 1 or more"));
+        }
+        let cluster_id = o.cluster_id.unwrap_or_else(|| "quicmq".to_string());
+        if cluster_id.is_empty() || cluster_id.len() > 128 {
+            return Err(invalid("cluster_id", "must be 1 to 128 characters"));
+        }
+        let voters = o.voters.unwrap_or(3);
+        if !matches!(voters, 1 | 3 | 5) {
+            return Err(invalid(
+                "voters",
+                format!("{voters} is not allowed; use 1, 3 or 5"),
+            ));
+        }
+        let Some(grpc_addr) = addr(o.grpc_addr, "0.0.0.0:7000") else {
+            return Err(invalid(
+                "grpc_addr",
+                "cannot be `off`: the node keeps its cluster state with Raft over gRPC; give an IP:PORT (127.0.0.1:0 for a private single node)",
+            ));
+        };
+        let join: Vec<String> = o
+            .join
+            .unwrap_or_default()
+            .into_iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        for seed in &join {
+            if seed
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u16>().ok())
+                .is_none()
+            {
+                return Err(invalid("join", format!("`{seed}` is not HOST:PORT")));
+            }
+        }
+        let advertise_addr = match o.advertise_addr.filter(|a| !a.is_empty()) {
+            Some(host) => host,
+            None if grpc_addr.ip().is_unspecified() => {
+                if !join.is_empty() {
+                    return Err(invalid(
+                        "advertise_addr",
+                        "must be set when joining a cluster while grpc_addr listens on all interfaces: give the host name or IP other nodes reach this one at",
+                    ));
+                }
+                "127.0.0.1".to_string()
+            }
+            None => grpc_addr.ip().to_string(),
+        };
+        let server_id_len = o.server_id_len.unwrap_or(2);
+        if !(1..=15).contains(&server_id_len) {
+            return Err(invalid(
+                "server_id_len",
+                format!("{server_id_len} is out of range; use 1 to 15"),
+            ));
+        }
         let quic_lb_key = optional_key("quic_lb_key", o.quic_lb_key.as_deref())?;
         let quic_lb = LbConfig::new(
             o.quic_lb_config_id.unwrap_or(0),
-            server_id.len(),
+            server_id_len,
             o.quic_lb_nonce_len.unwrap_or(8),
             quic_lb_key,
         )
@@ -304,7 +403,15 @@ impl NodeConfig {
             quic_addr: addr(o.quic_addr, "0.0.0.0:14567"),
             routed_addr: addr(o.routed_addr, "0.0.0.0:14568"),
             quic_lb,
-            server_id,
+            cluster: ClusterSettings {
+                node_id,
+                cluster_id,
+                grpc_addr,
+                advertise_addr,
+                join,
+                voters,
+                zone: o.zone.unwrap_or_default(),
+            },
             reset_key,
             token_key,
             tcp_addr: addr(o.tcp_addr, "0.0.0.0:1883"),
@@ -345,7 +452,6 @@ impl NodeConfig {
             topic_alias_maximum: self.topic_alias_maximum,
             max_keep_alive: self.max_keep_alive,
             max_session_expiry: self.max_session_expiry,
-            node_name: Some(self.server_id.to_string()),
             ..BrokerSettings::default()
         }
     }
@@ -362,6 +468,21 @@ fn optional_key<const N: usize>(
             .map(Some)
             .map_err(|e| invalid(key, e.to_string())),
     }
+}
+
+/// `join` in TOML: a list of `HOST:PORT` strings, or one comma-separated
+/// string (as in the flag and environment variable).
+fn deserialize_join<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Join {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(Some(match Join::deserialize(d)? {
+        Join::One(s) => s.split(',').map(str::to_string).collect(),
+        Join::Many(v) => v,
+    }))
 }
 
 /// Read and parse a TOML configuration file.
@@ -387,7 +508,8 @@ macro_rules! merge_fields {
 
 fn merge(cli: Overrides, file: Overrides) -> Overrides {
     merge_fields!(cli, file;
-        data_dir, quic_addr, routed_addr, server_id, quic_lb_config_id, quic_lb_nonce_len,
+        data_dir, quic_addr, routed_addr, node_id, cluster_id, grpc_addr, advertise_addr, join,
+        voters, zone, server_id_len, quic_lb_config_id, quic_lb_nonce_len,
         quic_lb_key, reset_key, token_key, tcp_addr, tls_addr, admin_addr, cert, key,
         max_packet_size, receive_maximum, topic_alias_maximum, max_keep_alive,
         max_session_expiry, max_queued_messages, queue_drop_policy, log,
@@ -411,7 +533,11 @@ mod tests {
         assert_eq!(c.admin_addr, Some("0.0.0.0:8080".parse().unwrap()));
         assert_eq!(c.data_dir, PathBuf::from("quicmq-data"));
         assert_eq!(c.routed_addr, Some("0.0.0.0:14568".parse().unwrap()));
-        assert_eq!(c.server_id.as_bytes(), &[0, 1]);
+        assert_eq!(c.cluster.node_id, 1);
+        assert_eq!(c.cluster.grpc_addr, "0.0.0.0:7000".parse().unwrap());
+        assert_eq!(c.cluster.advertise_addr, "127.0.0.1");
+        assert!(c.cluster.join.is_empty());
+        assert_eq!(c.cluster.voters, 3);
         assert_eq!(c.quic_lb.cid_len(), 11);
     }
 
@@ -429,9 +555,26 @@ mod tests {
         let err =
             NodeConfig::resolve(Overrides::default(), file("max_packet_size = 3")).unwrap_err();
         assert_eq!(err.key, "max_packet_size");
+        let err = NodeConfig::resolve(Overrides::default(), file("node_id = 0")).unwrap_err();
+        assert_eq!(err.key, "node_id");
+        let err = NodeConfig::resolve(Overrides::default(), file("voters = 2")).unwrap_err();
+        assert_eq!(err.key, "voters");
+        let err = NodeConfig::resolve(Overrides::default(), file("join = \"a:1,b\"")).unwrap_err();
+        assert_eq!(err.key, "join");
+        let err = NodeConfig::resolve(Overrides::default(), file("join = [\"a:1\"]")).unwrap_err();
+        assert_eq!(
+            err.key, "advertise_addr",
+            "joining from 0.0.0.0 needs an address"
+        );
         let err =
-            NodeConfig::resolve(Overrides::default(), file("server_id = \"0g\"")).unwrap_err();
-        assert_eq!(err.key, "server_id");
+            NodeConfig::resolve(Overrides::default(), file("grpc_addr = \"off\"")).unwrap_err();
+        assert_eq!(err.key, "grpc_addr");
+        let c = NodeConfig::resolve(
+            Overrides::default(),
+            file("join = \"n1:7000, n2:7000\"\nadvertise_addr = \"n3\""),
+        )
+        .unwrap();
+        assert_eq!(c.cluster.join, ["n1:7000", "n2:7000"]);
         let err =
             NodeConfig::resolve(Overrides::default(), file("quic_lb_key = \"00\"")).unwrap_err();
         assert_eq!(err.key, "quic_lb_key");

@@ -14,6 +14,7 @@ pub mod admin;
 pub mod bench;
 pub mod broker;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod keys;

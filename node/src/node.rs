@@ -6,9 +6,14 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use quicmq_raft::command::{Command, JoinRecord};
+use quicmq_raft::ClusterNode;
+
 use crate::broker::{now_ms, Broker, SessionStore, StoreError};
+use crate::cluster;
 use crate::config::NodeConfig;
 use crate::tls::{self, Identity, TlsError};
 use crate::transport::{
@@ -39,6 +44,9 @@ pub enum StartError {
     /// The stateless reset key could not be loaded or created.
     #[error(transparent)]
     Key(#[from] crate::keys::KeyFileError),
+    /// The cluster could not be started or joined.
+    #[error("cluster: {0}")]
+    Cluster(String),
     /// A listener could not bind.
     #[error("{key}: cannot listen on {addr}: {reason}")]
     Bind {
@@ -69,6 +77,9 @@ pub fn metrics_handle() -> Option<PrometheusHandle> {
 /// A node that is serving clients.
 pub struct RunningNode {
     broker: Arc<Broker>,
+    cluster: ClusterNode,
+    grpc_shutdown: watch::Sender<bool>,
+    grpc_server: tokio::task::JoinHandle<()>,
     addrs: BoundAddrs,
     tasks: JoinSet<()>,
     quic: Option<(quinn::Endpoint, Arc<RoutedSocket>)>,
@@ -92,39 +103,95 @@ impl RunningNode {
             path: config.data_dir.display().to_string(),
             reason: e.to_string(),
         })?;
-        let store = SessionStore::open(&config.data_dir.join("store"))?;
-        let broker = Broker::open(config.broker_settings(), store)?;
         let identity = match &config.cert_and_key {
             Some((cert, key)) => Identity::load(cert, key)?,
             None => Identity::development(&config.data_dir)?,
         };
+
+        // The cluster first: it assigns this node's server ID and holds the
+        // QUIC-LB configuration and keys every node must share.
+        let grpc_listener = cluster::bind_grpc(config.cluster.grpc_addr).await?;
+        let grpc_port = grpc_listener
+            .local_addr()
+            .map(|a| a.port())
+            .unwrap_or(config.cluster.grpc_addr.port());
+        let (reset_key, token_key) = cluster::bootstrap_keys(config, &config.data_dir)?;
+        let cluster_config = cluster::cluster_config(config, grpc_port, reset_key, token_key);
+        let cluster = ClusterNode::open(cluster_config)
+            .await
+            .map_err(|e| StartError::Cluster(e.to_string()))?;
+        let (grpc_shutdown, grpc_shutdown_rx) = watch::channel(false);
+        // The forwarding service answers once the broker exists.
+        let broker_cell: Arc<OnceLock<Arc<Broker>>> = Arc::default();
+        let forward = quicmq_proto::cluster::v1::forward_server::ForwardServer::new(
+            cluster::ForwardService::new(
+                &config.cluster.cluster_id,
+                config.cluster.node_id,
+                broker_cell.clone(),
+            ),
+        )
+        .max_decoding_message_size(quicmq_raft::network::MAX_MESSAGE_SIZE);
+        let routes = cluster.grpc_routes().add_service(forward);
+        let grpc_server = cluster::spawn_grpc_server(grpc_listener, routes, grpc_shutdown_rx);
+        let joined = match cluster::join_cluster(&cluster).await {
+            Ok(joined) => joined,
+            Err(e) => {
+                let _ = grpc_shutdown.send(true);
+                cluster.shutdown().await;
+                return Err(e);
+            }
+        };
+
+        let store = SessionStore::open(&config.data_dir.join("store"))?;
+        let mut settings = config.broker_settings();
+        settings.node_name = Some(joined.server_id.to_string());
+        let link = cluster::ClusterLink::start(cluster.clone());
+        let broker = Broker::open(settings, store, Some(link))?;
+        let _ = broker_cell.set(broker.clone());
         let mut tasks = JoinSet::new();
-        let mut addrs = BoundAddrs::default();
+        let mut addrs = BoundAddrs {
+            grpc: Some(std::net::SocketAddr::new(
+                config.cluster.grpc_addr.ip(),
+                grpc_port,
+            )),
+            ..BoundAddrs::default()
+        };
         let mut quic = None;
         if config.quic_addr.is_some() || config.routed_addr.is_some() {
-            let reset_key = match config.reset_key {
-                Some(key) => key,
-                None => crate::keys::load_or_create(&config.data_dir, "reset-key", "reset_key")?,
-            };
-            let token_key = match config.token_key {
-                Some(key) => key,
-                None => crate::keys::load_or_create(&config.data_dir, "token-key", "token_key")?,
-            };
-            let lb = LbCodec::new(config.quic_lb)
+            let lb = LbCodec::new(joined.quic_lb)
                 .map_err(|e| StartError::Config(format!("quic_lb: {e}")))?;
             let (endpoint, socket) = bind_quic(QuicSetup {
                 public: config.quic_addr,
                 routed: config.routed_addr,
                 tls: tls::quic_server_config(&identity)?,
                 lb: Arc::new(lb),
-                server_id: config.server_id,
-                reset_key,
-                token_key,
+                server_id: joined.server_id,
+                reset_key: joined.reset_key,
+                token_key: joined.token_key,
             })?;
             addrs.quic = socket.public_addr();
             addrs.routed = socket.routed_addr();
             tasks.spawn(serve_quic(broker.clone(), endpoint.clone()));
             quic = Some((endpoint, socket));
+        }
+        // Ports chosen by the OS (port 0) are known now: advertise them.
+        let advertised = |a: Option<std::net::SocketAddr>| {
+            a.map(|a| cluster::host_port(&config.cluster.advertise_addr, a.port()))
+                .unwrap_or_default()
+        };
+        let (routed_addr, public_addr) = (advertised(addrs.routed), advertised(addrs.quic));
+        if joined.member.routed_addr != routed_addr || joined.member.public_addr != public_addr {
+            let update = Command::Join(JoinRecord {
+                node_id: joined.member.node_id,
+                grpc_addr: joined.member.grpc_addr.clone(),
+                routed_addr,
+                public_addr,
+                zone: joined.member.zone.clone(),
+                now_ms: now_ms(),
+            });
+            if let Err(e) = cluster.propose(update).await {
+                tracing::warn!("could not record this node's addresses in the cluster: {e}");
+            }
         }
         if let Some(addr) = config.tcp_addr {
             let listener = bind_tcp("tcp_addr", addr).await?;
@@ -144,9 +211,20 @@ impl RunningNode {
             let listener = bind_tcp("admin_addr", addr).await?;
             addrs.admin = listener.local_addr().ok();
             if let Some(handle) = metrics_handle() {
-                tasks.spawn(crate::admin::serve_admin(broker.clone(), handle, listener));
+                tasks.spawn(crate::admin::serve_admin(
+                    broker.clone(),
+                    cluster.clone(),
+                    handle,
+                    listener,
+                ));
             }
         }
+        tasks.spawn({
+            let mirror = cluster::retained_mirror::spawn(broker.clone(), cluster.clone());
+            async move {
+                let _ = mirror.await;
+            }
+        });
         let sweeper = broker.clone();
         tasks.spawn(async move {
             let mut shutdown = sweeper.shutdown_signal();
@@ -165,6 +243,9 @@ impl RunningNode {
         );
         Ok(RunningNode {
             broker,
+            cluster,
+            grpc_shutdown,
+            grpc_server,
             addrs,
             tasks,
             quic,
@@ -174,6 +255,11 @@ impl RunningNode {
     /// The bound addresses (port 0 in the config becomes the real port).
     pub fn addrs(&self) -> &BoundAddrs {
         &self.addrs
+    }
+
+    /// This node's cluster membership.
+    pub fn cluster(&self) -> &ClusterNode {
+        &self.cluster
     }
 
     /// The broker.
@@ -199,6 +285,10 @@ impl RunningNode {
         }
         self.tasks.abort_all();
         while self.tasks.join_next().await.is_some() {}
+        let _ = self.grpc_shutdown.send(true);
+        self.cluster.shutdown().await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), &mut self.grpc_server).await;
+        self.grpc_server.abort();
         self.broker.flush().await
     }
 }

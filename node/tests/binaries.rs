@@ -16,7 +16,14 @@ fn node_help_lists_every_config_key() {
         "--data-dir",
         "--quic-addr",
         "--routed-addr",
-        "--server-id",
+        "--node-id",
+        "--cluster-id",
+        "--grpc-addr",
+        "--advertise-addr",
+        "--join",
+        "--voters",
+        "--zone",
+        "--server-id-len",
         "--quic-lb-config-id",
         "--quic-lb-nonce-len",
         "--quic-lb-key",
@@ -45,11 +52,11 @@ fn node_refuses_a_bad_key_file_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_quicmq-node"))
         .args(["--data-dir", dir.path().to_str().unwrap()])
-        .args(["--server-id", "zz"])
+        .args(["--voters", "4"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("`server_id`"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`voters`"));
 }
 
 #[test]

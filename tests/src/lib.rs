@@ -26,7 +26,7 @@ pub struct TestNode {
 pub fn loopback_config(data_dir: &Path, extra_toml: &str) -> NodeConfig {
     let toml = format!(
         "data_dir = {:?}\nquic_addr = \"127.0.0.1:0\"\nrouted_addr = \"127.0.0.1:0\"\ntcp_addr = \"127.0.0.1:0\"\n\
-         tls_addr = \"127.0.0.1:0\"\nadmin_addr = \"127.0.0.1:0\"\n{extra_toml}",
+         tls_addr = \"127.0.0.1:0\"\nadmin_addr = \"127.0.0.1:0\"\ngrpc_addr = \"127.0.0.1:0\"\n{extra_toml}",
         data_dir.display().to_string()
     );
     let file: Overrides = toml::from_str(&toml).expect("test config parses");
@@ -170,6 +170,13 @@ pub struct NodeProcess {
     pub routed: SocketAddr,
     /// Admin HTTP address.
     pub admin: SocketAddr,
+    /// gRPC address (Raft, forwarding, cluster watch, admin).
+    pub grpc: SocketAddr,
+    extra: Vec<String>,
+}
+
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
 }
 
 impl NodeProcess {
@@ -181,49 +188,95 @@ impl NodeProcess {
 
     /// Like [`NodeProcess::spawn`] with extra command-line arguments.
     pub fn spawn_with(data_dir: &Path, extra: &[&str]) -> NodeProcess {
-        let tcp: SocketAddr = format!("127.0.0.1:{}", free_tcp_port())
-            .parse()
-            .expect("addr");
-        let quic: SocketAddr = format!("127.0.0.1:{}", free_udp_port())
-            .parse()
-            .expect("addr");
-        let admin: SocketAddr = format!("127.0.0.1:{}", free_tcp_port())
-            .parse()
-            .expect("addr");
-        let routed: SocketAddr = format!("127.0.0.1:{}", free_udp_port())
-            .parse()
-            .expect("addr");
+        let mut process = NodeProcess::launch(data_dir, extra);
+        process.wait_listening();
+        process
+    }
+
+    /// Starts the process on free ports without waiting for it (a node
+    /// that joins a cluster listens only once it is a member).
+    pub fn launch(data_dir: &Path, extra: &[&str]) -> NodeProcess {
+        let mut process = NodeProcess {
+            child: None,
+            data_dir: data_dir.to_path_buf(),
+            tcp: loopback(free_tcp_port()),
+            quic: loopback(free_udp_port()),
+            routed: loopback(free_udp_port()),
+            admin: loopback(free_tcp_port()),
+            grpc: loopback(free_tcp_port()),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        process.run();
+        process
+    }
+
+    fn run(&mut self) {
         let child = Command::new(binary("quicmq-node"))
             .arg("--data-dir")
-            .arg(data_dir)
-            .args(["--tcp-addr", &tcp.to_string()])
-            .args(["--quic-addr", &quic.to_string()])
-            .args(["--admin-addr", &admin.to_string()])
+            .arg(&self.data_dir)
+            .args(["--tcp-addr", &self.tcp.to_string()])
+            .args(["--quic-addr", &self.quic.to_string()])
+            .args(["--admin-addr", &self.admin.to_string()])
             .args(["--tls-addr", "off"])
-            .args(["--routed-addr", &routed.to_string()])
-            .args(extra)
-            .env("QUICMQ_LOG", "warn")
-            .stdout(Stdio::null())
+            .args(["--routed-addr", &self.routed.to_string()])
+            .args(["--grpc-addr", &self.grpc.to_string()])
+            .args(&self.extra)
+            .env(
+                "QUICMQ_LOG",
+                std::env::var("QUICMQ_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            // The node logs to stdout; shown when QUICMQ_TEST_LOG asks for it.
+            .stdout(if std::env::var_os("QUICMQ_TEST_LOG").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
             .stderr(Stdio::inherit())
             .spawn()
             .expect("quicmq-node starts");
-        let process = NodeProcess {
-            child: Some(child),
-            data_dir: data_dir.to_path_buf(),
-            tcp,
-            quic,
-            routed,
-            admin,
-        };
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(tcp).is_err() {
+        self.child = Some(child);
+    }
+
+    /// Waits until the node accepts MQTT over TCP (it is a cluster member
+    /// and serving).
+    pub fn wait_listening(&mut self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(self.tcp).is_err() {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("quicmq-node exited before listening: {status}");
+                }
+            }
             assert!(
                 std::time::Instant::now() < deadline,
                 "quicmq-node did not start listening"
             );
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(25));
         }
-        process
+    }
+
+    /// Starts the node again after [`NodeProcess::kill9`] or
+    /// [`NodeProcess::terminate`]: same data directory, ports and flags.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "the node is still running");
+        self.run();
+        self.wait_listening();
+    }
+
+    /// Waits for the process to exit by itself and returns its status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("process is running");
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("quicmq-node did not exit within {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Process ID.
@@ -573,4 +626,84 @@ impl Drop for RouterProcess {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// A cluster of `quicmq-node` processes on loopback: node 1 bootstraps,
+/// the others join through it. Every process is killed when dropped.
+pub struct ClusterProcesses {
+    /// The nodes; `nodes[i]` has node ID `i + 1`.
+    pub nodes: Vec<NodeProcess>,
+    extra: Vec<String>,
+    dirs: Vec<TempDir>,
+}
+
+impl ClusterProcesses {
+    /// Starts `count` nodes (with `extra` flags each) and waits until all
+    /// serve clients.
+    pub fn start(count: usize, extra: &[&str]) -> ClusterProcesses {
+        let mut cluster = ClusterProcesses {
+            nodes: Vec::new(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            dirs: Vec::new(),
+        };
+        for _ in 0..count {
+            cluster.add_node();
+        }
+        cluster
+    }
+
+    /// Starts one more node that joins through the earlier ones (or
+    /// bootstraps, for the first) and waits until it serves clients.
+    pub fn add_node(&mut self) -> &NodeProcess {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let node_id = (self.nodes.len() + 1).to_string();
+        let mut args: Vec<String> = vec!["--node-id".into(), node_id];
+        if !self.nodes.is_empty() {
+            // Every earlier node is a seed: any live one admits the joiner.
+            let seeds: Vec<String> = self.nodes.iter().map(|n| n.grpc.to_string()).collect();
+            args.push("--join".into());
+            args.push(seeds.join(","));
+        }
+        args.extend(self.extra.iter().cloned());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let process = NodeProcess::spawn_with(dir.path(), &args);
+        self.dirs.push(dir);
+        self.nodes.push(process);
+        self.nodes.last().expect("just pushed")
+    }
+
+    /// `GET /api/cluster/status` of node `index` (0-based).
+    pub async fn status(&self, index: usize) -> serde_json::Value {
+        cluster_status(self.nodes[index].admin).await
+    }
+
+    /// Polls node `index`'s status until `check` holds, for up to
+    /// `timeout`; returns the last status.
+    pub async fn wait_status(
+        &self,
+        index: usize,
+        timeout: Duration,
+        check: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let status = self.status(index).await;
+            if check(&status) {
+                return status;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "node {} status never satisfied the check: {status:#}",
+                index + 1
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// `GET /api/cluster/status` of the node whose admin endpoint is `admin`.
+pub async fn cluster_status(admin: SocketAddr) -> serde_json::Value {
+    let (code, body) = http_get(admin, "/api/cluster/status").await;
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).expect("status is JSON")
 }

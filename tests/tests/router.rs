@@ -33,10 +33,10 @@ fn fleet(nodes: usize, routers: usize) -> Fleet {
     let dirs: Vec<TempDir> = (0..nodes).map(|_| tempfile::tempdir().unwrap()).collect();
     let mut processes: Vec<NodeProcess> = Vec::new();
     for (i, dir) in dirs.iter().enumerate() {
-        let sid = server_id(i);
+        let node_id = (i + 1).to_string();
         let mut args = vec![
-            "--server-id",
-            &sid,
+            "--node-id",
+            &node_id,
             "--reset-key",
             RESET_KEY,
             "--quic-lb-key",

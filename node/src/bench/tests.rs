@@ -18,7 +18,7 @@ async fn start_node() -> Node {
     let dir = tempfile::tempdir().unwrap();
     let toml = format!(
         "data_dir = {:?}\nquic_addr = \"127.0.0.1:0\"\nrouted_addr = \"127.0.0.1:0\"\ntcp_addr = \"127.0.0.1:0\"\n\
-         tls_addr = \"off\"\nadmin_addr = \"off\"\n",
+         tls_addr = \"off\"\nadmin_addr = \"off\"\ngrpc_addr = \"127.0.0.1:0\"\n",
         dir.path().display().to_string()
     );
     let file: Overrides = toml::from_str(&toml).unwrap();

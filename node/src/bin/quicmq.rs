@@ -64,6 +64,30 @@ enum Command {
     /// progress and a summary.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Cluster operations through a node's admin HTTP endpoint.
+    Cluster(ClusterArgs),
+}
+
+#[derive(Args, Debug)]
+struct ClusterArgs {
+    /// Admin HTTP address of any node (HOST:PORT).
+    #[arg(long, default_value = "127.0.0.1:8080", global = true)]
+    admin: String,
+    #[command(subcommand)]
+    command: ClusterCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum ClusterCommand {
+    /// Print the cluster's status as the node sees it (JSON).
+    Status,
+    /// Make the node behind `--admin` leave the cluster.
+    Leave,
+    /// Remove another node (e.g. one that is gone for good).
+    Remove {
+        /// Node ID to remove.
+        node_id: u64,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -406,6 +430,7 @@ fn main() -> ExitCode {
             Command::Pub(args) => publish(args).await,
             Command::Sub(args) => subscribe(args).await,
             Command::Bench(command) => bench(command).await,
+            Command::Cluster(args) => cluster(args).await,
         }
     });
     match result {
@@ -678,6 +703,83 @@ fn describe(message: &Publish) -> String {
         let _ = write!(out, " user:{key:?}={value:?}");
     }
     out.push(']');
+    out
+}
+
+/// `quicmq cluster ...`: one HTTP request to the node's admin endpoint;
+/// prints the JSON answer, exits 1 when the node refused.
+async fn cluster(args: ClusterArgs) -> anyhow::Result<ExitCode> {
+    let (method, path) = match args.command {
+        ClusterCommand::Status => ("GET", "/api/cluster/status".to_string()),
+        ClusterCommand::Leave => ("POST", "/api/cluster/leave".to_string()),
+        ClusterCommand::Remove { node_id } => ("POST", format!("/api/cluster/remove/{node_id}")),
+    };
+    let (status, body) = admin_request(&args.admin, method, &path).await?;
+    print!("{body}");
+    if (200..300).contains(&status) {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("quicmq: {} answered HTTP {status}", args.admin);
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+/// A plain HTTP/1.1 request (`Connection: close`); returns the status code
+/// and the body.
+async fn admin_request(addr: &str, method: &str, path: &str) -> anyhow::Result<(u16, String)> {
+    use anyhow::Context;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let mut socket = tokio::net::TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("cannot connect to the admin endpoint {addr}"))?;
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        socket.write_all(request.as_bytes()).await?;
+        let mut response = Vec::new();
+        socket.read_to_end(&mut response).await?;
+        anyhow::Ok(response)
+    };
+    let response = tokio::time::timeout(Duration::from_secs(30), exchange)
+        .await
+        .context("the admin endpoint did not answer within 30 s")??;
+    let text = String::from_utf8_lossy(&response);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .context("not an HTTP response")?;
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .context("no HTTP status code")?;
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    Ok((status, body))
+}
+
+/// The body of a chunked HTTP response.
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        let (Some(chunk), Some(after)) = (rest.get(..size), rest.get(size..)) else {
+            break;
+        };
+        if size == 0 {
+            break;
+        }
+        out.push_str(chunk);
+        body = after.trim_start_matches("\r\n");
+    }
     out
 }
 

@@ -29,7 +29,13 @@ pub use session::{
     Subscription, Transmit,
 };
 pub use store::{DeliveryRecord, SessionRecord, SessionStore, StoreError};
-pub use topic_tree::{ClientId, Match, SubscriptionTree};
+pub use topic_tree::{ClientId, Match, Selection, SubscriptionTree};
+
+use crate::cluster::ClusterLink;
+
+/// Answers once a new subscription's filter is routed to this node in the
+/// cluster (`Err` with the reason when that could not be committed).
+pub type RouteCommit = tokio::sync::oneshot::Receiver<Result<(), String>>;
 pub use will::PendingWill;
 
 use crate::metrics as m;
@@ -172,6 +178,9 @@ pub struct Broker {
     store: SessionStore,
     next_conn_id: AtomicU64,
     shutdown: watch::Sender<bool>,
+    /// The cluster, when this broker is a member of one: routes, forwarding
+    /// and retained messages go through it.
+    cluster: Option<Arc<ClusterLink>>,
 }
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -185,7 +194,15 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 impl Broker {
     /// Open the broker over `store`, restoring persistent sessions and
     /// retained messages from it.
-    pub fn open(settings: BrokerSettings, store: SessionStore) -> Result<Arc<Broker>, StoreError> {
+    ///
+    /// With a `cluster`, retained messages are the cluster's (committed
+    /// through Raft, mirrored here by the cluster link) and local
+    /// subscriptions are announced as routes.
+    pub fn open(
+        settings: BrokerSettings,
+        store: SessionStore,
+        cluster: Option<Arc<ClusterLink>>,
+    ) -> Result<Arc<Broker>, StoreError> {
         let broker = Broker {
             settings,
             tree: RwLock::new(SubscriptionTree::default()),
@@ -194,6 +211,7 @@ impl Broker {
             store,
             next_conn_id: AtomicU64::new(1),
             shutdown: watch::channel(false).0,
+            cluster,
         };
         broker.restore()?;
         Ok(Arc::new(broker))
@@ -201,7 +219,7 @@ impl Broker {
 
     fn restore(&self) -> Result<(), StoreError> {
         let now = now_ms();
-        {
+        if self.cluster.is_none() {
             let mut retained = write(&self.retained);
             for message in self.store.load_retained()? {
                 retained.set(Arc::new(message));
@@ -219,7 +237,12 @@ impl Broker {
                 self.settings.session_limits,
             );
             for (filter, sub) in record.subscriptions {
-                tree.insert(&filter, client_id.clone(), sub);
+                if !tree.insert(&filter, client_id.clone(), sub) {
+                    if let Some(link) = &self.cluster {
+                        // Announced by the link's first reconciliation.
+                        drop(link.subscribed(&filter));
+                    }
+                }
                 session.subscribe(filter, sub);
             }
             let mut next_seq = 0;
@@ -389,7 +412,11 @@ impl Broker {
     fn discard_subscriptions(&self, session: &Session) {
         let mut tree = write(&self.tree);
         for filter in session.subscriptions().keys() {
-            tree.remove(filter, session.client_id());
+            if tree.remove(filter, session.client_id()) {
+                if let Some(link) = &self.cluster {
+                    link.unsubscribed(filter);
+                }
+            }
         }
         metrics::gauge!(m::SUBSCRIPTIONS).set(tree.len() as f64);
     }
@@ -543,17 +570,63 @@ impl Broker {
     }
 
     /// Add a subscription to the tree (the session keeps its own copy).
-    pub fn add_subscription(&self, filter: &str, client_id: &ClientId, sub: Subscription) {
+    ///
+    /// In a cluster, a new subscription also needs its filter routed to this
+    /// node: the returned receiver answers once that is committed (wait for
+    /// it before SUBACK, so a publish on any node that follows the SUBACK
+    /// reaches the subscriber).
+    pub fn add_subscription(
+        &self,
+        filter: &str,
+        client_id: &ClientId,
+        sub: Subscription,
+    ) -> Option<RouteCommit> {
         let mut tree = write(&self.tree);
-        tree.insert(filter, client_id.clone(), sub);
+        let existed = tree.insert(filter, client_id.clone(), sub);
         metrics::gauge!(m::SUBSCRIPTIONS).set(tree.len() as f64);
+        drop(tree);
+        match (&self.cluster, existed) {
+            (Some(link), false) => Some(link.subscribed(filter)),
+            _ => None,
+        }
     }
 
     /// Remove a subscription from the tree.
     pub fn remove_subscription(&self, filter: &str, client_id: &str) {
         let mut tree = write(&self.tree);
-        tree.remove(filter, client_id);
+        let removed = tree.remove(filter, client_id);
         metrics::gauge!(m::SUBSCRIPTIONS).set(tree.len() as f64);
+        drop(tree);
+        if let (Some(link), true) = (&self.cluster, removed) {
+            link.unsubscribed(filter);
+        }
+    }
+
+    /// The cluster link, when this broker is a member of a cluster.
+    pub fn cluster(&self) -> Option<&Arc<ClusterLink>> {
+        self.cluster.as_ref()
+    }
+
+    /// Replaces every retained message (the cluster's state was loaded or
+    /// replaced by a snapshot).
+    pub fn replace_retained(&self, messages: Vec<Message>) {
+        let mut retained = write(&self.retained);
+        *retained = RetainedMessages::default();
+        for message in messages {
+            retained.set(Arc::new(message));
+        }
+        metrics::gauge!(m::RETAINED).set(retained.len() as f64);
+    }
+
+    /// Sets (`Some`) or deletes (`None`) the retained message of `topic`
+    /// as the cluster committed it.
+    pub fn mirror_retained(&self, topic: &str, message: Option<Message>) {
+        let mut retained = write(&self.retained);
+        match message {
+            Some(message) => retained.set(Arc::new(message)),
+            None => retained.remove(topic),
+        }
+        metrics::gauge!(m::RETAINED).set(retained.len() as f64);
     }
 
     /// Retained messages matching `filter` (not expired at `now_ms`).
@@ -567,23 +640,102 @@ impl Broker {
     }
 
     /// Route a published message to every matching session and update the
-    /// retained messages.
+    /// retained messages (in a cluster, the retained update is proposed in
+    /// the background: for wills and other messages of the broker's own).
     pub fn publish(&self, message: Arc<Message>) -> RouteOutcome {
         if message.retain {
-            let mut retained = write(&self.retained);
-            if message.payload.is_empty() {
-                retained.remove(&message.topic);
-            } else {
-                retained.set(message.clone());
-            }
-            metrics::gauge!(m::RETAINED).set(retained.len() as f64);
-            drop(retained);
-            if let Err(e) = self.store.put_retained(&message) {
-                tracing::error!(topic = %message.topic, error = %e, "could not store a retained message");
+            match &self.cluster {
+                Some(link) => {
+                    let link = link.clone();
+                    let retained = message.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = link.store_retained(&retained).await {
+                            tracing::warn!(topic = %retained.topic, "retained message not committed: {e}");
+                        }
+                    });
+                }
+                None => self.retain_locally(&message),
             }
         }
+        self.route(message)
+    }
+
+    /// A client's PUBLISH: the retained update first (in a cluster,
+    /// committed through Raft before this returns), then routing.
+    ///
+    /// # Errors
+    ///
+    /// When the cluster could not commit the retained message; nothing was
+    /// routed then.
+    pub async fn publish_from_client(
+        &self,
+        message: Arc<Message>,
+    ) -> Result<RouteOutcome, quicmq_raft::ClusterError> {
+        if message.retain {
+            match &self.cluster {
+                Some(link) => link.store_retained(&message).await?,
+                None => self.retain_locally(&message),
+            }
+        }
+        Ok(self.route(message))
+    }
+
+    fn retain_locally(&self, message: &Arc<Message>) {
+        let mut retained = write(&self.retained);
+        if message.payload.is_empty() {
+            retained.remove(&message.topic);
+        } else {
+            retained.set(message.clone());
+        }
+        metrics::gauge!(m::RETAINED).set(retained.len() as f64);
+        drop(retained);
+        if let Err(e) = self.store.put_retained(message) {
+            tracing::error!(topic = %message.topic, error = %e, "could not store a retained message");
+        }
+    }
+
+    /// Deliver to local sessions and, in a cluster, forward to the peers
+    /// with matching routes.
+    fn route(&self, message: Arc<Message>) -> RouteOutcome {
+        let Some(link) = &self.cluster else {
+            return self.deliver_local(message, &Selection::ALL);
+        };
+        let mut plan = link.plan(&message.topic);
+        let forwarded = plan.peers.len();
+        let remote_groups = std::mem::take(&mut plan.remote_groups);
+        let local_only = |key: &str| !remote_groups.contains(key);
+        let selection = Selection {
+            ordinary: true,
+            shared: &local_only,
+        };
+        let mut outcome = self.deliver_local(message.clone(), &selection);
+        if forwarded > 0 {
+            link.forward(&message, plan);
+            outcome.matched += forwarded;
+        }
+        outcome
+    }
+
+    /// A message another node forwarded: delivered to this node's
+    /// ordinary subscribers (when `ordinary`) and to one member of each of
+    /// `shared_groups`; never forwarded again, never retained here.
+    pub fn deliver_forwarded(
+        &self,
+        message: Arc<Message>,
+        ordinary: bool,
+        shared_groups: &[String],
+    ) -> RouteOutcome {
+        let listed = |key: &str| shared_groups.iter().any(|g| g == key);
+        let selection = Selection {
+            ordinary,
+            shared: &listed,
+        };
+        self.deliver_local(message, &selection)
+    }
+
+    fn deliver_local(&self, message: Arc<Message>, selection: &Selection<'_>) -> RouteOutcome {
         let mut matches = Vec::new();
-        read(&self.tree).matches(&message.topic, &mut matches);
+        read(&self.tree).matches_selected(&message.topic, selection, &mut matches);
         let targets = merge_matches(matches, &message);
         if targets.is_empty() {
             return RouteOutcome::default();

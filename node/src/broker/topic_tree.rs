@@ -20,6 +20,8 @@ pub type ClientId = Arc<str>;
 
 #[derive(Default)]
 struct SharedGroup {
+    /// The full `$share/{group}/{filter}` this group subscribed with.
+    key: Box<str>,
     members: Vec<(ClientId, Subscription)>,
     next: AtomicUsize,
 }
@@ -46,6 +48,22 @@ pub struct Match {
     pub subscription: Subscription,
     /// Whether the match came through a shared subscription.
     pub shared: bool,
+}
+
+/// Which subscriptions a match may yield.
+pub struct Selection<'a> {
+    /// Ordinary (non-shared) subscriptions.
+    pub ordinary: bool,
+    /// Whether the shared group with this `$share/G/F` key may deliver.
+    pub shared: &'a dyn Fn(&str) -> bool,
+}
+
+impl Selection<'static> {
+    /// Every subscription.
+    pub const ALL: Selection<'static> = Selection {
+        ordinary: true,
+        shared: &|_| true,
+    };
 }
 
 /// All subscriptions of the broker, indexed by topic filter level.
@@ -77,6 +95,7 @@ impl SubscriptionTree {
         client_id: ClientId,
         subscription: Subscription,
     ) -> bool {
+        let full_filter = filter;
         let (group, filter) = match parse_shared(filter) {
             Some((group, filter)) => (Some(group), filter),
             None => (None, filter),
@@ -88,7 +107,13 @@ impl SubscriptionTree {
         let existed = match group {
             None => node.subscribers.insert(client_id, subscription).is_some(),
             Some(group) => {
-                let group = node.shared.entry(Box::from(group)).or_default();
+                let group = node
+                    .shared
+                    .entry(Box::from(group))
+                    .or_insert_with(|| SharedGroup {
+                        key: Box::from(full_filter),
+                        ..SharedGroup::default()
+                    });
                 match group.members.iter_mut().find(|(c, _)| *c == client_id) {
                     Some(member) => {
                         member.1 = subscription;
@@ -135,9 +160,17 @@ impl SubscriptionTree {
     /// Append every subscription matching `topic` to `out`: all ordinary
     /// subscribers, and one member of each shared group.
     pub fn matches(&self, topic: &str, out: &mut Vec<Match>) {
+        self.matches_selected(topic, &Selection::ALL, out);
+    }
+
+    /// Like [`SubscriptionTree::matches`], limited to what `selection`
+    /// names: in a cluster, the node that accepted a PUBLISH delivers to
+    /// the shared groups it was picked for, and a peer it forwards to
+    /// delivers to those it was picked for.
+    pub fn matches_selected(&self, topic: &str, selection: &Selection<'_>, out: &mut Vec<Match>) {
         let levels: Vec<&str> = topic.split('/').collect();
         let dollar = topic.starts_with('$');
-        collect(&self.root, &levels, 0, dollar, out);
+        collect(&self.root, &levels, 0, dollar, selection, out);
     }
 }
 
@@ -169,14 +202,16 @@ fn remove_at(node: &mut Node, levels: &[&str], group: Option<&str>, client_id: &
     removed
 }
 
-fn emit(node: &Node, out: &mut Vec<Match>) {
-    out.extend(node.subscribers.iter().map(|(c, s)| Match {
-        client_id: c.clone(),
-        subscription: *s,
-        shared: false,
-    }));
+fn emit(node: &Node, selection: &Selection<'_>, out: &mut Vec<Match>) {
+    if selection.ordinary {
+        out.extend(node.subscribers.iter().map(|(c, s)| Match {
+            client_id: c.clone(),
+            subscription: *s,
+            shared: false,
+        }));
+    }
     for group in node.shared.values() {
-        if group.members.is_empty() {
+        if group.members.is_empty() || !(selection.shared)(&group.key) {
             continue;
         }
         let i = group.next.fetch_add(1, Ordering::Relaxed) % group.members.len();
@@ -189,23 +224,30 @@ fn emit(node: &Node, out: &mut Vec<Match>) {
     }
 }
 
-fn collect(node: &Node, levels: &[&str], depth: usize, dollar: bool, out: &mut Vec<Match>) {
+fn collect(
+    node: &Node,
+    levels: &[&str],
+    depth: usize,
+    dollar: bool,
+    selection: &Selection<'_>,
+    out: &mut Vec<Match>,
+) {
     let wildcards = !(depth == 0 && dollar);
     if wildcards {
         if let Some(hash) = node.children.get("#") {
-            emit(hash, out);
+            emit(hash, selection, out);
         }
     }
     let Some(level) = levels.get(depth) else {
-        emit(node, out);
+        emit(node, selection, out);
         return;
     };
     if let Some(child) = node.children.get(*level) {
-        collect(child, levels, depth + 1, dollar, out);
+        collect(child, levels, depth + 1, dollar, selection, out);
     }
     if wildcards {
         if let Some(plus) = node.children.get("+") {
-            collect(plus, levels, depth + 1, dollar, out);
+            collect(plus, levels, depth + 1, dollar, selection, out);
         }
     }
 }
@@ -229,6 +271,26 @@ mod tests {
         let mut ids: Vec<String> = out.into_iter().map(|m| m.client_id.to_string()).collect();
         ids.sort();
         ids
+    }
+
+    #[test]
+    fn selection_limits_ordinary_and_shared_matches() {
+        let mut t = SubscriptionTree::default();
+        t.insert("a/+", Arc::from("plain"), sub(QoS::AtMostOnce));
+        t.insert("$share/g/a/#", Arc::from("g1"), sub(QoS::AtMostOnce));
+        t.insert("$share/h/a/b", Arc::from("h1"), sub(QoS::AtMostOnce));
+        let only_g = |key: &str| key == "$share/g/a/#";
+        let selection = Selection {
+            ordinary: false,
+            shared: &only_g,
+        };
+        let mut out = Vec::new();
+        t.matches_selected("a/b", &selection, &mut out);
+        let ids: Vec<&str> = out.iter().map(|m| &*m.client_id).collect();
+        assert_eq!(ids, ["g1"]);
+        out.clear();
+        t.matches("a/b", &mut out);
+        assert_eq!(out.len(), 3);
     }
 
     #[test]

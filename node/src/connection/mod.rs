@@ -612,7 +612,7 @@ impl Connection {
                     }),
                 )
             }
-            Packet::Subscribe(subscribe) => self.on_subscribe(stream, subscribe),
+            Packet::Subscribe(subscribe) => self.on_subscribe(stream, subscribe).await,
             Packet::Unsubscribe(unsubscribe) => self.on_unsubscribe(stream, unsubscribe),
             Packet::PingReq => self.send(stream, Packet::PingResp),
             Packet::Disconnect(disconnect) => Err(self.on_disconnect(disconnect)),
@@ -674,7 +674,40 @@ impl Connection {
         }
         metrics::counter!(m::MESSAGES_PUBLISHED).increment(1);
         let message = Message::from_publish(publish, Some(self.client_id.to_string()), now_ms());
-        let outcome = self.broker.publish(Arc::new(message));
+        let outcome = match self.broker.publish_from_client(Arc::new(message)).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                // The retained message could not be committed (this node
+                // is cut off from the cluster's majority): refuse the
+                // PUBLISH rather than acknowledge what no other node has.
+                tracing::warn!(client_id = %self.client_id, "retained PUBLISH refused: {e}");
+                metrics::counter!(m::MESSAGES_DROPPED, "reason" => "cluster_unavailable")
+                    .increment(1);
+                let Some(packet_id) = packet_id else {
+                    return Ok(());
+                };
+                if self.version == ProtocolVersion::V311 {
+                    // 3.1.1 has no negative PUBACK: closing is the only way
+                    // not to acknowledge.
+                    return Err(
+                        self.protocol_error("cluster unavailable", ReasonCode::UNSPECIFIED_ERROR)
+                    );
+                }
+                let response = PublishResponse {
+                    packet_id,
+                    reason_code: ReasonCode::UNSPECIFIED_ERROR,
+                    properties: Properties {
+                        reason_string: Some(format!("cluster unavailable: {e}")),
+                        ..Properties::default()
+                    },
+                };
+                let packet = match qos {
+                    QoS::AtLeastOnce => Packet::PubAck(response),
+                    _ => Packet::PubRec(response),
+                };
+                return self.send(stream, packet);
+            }
+        };
         let Some(packet_id) = packet_id else {
             return Ok(());
         };
@@ -706,7 +739,7 @@ impl Connection {
         self.send(stream, packet)
     }
 
-    fn on_subscribe(&mut self, stream: u64, subscribe: Subscribe) -> Result<(), Close> {
+    async fn on_subscribe(&mut self, stream: u64, subscribe: Subscribe) -> Result<(), Close> {
         let identifier = match subscribe.properties.subscription_identifiers.as_slice() {
             [] => None,
             [id] => Some(*id),
@@ -720,6 +753,7 @@ impl Connection {
         let now = now_ms();
         let mut reason_codes = Vec::with_capacity(subscribe.filters.len());
         let mut retained = Vec::new();
+        let mut commits = Vec::new();
         for (filter, options) in subscribe.filters {
             if validate_topic_filter(&filter).is_err() {
                 reason_codes.push(ReasonCode::TOPIC_FILTER_INVALID);
@@ -738,8 +772,12 @@ impl Connection {
                 stream,
             };
             let existed = self.session.subscribe(filter.clone(), subscription);
-            self.broker
-                .add_subscription(&filter, &self.client_id, subscription);
+            if let Some(commit) =
+                self.broker
+                    .add_subscription(&filter, &self.client_id, subscription)
+            {
+                commits.push((reason_codes.len(), filter.clone(), commit));
+            }
             reason_codes.push(ReasonCode(options.qos as u8));
             let send_retained = !shared
                 && match options.retain_handling {
@@ -748,17 +786,38 @@ impl Connection {
                     RetainHandling::DoNotSend => false,
                 };
             if send_retained {
+                let index = reason_codes.len() - 1;
                 for message in self.broker.retained_matching(&filter, now) {
-                    retained.push(Delivery {
-                        seq: self.cell.next_seq(),
-                        qos: message.qos.min(options.qos),
-                        message,
-                        retain: true,
-                        subscription_ids: identifier.into_iter().collect(),
-                        stream,
-                        packet_id: None,
-                    });
+                    retained.push((
+                        index,
+                        Delivery {
+                            seq: self.cell.next_seq(),
+                            qos: message.qos.min(options.qos),
+                            message,
+                            retain: true,
+                            subscription_ids: identifier.into_iter().collect(),
+                            stream,
+                            packet_id: None,
+                        },
+                    ));
                 }
+            }
+        }
+        // In a cluster, SUBACK waits until each new filter is routed to
+        // this node, so a publish on any node after the SUBACK reaches it.
+        // A filter the cluster could not route is refused (0x80) and
+        // removed again.
+        for (index, filter, commit) in commits {
+            let committed = matches!(
+                tokio::time::timeout(ROUTE_COMMIT_TIMEOUT, commit).await,
+                Ok(Ok(Ok(())))
+            );
+            if !committed {
+                tracing::warn!(client_id = %self.client_id, %filter, "subscription refused: the cluster did not commit its route");
+                self.session.unsubscribe(&filter);
+                self.broker.remove_subscription(&filter, &self.client_id);
+                reason_codes[index] = ReasonCode::UNSPECIFIED_ERROR;
+                retained.retain(|(i, _)| *i != index);
             }
         }
         if self.session.is_persistent() {
@@ -772,7 +831,7 @@ impl Connection {
                 properties: Properties::default(),
             }),
         )?;
-        for delivery in retained {
+        for (_, delivery) in retained {
             self.broker.persist_delivery(&self.cell, &delivery);
             self.broker
                 .enqueue_into(&self.cell, &mut self.session, delivery);
@@ -820,6 +879,10 @@ impl Connection {
         Close::Silently
     }
 }
+
+/// How long SUBACK waits for the cluster to route a new filter (a little
+/// over the cluster's propose timeout).
+const ROUTE_COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(6);
 
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {

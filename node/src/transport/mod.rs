@@ -53,4 +53,6 @@ pub struct BoundAddrs {
     pub tls: Option<SocketAddr>,
     /// Admin HTTP.
     pub admin: Option<SocketAddr>,
+    /// gRPC (Raft, forwarding, cluster watch, admin).
+    pub grpc: Option<SocketAddr>,
 }

@@ -48,6 +48,7 @@ fn package_and_services() {
         ("ClusterWatch", "Watch", false, true),
         ("Forward", "Open", true, true),
         ("Raft", "AppendEntries", false, false),
+        ("Raft", "ClientWrite", false, false),
         ("Raft", "InstallSnapshot", false, false),
         ("Raft", "StreamSnapshot", true, false),
         ("Raft", "Vote", false, false),

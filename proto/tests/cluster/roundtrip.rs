@@ -89,6 +89,8 @@ fn publish(n: u8) -> ForwardedPublish {
                 value: "2".into(),
             },
         ],
+        ordinary: true,
+        shared_groups: vec!["$share/g/sensors/+/temp".into()],
     }
 }
 

@@ -76,6 +76,13 @@ impl Raft for Node {
             outcome: Some(raft_response::Outcome::Ok(Bytes::from(data))),
         }))
     }
+
+    async fn client_write(
+        &self,
+        _request: Request<RaftRequest>,
+    ) -> Result<Response<RaftResponse>, Status> {
+        Err(Status::unavailable("no leader"))
+    }
 }
 
 #[tonic::async_trait]

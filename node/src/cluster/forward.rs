@@ -1,0 +1,478 @@
+//! Publish forwarding between nodes (the `Forward` service of
+//! `cluster.proto`).
+//!
+//! - [`Forwarder`]: per peer, a bounded queue and a task that keeps one
+//!   long-lived bidirectional stream open to the peer, sends the queue in
+//!   batches, and keeps each batch until the peer acknowledges it (resent
+//!   after a reconnection; the peer skips batches it already handled).
+//! - [`ForwardService`]: the receiving side; delivers each forwarded
+//!   message to the local sessions the origin picked this node for, then
+//!   acknowledges the batch (after the store is flushed when a delivery to
+//!   a persistent session was written).
+
+use std::collections::{HashMap, VecDeque};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use quicmq_proto::cluster::v1::{
+    forward_client::ForwardClient, forward_request, forward_response, forward_server, ForwardAck,
+    ForwardBatch, ForwardHello, ForwardRequest, ForwardResponse, ForwardWelcome, ForwardedPublish,
+    Qos, UserProperty,
+};
+use quicmq_proto::mqtt::{Properties, QoS};
+use quicmq_raft::command::MemberState;
+use quicmq_raft::{ClusterNode, NodeId};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::broker::{now_ms, Broker, Message};
+
+/// Messages waiting for one peer before new ones are dropped.
+const PEER_QUEUE: usize = 65_536;
+/// Publishes per batch at most.
+const BATCH_MAX: usize = 512;
+/// Batches sent and not yet acknowledged, per peer, at most.
+const UNACKED_MAX: usize = 64;
+
+/// Sends published messages to peers.
+pub struct Forwarder {
+    node: ClusterNode,
+    incarnation: u64,
+    peers: Mutex<HashMap<NodeId, PeerQueue>>,
+}
+
+struct PeerQueue {
+    tx: mpsc::Sender<ForwardedPublish>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for PeerQueue {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Forwarder {
+    /// A forwarder for this node.
+    pub fn new(node: ClusterNode) -> Forwarder {
+        Forwarder {
+            node,
+            incarnation: now_ms(),
+            peers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Queues `publish` for `peer` (dropped, and counted, when the peer's
+    /// queue is full).
+    pub fn send(&self, peer: NodeId, publish: ForwardedPublish) {
+        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        let queue = peers.entry(peer).or_insert_with(|| {
+            let (tx, rx) = mpsc::channel(PEER_QUEUE);
+            let task = tokio::spawn(run_peer(self.node.clone(), peer, self.incarnation, rx));
+            PeerQueue { tx, task }
+        });
+        match queue.tx.try_send(publish) {
+            Ok(()) => metrics::counter!("quicmq_forwarded_messages_total").increment(1),
+            Err(_) => {
+                metrics::counter!("quicmq_messages_dropped_total", "reason" => "forward_queue_full")
+                    .increment(1);
+            }
+        }
+    }
+
+    /// A member changed: forget the stream of one that left.
+    pub fn member_changed(&self, node: NodeId) {
+        let left = self.node.shared().read(|s| {
+            s.members()
+                .get(node)
+                .is_none_or(|m| m.state == MemberState::Left)
+        });
+        if left {
+            let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+            peers.remove(&node);
+        }
+    }
+}
+
+/// The forwarding stream to one peer, reconnected until the forwarder
+/// drops it.
+async fn run_peer(
+    node: ClusterNode,
+    peer: NodeId,
+    incarnation: u64,
+    mut queue: mpsc::Receiver<ForwardedPublish>,
+) {
+    let mut unacked: VecDeque<ForwardBatch> = VecDeque::new();
+    let mut next_seq = 1u64;
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let addr = node
+            .shared()
+            .read(|s| s.members().get(peer).map(|m| m.grpc_addr.clone()));
+        let Some(addr) = addr.or_else(|| node.grpc_addr_of(peer)) else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        match stream_to(
+            &node,
+            peer,
+            &addr,
+            incarnation,
+            &mut queue,
+            &mut unacked,
+            &mut next_seq,
+        )
+        .await
+        {
+            Ok(()) => return,
+            Err(e) => {
+                metrics::counter!("quicmq_forward_reconnects_total").increment(1);
+                tracing::debug!(peer, %addr, "forwarding stream ended: {e}");
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(1));
+    }
+}
+
+/// One forwarding stream: hello, resend what the peer has not handled,
+/// then batches out and acknowledgements in. `Ok` when the queue closed.
+async fn stream_to(
+    node: &ClusterNode,
+    peer: NodeId,
+    addr: &str,
+    incarnation: u64,
+    queue: &mut mpsc::Receiver<ForwardedPublish>,
+    unacked: &mut VecDeque<ForwardBatch>,
+    next_seq: &mut u64,
+) -> Result<(), String> {
+    let channel = node.channels().get(addr).map_err(|e| e.to_string())?;
+    let mut client = ForwardClient::new(channel)
+        .max_decoding_message_size(quicmq_raft::network::MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(quicmq_raft::network::MAX_MESSAGE_SIZE);
+    let (out_tx, out_rx) = mpsc::channel::<ForwardRequest>(UNACKED_MAX + 2);
+    let hello = ForwardRequest {
+        frame: Some(forward_request::Frame::Hello(ForwardHello {
+            cluster_id: node.cluster_id().to_owned(),
+            from_node_id: node.node_id(),
+            to_node_id: peer,
+            incarnation,
+        })),
+    };
+    out_tx.send(hello).await.map_err(|e| e.to_string())?;
+    let mut inbound = client
+        .open(ReceiverStream::new(out_rx))
+        .await
+        .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?
+        .into_inner();
+    let welcome = match inbound.message().await.map_err(|s| s.to_string())? {
+        Some(ForwardResponse {
+            frame: Some(forward_response::Frame::Welcome(w)),
+        }) => w,
+        _ => return Err("no welcome".into()),
+    };
+    while unacked.front().is_some_and(|b| b.seq <= welcome.last_seq) {
+        unacked.pop_front();
+    }
+    for batch in unacked.iter() {
+        send_batch(&out_tx, batch.clone()).await?;
+    }
+    loop {
+        tokio::select! {
+            ack = inbound.message() => match ack.map_err(|s| s.to_string())? {
+                Some(ForwardResponse { frame: Some(forward_response::Frame::Ack(ForwardAck { seq })) }) => {
+                    while unacked.front().is_some_and(|b| b.seq <= seq) {
+                        unacked.pop_front();
+                    }
+                }
+                Some(_) => return Err("unexpected frame".into()),
+                None => return Err("peer closed the stream".into()),
+            },
+            first = queue.recv(), if unacked.len() < UNACKED_MAX => {
+                let Some(first) = first else { return Ok(()) };
+                let mut publishes = vec![first];
+                while publishes.len() < BATCH_MAX {
+                    match queue.try_recv() {
+                        Ok(p) => publishes.push(p),
+                        Err(_) => break,
+                    }
+                }
+                let batch = ForwardBatch { seq: *next_seq, publishes };
+                *next_seq += 1;
+                unacked.push_back(batch.clone());
+                send_batch(&out_tx, batch).await?;
+            }
+        }
+    }
+}
+
+async fn send_batch(tx: &mpsc::Sender<ForwardRequest>, batch: ForwardBatch) -> Result<(), String> {
+    metrics::counter!("quicmq_forward_batches_total").increment(1);
+    tx.send(ForwardRequest {
+        frame: Some(forward_request::Frame::Batch(batch)),
+    })
+    .await
+    .map_err(|_| "stream closed".to_string())
+}
+
+/// The receiving side of forwarding.
+#[derive(Clone)]
+pub struct ForwardService {
+    broker: Arc<OnceLock<Arc<Broker>>>,
+    cluster_id: String,
+    node_id: NodeId,
+    /// Last batch handled per (sender, incarnation).
+    handled: Arc<Mutex<HashMap<(NodeId, u64), u64>>>,
+}
+
+impl ForwardService {
+    /// A service for node `node_id` of `cluster_id`; it answers
+    /// `UNAVAILABLE` until `broker` is set.
+    pub fn new(cluster_id: &str, node_id: NodeId, broker: Arc<OnceLock<Arc<Broker>>>) -> Self {
+        ForwardService {
+            broker,
+            cluster_id: cluster_id.to_owned(),
+            node_id,
+            handled: Arc::default(),
+        }
+    }
+}
+
+type ResponseStream = Pin<Box<dyn Stream<Item = Result<ForwardResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl forward_server::Forward for ForwardService {
+    type OpenStream = ResponseStream;
+
+    async fn open(
+        &self,
+        request: Request<Streaming<ForwardRequest>>,
+    ) -> Result<Response<ResponseStream>, Status> {
+        let Some(broker) = self.broker.get().cloned() else {
+            return Err(Status::unavailable("this node is not serving yet"));
+        };
+        let mut inbound = request.into_inner();
+        let hello = match inbound.message().await? {
+            Some(ForwardRequest {
+                frame: Some(forward_request::Frame::Hello(h)),
+            }) => h,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "a forwarding stream starts with a hello",
+                ))
+            }
+        };
+        if hello.cluster_id != self.cluster_id {
+            return Err(Status::failed_precondition(format!(
+                "cluster ID {:?} is not this node's cluster {:?}",
+                hello.cluster_id, self.cluster_id
+            )));
+        }
+        if hello.to_node_id != self.node_id {
+            return Err(Status::failed_precondition(format!(
+                "stream for node {} reached node {}",
+                hello.to_node_id, self.node_id
+            )));
+        }
+        let key = (hello.from_node_id, hello.incarnation);
+        let last_seq = *self
+            .handled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .unwrap_or(&0);
+        let (tx, rx) = mpsc::channel(UNACKED_MAX + 2);
+        let welcome = ForwardResponse {
+            frame: Some(forward_response::Frame::Welcome(ForwardWelcome {
+                node_id: self.node_id,
+                last_seq,
+            })),
+        };
+        tx.send(Ok(welcome))
+            .await
+            .map_err(|_| Status::internal("stream closed"))?;
+        let handled = self.handled.clone();
+        tokio::spawn(async move {
+            let mut last = last_seq;
+            loop {
+                let batch = match inbound.message().await {
+                    Ok(Some(ForwardRequest {
+                        frame: Some(forward_request::Frame::Batch(b)),
+                    })) => b,
+                    Ok(None) => return,
+                    Ok(Some(_)) => {
+                        let _ = tx
+                            .send(Err(Status::invalid_argument("expected a batch")))
+                            .await;
+                        return;
+                    }
+                    Err(status) => {
+                        tracing::debug!("forwarding stream from node {}: {status}", key.0);
+                        return;
+                    }
+                };
+                if batch.seq > last {
+                    deliver_batch(&broker, &batch).await;
+                    last = batch.seq;
+                    handled
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(key, last);
+                }
+                let ack = ForwardResponse {
+                    frame: Some(forward_response::Frame::Ack(ForwardAck { seq: batch.seq })),
+                };
+                if tx.send(Ok(ack)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+async fn deliver_batch(broker: &Broker, batch: &ForwardBatch) {
+    let now = now_ms();
+    let mut persisted = false;
+    for publish in &batch.publishes {
+        let Some(message) = from_forwarded(publish, now) else {
+            metrics::counter!("quicmq_forward_rejected_total").increment(1);
+            continue;
+        };
+        let outcome =
+            broker.deliver_forwarded(Arc::new(message), publish.ordinary, &publish.shared_groups);
+        persisted |= outcome.persisted;
+    }
+    metrics::counter!("quicmq_forward_received_total").increment(batch.publishes.len() as u64);
+    if persisted {
+        if let Err(e) = broker.flush().await {
+            tracing::error!("could not flush forwarded deliveries: {e}");
+        }
+    }
+}
+
+/// The forwarding form of a message.
+pub fn to_forwarded(
+    message: &Message,
+    origin: NodeId,
+    ordinary: bool,
+    shared_groups: Vec<String>,
+) -> ForwardedPublish {
+    let p = &message.properties;
+    ForwardedPublish {
+        topic: message.topic.clone(),
+        payload: message.payload.clone(),
+        qos: match message.qos {
+            QoS::AtMostOnce => Qos::AtMostOnce,
+            QoS::AtLeastOnce => Qos::AtLeastOnce,
+            QoS::ExactlyOnce => Qos::ExactlyOnce,
+        }
+        .into(),
+        retain: message.retain,
+        origin_node_id: origin,
+        publisher_client_id: message.publisher.clone().unwrap_or_default(),
+        payload_is_utf8: p.payload_format_indicator == Some(1),
+        message_expiry_interval_s: message.remaining_expiry_secs(now_ms()),
+        content_type: p.content_type.clone(),
+        response_topic: p.response_topic.clone(),
+        correlation_data: p.correlation_data.clone(),
+        user_properties: p
+            .user_properties
+            .iter()
+            .map(|(key, value)| UserProperty {
+                key: key.clone(),
+                value: value.clone(),
+            })
+            .collect(),
+        ordinary,
+        shared_groups,
+    }
+}
+
+/// The broker's message for a forwarded one (`None` for an invalid
+/// topic or QoS, which a correct peer never sends).
+pub fn from_forwarded(p: &ForwardedPublish, now_ms: u64) -> Option<Message> {
+    if quicmq_proto::mqtt::topic::validate_topic_name(&p.topic).is_err() {
+        return None;
+    }
+    let qos = QoS::from_u8(u8::try_from(p.qos).ok()?)?;
+    Some(Message {
+        topic: p.topic.clone(),
+        payload: p.payload.clone(),
+        qos,
+        retain: p.retain,
+        properties: Properties {
+            payload_format_indicator: p.payload_is_utf8.then_some(1),
+            content_type: p.content_type.clone(),
+            response_topic: p.response_topic.clone(),
+            correlation_data: p.correlation_data.clone(),
+            user_properties: p
+                .user_properties
+                .iter()
+                .map(|u| (u.key.clone(), u.value.clone()))
+                .collect(),
+            ..Properties::default()
+        },
+        expires_at_ms: p
+            .message_expiry_interval_s
+            .map(|s| now_ms.saturating_add(u64::from(s) * 1000)),
+        publisher: (!p.publisher_client_id.is_empty()).then(|| p.publisher_client_id.clone()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_form_round_trips() {
+        let message = Message {
+            topic: "a/b".into(),
+            payload: "x".into(),
+            qos: QoS::AtLeastOnce,
+            retain: true,
+            properties: Properties {
+                payload_format_indicator: Some(1),
+                content_type: Some("text/plain".into()),
+                response_topic: Some("r".into()),
+                correlation_data: Some("c".into()),
+                user_properties: vec![("k".into(), "v".into()), ("k".into(), "w".into())],
+                ..Properties::default()
+            },
+            expires_at_ms: None,
+            publisher: Some("pub".into()),
+        };
+        let f = to_forwarded(&message, 3, true, vec!["$share/g/a/+".into()]);
+        assert_eq!(f.shared_groups, ["$share/g/a/+"]);
+        let back = from_forwarded(&f, 0).unwrap();
+        assert_eq!(back, message);
+    }
+
+    #[test]
+    fn invalid_forwarded_messages_are_refused() {
+        let mut f = to_forwarded(
+            &Message {
+                topic: "a/+".into(),
+                payload: Default::default(),
+                qos: QoS::AtMostOnce,
+                retain: false,
+                properties: Properties::default(),
+                expires_at_ms: None,
+                publisher: None,
+            },
+            1,
+            true,
+            vec![],
+        );
+        assert!(
+            from_forwarded(&f, 0).is_none(),
+            "wildcards are not topic names"
+        );
+        f.topic = "ok".into();
+        f.qos = 7;
+        assert!(from_forwarded(&f, 0).is_none());
+    }
+}

@@ -1,0 +1,360 @@
+//! [`ClusterLink`]: what the broker uses of the cluster while it serves
+//! clients — the route table (mirrored from `ClusterState`), this node's
+//! own routes (kept in step with its local subscriptions), publish
+//! forwarding to peers, and retained messages committed through Raft.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use quicmq_raft::command::{Command, RetainOp, RetainedRecord};
+use quicmq_raft::state::StateChange;
+use quicmq_raft::{ClusterError, ClusterNode, NodeId};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use super::forward::Forwarder;
+use super::route_table::RouteTable;
+use crate::broker::Message;
+
+/// How long route changes gather before one proposal carries them all.
+const ROUTE_BATCH_WINDOW: Duration = Duration::from_millis(2);
+/// How often this node's routes are compared with its subscriptions.
+const ROUTE_RECONCILE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Where the broker sends a published message, besides its own sessions.
+#[derive(Debug, Default)]
+pub struct ForwardPlan {
+    /// Peers to forward to, each with whether it delivers to ordinary
+    /// subscribers and which shared groups it was picked for.
+    pub peers: Vec<(NodeId, bool, Vec<String>)>,
+    /// Shared groups (`$share/G/F`) picked for another node: this node
+    /// must not deliver to them.
+    pub remote_groups: HashSet<String>,
+}
+
+/// A change of this node's local subscriptions, for the route batcher.
+enum RouteRequest {
+    /// A filter gained a local subscriber; answer once the route is
+    /// committed.
+    Changed(String, Option<oneshot::Sender<Result<(), String>>>),
+}
+
+/// The broker's handle on the cluster.
+pub struct ClusterLink {
+    node: ClusterNode,
+    routes: RwLock<RouteTable>,
+    /// Local subscribers per exact filter string.
+    local_filters: Mutex<HashMap<String, usize>>,
+    route_tx: mpsc::UnboundedSender<RouteRequest>,
+    forwarder: Forwarder,
+}
+
+impl ClusterLink {
+    /// Links a broker to `node`: mirrors the route table, starts the route
+    /// batcher and the forwarder. Call from within the runtime.
+    pub fn start(node: ClusterNode) -> Arc<ClusterLink> {
+        let (route_tx, route_rx) = mpsc::unbounded_channel();
+        let link = Arc::new(ClusterLink {
+            forwarder: Forwarder::new(node.clone()),
+            node,
+            routes: RwLock::new(RouteTable::default()),
+            local_filters: Mutex::new(HashMap::new()),
+            route_tx,
+        });
+        link.rebuild_routes();
+        tokio::spawn(follow_state(
+            Arc::downgrade(&link),
+            link.node.shared().subscribe(),
+        ));
+        tokio::spawn(batch_routes(Arc::downgrade(&link), route_rx));
+        link
+    }
+
+    /// This node's ID.
+    pub fn node_id(&self) -> NodeId {
+        self.node.node_id()
+    }
+
+    /// The cluster node.
+    pub fn cluster(&self) -> &ClusterNode {
+        &self.node
+    }
+
+    /// The forwarder (peer streams).
+    pub fn forwarder(&self) -> &Forwarder {
+        &self.forwarder
+    }
+
+    /// A local subscription to `filter` was added. The returned receiver
+    /// answers once the cluster routes `filter` to this node (at once when
+    /// it already does).
+    pub fn subscribed(&self, filter: &str) -> oneshot::Receiver<Result<(), String>> {
+        {
+            let mut local = lock(&self.local_filters);
+            *local.entry(filter.to_owned()).or_default() += 1;
+        }
+        let (tx, rx) = oneshot::channel();
+        if self
+            .route_tx
+            .send(RouteRequest::Changed(filter.to_owned(), Some(tx)))
+            .is_err()
+        {
+            tracing::warn!("route batcher stopped");
+        }
+        rx
+    }
+
+    /// A local subscription to `filter` was removed.
+    pub fn unsubscribed(&self, filter: &str) {
+        {
+            let mut local = lock(&self.local_filters);
+            if let Some(count) = local.get_mut(filter) {
+                *count -= 1;
+                if *count == 0 {
+                    local.remove(filter);
+                }
+            }
+        }
+        let _ = self
+            .route_tx
+            .send(RouteRequest::Changed(filter.to_owned(), None));
+    }
+
+    /// Where a message on `topic` must go besides this node's sessions.
+    pub fn plan(&self, topic: &str) -> ForwardPlan {
+        let me = self.node_id();
+        let matched = read(&self.routes).matches(topic);
+        let mut peers: HashMap<NodeId, (bool, Vec<String>)> = HashMap::new();
+        for node in matched.nodes {
+            if node != me {
+                peers.entry(node).or_default().0 = true;
+            }
+        }
+        let mut remote_groups = HashSet::new();
+        for (key, node) in matched.shared {
+            if node != me {
+                peers.entry(node).or_default().1.push(key.clone());
+                remote_groups.insert(key);
+            }
+        }
+        ForwardPlan {
+            peers: peers
+                .into_iter()
+                .map(|(node, (ordinary, groups))| (node, ordinary, groups))
+                .collect(),
+            remote_groups,
+        }
+    }
+
+    /// Sends `message` to the peers of `plan`.
+    pub fn forward(&self, message: &Message, plan: ForwardPlan) {
+        for (node, ordinary, groups) in plan.peers {
+            self.forwarder.send(
+                node,
+                super::forward::to_forwarded(message, self.node_id(), ordinary, groups),
+            );
+        }
+    }
+
+    /// Commits a retained message (or its deletion, for an empty payload)
+    /// through Raft; every node's broker picks it up when applied.
+    ///
+    /// # Errors
+    ///
+    /// When the cluster cannot commit (no leader within the propose
+    /// timeout).
+    pub async fn store_retained(&self, message: &Message) -> Result<(), ClusterError> {
+        let op = if message.payload.is_empty() {
+            RetainOp::Delete {
+                topic: message.topic.clone(),
+            }
+        } else {
+            RetainOp::Set {
+                topic: message.topic.clone(),
+                message: retained_record(message, self.node_id()),
+            }
+        };
+        self.node
+            .propose(Command::Retain(vec![op]))
+            .await
+            .map(|_| ())
+    }
+
+    /// Rebuilds the route table from the applied state (after any route
+    /// change: routes change at subscription rate, far less often than
+    /// messages are matched, and a rebuild is linear in the routes).
+    fn rebuild_routes(&self) {
+        let table = self.node.shared().read(|s| {
+            let mut table = RouteTable::default();
+            for (filter, nodes) in s.routes().iter() {
+                for node in nodes {
+                    table.add(filter, *node);
+                }
+            }
+            table
+        });
+        *write(&self.routes) = table;
+    }
+
+    /// The filters this node has local subscribers for.
+    fn local_filter_set(&self) -> BTreeSet<String> {
+        lock(&self.local_filters).keys().cloned().collect()
+    }
+}
+
+/// The record of a retained message in `ClusterState`.
+pub fn retained_record(message: &Message, origin: NodeId) -> RetainedRecord {
+    RetainedRecord {
+        qos: message.qos as u8,
+        payload: message.payload.clone(),
+        properties: bincode::serialize(&message.properties)
+            .unwrap_or_default()
+            .into(),
+        expires_at_ms: message.expires_at_ms,
+        origin_node_id: origin,
+    }
+}
+
+/// The broker's message for a retained record (`None` if it does not
+/// decode, which a record written by this code never does).
+pub fn retained_message(topic: &str, record: &RetainedRecord) -> Option<Message> {
+    let properties = if record.properties.is_empty() {
+        Default::default()
+    } else {
+        bincode::deserialize(&record.properties).ok()?
+    };
+    Some(Message {
+        topic: topic.to_owned(),
+        payload: record.payload.clone(),
+        qos: quicmq_proto::mqtt::QoS::from_u8(record.qos)?,
+        retain: true,
+        properties,
+        expires_at_ms: record.expires_at_ms,
+        publisher: None,
+    })
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Keeps the route table in step with the applied state.
+async fn follow_state(
+    link: std::sync::Weak<ClusterLink>,
+    mut changes: broadcast::Receiver<quicmq_raft::store::ChangeBatch>,
+) {
+    loop {
+        let batch = changes.recv().await;
+        let Some(link) = link.upgrade() else { return };
+        match batch {
+            Ok(batch) => {
+                let mut rebuilt = false;
+                for change in batch.changes.iter() {
+                    match change {
+                        StateChange::Routes(_) | StateChange::Replaced if !rebuilt => {
+                            link.rebuild_routes();
+                            rebuilt = true;
+                        }
+                        StateChange::Member(node) => link.forwarder.member_changed(*node),
+                        _ => {}
+                    }
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(_)) => link.rebuild_routes(),
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Turns local subscription changes into batched `Routes` proposals, and
+/// every few seconds compares this node's routes with its subscriptions
+/// (after a failed proposal, or at start: `ReplaceRoutes`).
+async fn batch_routes(
+    link: std::sync::Weak<ClusterLink>,
+    mut rx: mpsc::UnboundedReceiver<RouteRequest>,
+) {
+    let mut reconcile = tokio::time::interval(ROUTE_RECONCILE_INTERVAL);
+    let mut first = true;
+    loop {
+        let mut dirty: BTreeSet<String> = BTreeSet::new();
+        let mut waiters: Vec<oneshot::Sender<Result<(), String>>> = Vec::new();
+        tokio::select! {
+            request = rx.recv() => {
+                let Some(RouteRequest::Changed(filter, waiter)) = request else { return };
+                dirty.insert(filter);
+                waiters.extend(waiter);
+                tokio::time::sleep(ROUTE_BATCH_WINDOW).await;
+                while let Ok(RouteRequest::Changed(filter, waiter)) = rx.try_recv() {
+                    dirty.insert(filter);
+                    waiters.extend(waiter);
+                }
+            }
+            _ = reconcile.tick() => {}
+        }
+        let Some(link) = link.upgrade() else { return };
+        let me = link.node_id();
+        let result = if dirty.is_empty() {
+            // Reconcile: the whole set, replaced if it differs.
+            let local = link.local_filter_set();
+            let routed: BTreeSet<String> = link
+                .node
+                .shared()
+                .read(|s| s.routes().filters_of(me).map(str::to_owned).collect());
+            if local == routed && !first {
+                Ok(())
+            } else {
+                link.node
+                    .propose(Command::ReplaceRoutes {
+                        node_id: me,
+                        filters: local.into_iter().collect(),
+                    })
+                    .await
+                    .map(|_| ())
+            }
+        } else {
+            let local = lock(&link.local_filters).clone();
+            let (add, remove): (Vec<String>, Vec<String>) = link.node.shared().read(|s| {
+                let mut add = Vec::new();
+                let mut remove = Vec::new();
+                for filter in &dirty {
+                    let routed = s.routes().nodes(filter).is_some_and(|n| n.contains(&me));
+                    let wanted = local.contains_key(filter);
+                    if wanted && !routed {
+                        add.push(filter.clone());
+                    } else if !wanted && routed {
+                        remove.push(filter.clone());
+                    }
+                }
+                (add, remove)
+            });
+            if add.is_empty() && remove.is_empty() {
+                Ok(())
+            } else {
+                metrics::counter!("quicmq_route_proposals_total").increment(1);
+                link.node
+                    .propose(Command::Routes {
+                        node_id: me,
+                        add,
+                        remove,
+                    })
+                    .await
+                    .map(|_| ())
+            }
+        };
+        match &result {
+            Ok(()) => first = false,
+            Err(e) => tracing::warn!("route update not committed (retrying): {e}"),
+        }
+        for waiter in waiters {
+            let _ = waiter.send(result.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! What a node needs to know to take part in the cluster.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::command::BootstrapRecord;
+use crate::error::ClusterError;
+use crate::NodeId;
+
+/// This node's cluster settings (the node's config file fills them in).
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// This node's ID (not 0).
+    pub node_id: NodeId,
+    /// The cluster's ID: every Raft message, join and watch names it.
+    pub cluster_id: String,
+    /// Directory of the Raft store (a sled database).
+    pub raft_dir: PathBuf,
+    /// `HOST:PORT` where peers and routers reach this node's gRPC server.
+    pub advertise_grpc: String,
+    /// This node's routed UDP address, as routers should send to it.
+    pub routed_addr: String,
+    /// This node's public QUIC address.
+    pub public_addr: String,
+    /// Failure domain.
+    pub zone: String,
+    /// gRPC addresses of existing members to join through; empty:
+    /// bootstrap a new cluster.
+    pub join: Vec<String>,
+    /// How many members vote (1, 3 or 5); later nodes are learners.
+    pub voters: usize,
+    /// The cluster ID, QUIC-LB configuration and keys to commit when this
+    /// node bootstraps a new cluster (ignored when it joins).
+    pub bootstrap: BootstrapRecord,
+    /// Raft timing.
+    pub timing: RaftTiming,
+}
+
+/// How a node becomes a member when its store is empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartMode {
+    /// Start a new one-node cluster.
+    Bootstrap,
+    /// Ask these members to admit this node.
+    Join(Vec<String>),
+}
+
+/// Raft timing and limits.
+#[derive(Debug, Clone)]
+pub struct RaftTiming {
+    /// Leader heartbeat interval.
+    pub heartbeat: Duration,
+    /// Election timeout, lower bound (randomised up to twice this).
+    pub election_timeout: Duration,
+    /// Build a snapshot after this many log entries since the last one.
+    pub snapshot_after_logs: u64,
+    /// How long a proposal waits for a leader before failing.
+    pub propose_timeout: Duration,
+    /// How long a joining node keeps asking its seeds.
+    pub join_timeout: Duration,
+    /// How long `start` waits for this node's membership to be applied.
+    pub ready_timeout: Duration,
+}
+
+impl Default for RaftTiming {
+    fn default() -> Self {
+        Self {
+            heartbeat: Duration::from_millis(100),
+            election_timeout: Duration::from_millis(500),
+            snapshot_after_logs: 10_000,
+            propose_timeout: Duration::from_secs(5),
+            join_timeout: Duration::from_secs(120),
+            ready_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+impl RaftTiming {
+    /// The openraft configuration for these settings.
+    pub(crate) fn openraft_config(
+        &self,
+        cluster_id: &str,
+    ) -> Result<openraft::Config, ClusterError> {
+        let election_min = self.election_timeout.as_millis() as u64;
+        openraft::Config {
+            cluster_name: cluster_id.to_owned(),
+            heartbeat_interval: self.heartbeat.as_millis() as u64,
+            election_timeout_min: election_min,
+            election_timeout_max: election_min * 2,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_after_logs),
+            max_in_snapshot_log_to_keep: 1_000,
+            install_snapshot_timeout: 10_000,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| ClusterError::Config(format!("raft timing: {e}")))
+    }
+}
+
+impl ClusterConfig {
+    /// How this node becomes a member when its store is empty.
+    pub fn start_mode(&self) -> StartMode {
+        let seeds: Vec<String> = self
+            .join
+            .iter()
+            .filter(|s| !s.is_empty() && **s != self.advertise_grpc)
+            .cloned()
+            .collect();
+        if seeds.is_empty() {
+            StartMode::Bootstrap
+        } else {
+            StartMode::Join(seeds)
+        }
+    }
+
+    /// Checks the settings; errors name the setting.
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::Config`] naming the bad key.
+    pub fn validate(&self) -> Result<(), ClusterError> {
+        if self.node_id == 0 {
+            return Err(ClusterError::Config(
+                "node_id: must be at least 1 (0 means \"not set\")".into(),
+            ));
+        }
+        if self.cluster_id.is_empty() {
+            return Err(ClusterError::Config("cluster_id: must not be empty".into()));
+        }
+        if !matches!(self.voters, 1 | 3 | 5) {
+            return Err(ClusterError::Config(format!(
+                "voters: must be 1, 3 or 5 (got {})",
+                self.voters
+            )));
+        }
+        if self.advertise_grpc.is_empty() {
+            return Err(ClusterError::Config(
+                "advertise_addr: the address peers reach this node's gRPC port at is empty".into(),
+            ));
+        }
+        if self.timing.heartbeat * 3 > self.timing.election_timeout {
+            return Err(ClusterError::Config(
+                "raft timing: the election timeout must be at least 3 heartbeats".into(),
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,303 @@
+//! What the Raft log carries: the [`Command`]s that change [`ClusterState`]
+//! and the [`CommandResponse`] each one yields when applied, plus the
+//! records they hold.
+//!
+//! Everything here is plain data (serde, encoded with bincode in the log,
+//! in snapshots and on the wire). MQTT-specific parts the cluster does not
+//! interpret — a message's MQTT 5 property block, a subscription's options
+//! byte — are kept as the node encoded them.
+//!
+//! [`ClusterState`]: crate::ClusterState
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::NodeId;
+
+/// A change to the cluster state, proposed by a node and applied by every
+/// node in log order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Set up a new cluster: its ID, QUIC-LB configuration and keys.
+    /// Applied once; later ones are refused ([`CommandResponse::Refused`]).
+    Bootstrap(BootstrapRecord),
+    /// Admit a node, or re-admit one with the same ID (its addresses are
+    /// updated and it keeps its server ID). Allocates the server ID.
+    Join(JoinRecord),
+    /// Record a member's Raft role after a membership change.
+    SetMemberRole {
+        /// The member.
+        node_id: NodeId,
+        /// Its role now.
+        role: MemberRole,
+    },
+    /// A member leaves (or is removed): it becomes [`MemberState::Left`],
+    /// keeps its server ID reserved, loses its routes, and the persistent
+    /// sessions it owned are left without owner (any node may resume them).
+    Leave {
+        /// The member.
+        node_id: NodeId,
+        /// When (Unix ms), as the proposer saw it.
+        now_ms: u64,
+    },
+    /// Route-table changes for one node: filters it now has local
+    /// subscribers for, and filters it no longer has.
+    Routes {
+        /// The node whose local subscriptions changed.
+        node_id: NodeId,
+        /// Filters to add for it.
+        add: Vec<String>,
+        /// Filters to remove for it.
+        remove: Vec<String>,
+    },
+    /// The whole set of filters a node has local subscribers for (sent when
+    /// a node starts, replacing whatever an earlier run left).
+    ReplaceRoutes {
+        /// The node.
+        node_id: NodeId,
+        /// All its filters.
+        filters: Vec<String>,
+    },
+    /// Retained-message changes, in order.
+    Retain(Vec<RetainOp>),
+    /// A node takes ownership of a persistent session (a client connected
+    /// to it). Returns the previous owner so that it drops the old
+    /// connection.
+    ClaimSession {
+        /// The client ID.
+        client_id: String,
+        /// The new owner.
+        node_id: NodeId,
+        /// The session as it is now (on clean start, a new one; otherwise
+        /// the state the claimer resumed, as it read it).
+        session: SessionRecord,
+        /// Discard any stored session (MQTT clean start) instead of
+        /// keeping its subscriptions.
+        clean_start: bool,
+    },
+    /// The owner changes what it stores for a session (subscriptions,
+    /// expiry, will, disconnect time). Ignored unless `node_id` owns it.
+    UpdateSession {
+        /// The client ID.
+        client_id: String,
+        /// The node that believes it owns the session.
+        node_id: NodeId,
+        /// The session's new record.
+        session: SessionRecord,
+    },
+    /// A session ends (expired, or clean session on disconnect). Ignored
+    /// unless `node_id` owns it, or `node_id` is `None` (expiry swept by
+    /// any node for an ownerless session).
+    RemoveSession {
+        /// The client ID.
+        client_id: String,
+        /// The owner that removes it; `None` for an ownerless session.
+        node_id: Option<NodeId>,
+    },
+    /// Several commands applied as one log entry (group commit).
+    Batch(Vec<Command>),
+}
+
+/// What applying a [`Command`] yields.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandResponse {
+    /// Applied; nothing to report.
+    #[default]
+    Done,
+    /// Not applied, and why (e.g. a second bootstrap, a full server ID
+    /// space). The state is unchanged.
+    Refused(String),
+    /// The member record after a [`Command::Join`].
+    Member(MemberRecord),
+    /// After a [`Command::ClaimSession`]: who owned the session before
+    /// (`None`: nobody, or a new session) and the stored session the claim
+    /// replaced, if any.
+    Claimed {
+        /// The previous owner, if another node.
+        previous_owner: Option<NodeId>,
+        /// The stored session before the claim.
+        previous: Option<SessionRecord>,
+    },
+    /// Whether a conditional update or removal applied.
+    Applied(bool),
+    /// One response per command of a [`Command::Batch`].
+    Batch(Vec<CommandResponse>),
+}
+
+/// The first entry of a cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootstrapRecord {
+    /// The cluster's ID; joins must name it.
+    pub cluster_id: String,
+    /// How connection IDs are minted and decoded.
+    pub quic_lb: QuicLbRecord,
+    /// The cluster-wide secrets.
+    pub keys: KeysRecord,
+}
+
+/// A QUIC-LB configuration (draft-ietf-quic-load-balancers-21).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuicLbRecord {
+    /// Config rotation codepoint, 0..=6.
+    pub config_id: u8,
+    /// Server ID length in octets (1..=15).
+    pub server_id_len: u8,
+    /// Nonce length in octets.
+    pub nonce_len: u8,
+    /// AES-128 key; `None`: server ID and nonce in clear.
+    pub key: Option<[u8; 16]>,
+}
+
+/// Cluster-wide secrets.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeysRecord {
+    /// The stateless reset key (quinn's reset-token HMAC key).
+    pub stateless_reset_key: [u8; 32],
+    /// The address-validation token key.
+    pub token_key: [u8; 32],
+}
+
+impl std::fmt::Debug for KeysRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeysRecord { .. }")
+    }
+}
+
+/// A node asking to be a member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinRecord {
+    /// Its node ID (not 0).
+    pub node_id: NodeId,
+    /// Where peers reach its gRPC services.
+    pub grpc_addr: String,
+    /// Its routed UDP address (empty: none).
+    pub routed_addr: String,
+    /// Its public QUIC address.
+    pub public_addr: String,
+    /// Its failure domain.
+    pub zone: String,
+    /// When (Unix ms), as the proposer saw it.
+    pub now_ms: u64,
+}
+
+/// The part a member plays in Raft.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MemberRole {
+    /// Votes.
+    Voter,
+    /// Follows the log without voting.
+    Learner,
+}
+
+/// Where a member is in its life cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MemberState {
+    /// Serving clients.
+    Active,
+    /// Gone; its server ID stays reserved.
+    Left,
+}
+
+/// A member of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberRecord {
+    /// Node ID.
+    pub node_id: NodeId,
+    /// QUIC-LB server ID (the configuration's length).
+    pub server_id: Vec<u8>,
+    /// gRPC address.
+    pub grpc_addr: String,
+    /// Routed UDP address (empty: none).
+    pub routed_addr: String,
+    /// Public QUIC address.
+    pub public_addr: String,
+    /// Failure domain.
+    pub zone: String,
+    /// Voter or learner.
+    pub role: MemberRole,
+    /// Active or left.
+    pub state: MemberState,
+    /// When it first joined (Unix ms).
+    pub joined_at_ms: u64,
+    /// When it left (Unix ms), if it did.
+    pub left_at_ms: Option<u64>,
+}
+
+/// One retained-message change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RetainOp {
+    /// Store (or replace) the retained message of a topic.
+    Set {
+        /// Topic name.
+        topic: String,
+        /// The message.
+        message: RetainedRecord,
+    },
+    /// Delete the retained message of a topic (a retained PUBLISH with an
+    /// empty payload, or expiry).
+    Delete {
+        /// Topic name.
+        topic: String,
+    },
+}
+
+/// A retained message as the cluster stores it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetainedRecord {
+    /// QoS it was published with.
+    pub qos: u8,
+    /// Payload.
+    pub payload: Bytes,
+    /// The MQTT 5 property block (encoded by the node; empty: none).
+    pub properties: Bytes,
+    /// When it expires (Unix ms), from its Message Expiry Interval.
+    pub expires_at_ms: Option<u64>,
+    /// The node that stored it.
+    pub origin_node_id: NodeId,
+}
+
+/// A persistent session as the cluster stores it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// The node whose client holds it now (`None`: no node; any may resume
+    /// it). Set by [`Command::ClaimSession`], not by the record's sender.
+    pub owner: Option<NodeId>,
+    /// MQTT protocol level the client last connected with (4 or 5).
+    pub protocol_level: u8,
+    /// Session Expiry Interval in seconds (`u32::MAX`: never).
+    pub expiry_interval_s: u32,
+    /// When its client disconnected (Unix ms); `None` while connected.
+    pub disconnected_at_ms: Option<u64>,
+    /// Its subscriptions.
+    pub subscriptions: Vec<SubscriptionRecord>,
+    /// Its will, while connected (published by the owner on an abnormal
+    /// disconnect).
+    pub will: Option<WillRecord>,
+}
+
+/// One subscription of a persistent session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscriptionRecord {
+    /// Topic filter (with its `$share/GROUP/` prefix if shared).
+    pub filter: String,
+    /// The MQTT 5 subscription options byte (max QoS, No Local, Retain As
+    /// Published, Retain Handling).
+    pub options: u8,
+    /// Subscription identifier, if any.
+    pub identifier: Option<u32>,
+}
+
+/// A will message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WillRecord {
+    /// Topic.
+    pub topic: String,
+    /// Payload.
+    pub payload: Bytes,
+    /// QoS.
+    pub qos: u8,
+    /// Retain flag.
+    pub retain: bool,
+    /// The MQTT 5 will property block (encoded by the node).
+    pub properties: Bytes,
+}

@@ -1,0 +1,14 @@
+//! openraft's transport over tonic gRPC: the `Raft` service of
+//! `cluster.proto`.
+//!
+//! - [`client`]: [`GrpcNetwork`] makes a [`PeerClient`] per target; calls
+//!   carry a header (cluster ID, sender, receiver, encoding) and the
+//!   bincode-encoded openraft request.
+//! - [`server`]: [`RaftService`] checks the header, decodes, and calls the
+//!   local `Raft`.
+
+pub mod client;
+pub mod server;
+
+pub use client::{lazy_channel, GrpcNetwork, PeerChannels, PeerClient, MAX_MESSAGE_SIZE};
+pub use server::RaftService;

@@ -1,0 +1,234 @@
+use bytes::Bytes;
+
+use super::*;
+use crate::command::{
+    BootstrapRecord, JoinRecord, MemberRole, MemberState, SubscriptionRecord, WillRecord,
+};
+
+fn boot() -> Command {
+    Command::Bootstrap(BootstrapRecord {
+        cluster_id: "c1".into(),
+        quic_lb: QuicLbRecord {
+            config_id: 0,
+            server_id_len: 2,
+            nonce_len: 6,
+            key: None,
+        },
+        keys: KeysRecord {
+            stateless_reset_key: [1; 32],
+            token_key: [2; 32],
+        },
+    })
+}
+
+fn join(node_id: NodeId) -> Command {
+    Command::Join(JoinRecord {
+        node_id,
+        grpc_addr: format!("127.0.0.1:{}", 7000 + node_id),
+        routed_addr: String::new(),
+        public_addr: String::new(),
+        zone: "z".into(),
+        now_ms: 10,
+    })
+}
+
+fn apply(state: &mut ClusterState, c: Command) -> (CommandResponse, Vec<StateChange>) {
+    let mut changes = Vec::new();
+    let r = state.apply(&c, &mut changes);
+    (r, changes)
+}
+
+fn session(filters: &[&str]) -> SessionRecord {
+    SessionRecord {
+        owner: None,
+        protocol_level: 5,
+        expiry_interval_s: 60,
+        disconnected_at_ms: None,
+        subscriptions: filters
+            .iter()
+            .map(|f| SubscriptionRecord {
+                filter: f.to_string(),
+                options: 1,
+                identifier: None,
+            })
+            .collect(),
+        will: Some(WillRecord {
+            topic: "w".into(),
+            payload: Bytes::from_static(b"bye"),
+            qos: 1,
+            retain: false,
+            properties: Bytes::new(),
+        }),
+    }
+}
+
+#[test]
+fn bootstrap_once() {
+    let mut s = ClusterState::default();
+    assert_eq!(apply(&mut s, boot()).0, CommandResponse::Done);
+    assert_eq!(s.cluster_id(), Some("c1"));
+    assert!(matches!(
+        apply(&mut s, boot()).0,
+        CommandResponse::Refused(_)
+    ));
+}
+
+#[test]
+fn join_allocates_server_ids_of_the_configured_length() {
+    let mut s = ClusterState::default();
+    apply(&mut s, boot());
+    let (r, changes) = apply(&mut s, join(1));
+    let CommandResponse::Member(m) = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(m.server_id, vec![0, 1]);
+    assert_eq!(changes, vec![StateChange::Member(1)]);
+    apply(
+        &mut s,
+        Command::SetMemberRole {
+            node_id: 1,
+            role: MemberRole::Voter,
+        },
+    );
+    assert_eq!(s.members().get(1).unwrap().role, MemberRole::Voter);
+}
+
+#[test]
+fn leave_drops_routes_and_orphans_sessions() {
+    let mut s = ClusterState::default();
+    apply(&mut s, boot());
+    apply(&mut s, join(1));
+    apply(&mut s, join(2));
+    apply(
+        &mut s,
+        Command::Routes {
+            node_id: 1,
+            add: vec!["a/#".into()],
+            remove: vec![],
+        },
+    );
+    apply(
+        &mut s,
+        Command::ClaimSession {
+            client_id: "c".into(),
+            node_id: 1,
+            session: session(&["a/#"]),
+            clean_start: true,
+        },
+    );
+    let (r, changes) = apply(
+        &mut s,
+        Command::Leave {
+            node_id: 1,
+            now_ms: 99,
+        },
+    );
+    assert_eq!(r, CommandResponse::Applied(true));
+    assert!(changes.contains(&StateChange::Routes(1)));
+    assert!(s.routes().is_empty());
+    let stored = &s.sessions()["c"];
+    assert_eq!(stored.owner, None);
+    assert_eq!(stored.disconnected_at_ms, Some(99));
+    assert_eq!(
+        stored.will, None,
+        "the dead owner's will is not published twice"
+    );
+    assert_eq!(s.members().get(1).unwrap().state, MemberState::Left);
+}
+
+#[test]
+fn claim_reports_previous_owner_and_keeps_subscriptions_on_resume() {
+    let mut s = ClusterState::default();
+    apply(
+        &mut s,
+        Command::ClaimSession {
+            client_id: "c".into(),
+            node_id: 1,
+            session: session(&["x", "y/+"]),
+            clean_start: true,
+        },
+    );
+    let (r, _) = apply(
+        &mut s,
+        Command::ClaimSession {
+            client_id: "c".into(),
+            node_id: 2,
+            session: session(&[]),
+            clean_start: false,
+        },
+    );
+    let CommandResponse::Claimed { previous_owner, .. } = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(previous_owner, Some(1));
+    let stored = &s.sessions()["c"];
+    assert_eq!(stored.owner, Some(2));
+    assert_eq!(stored.subscriptions.len(), 2);
+
+    // Only the owner may update or remove it.
+    let stale = Command::UpdateSession {
+        client_id: "c".into(),
+        node_id: 1,
+        session: session(&[]),
+    };
+    assert_eq!(apply(&mut s, stale).0, CommandResponse::Applied(false));
+    let remove = Command::RemoveSession {
+        client_id: "c".into(),
+        node_id: Some(2),
+    };
+    assert_eq!(apply(&mut s, remove).0, CommandResponse::Applied(true));
+    assert!(s.sessions().is_empty());
+}
+
+#[test]
+fn retained_set_and_delete_in_one_batch() {
+    let mut s = ClusterState::default();
+    let msg = RetainedRecord {
+        qos: 1,
+        payload: Bytes::from_static(b"v"),
+        properties: Bytes::new(),
+        expires_at_ms: None,
+        origin_node_id: 1,
+    };
+    let (r, changes) = apply(
+        &mut s,
+        Command::Batch(vec![
+            Command::Retain(vec![
+                RetainOp::Set {
+                    topic: "a".into(),
+                    message: msg.clone(),
+                },
+                RetainOp::Set {
+                    topic: "b".into(),
+                    message: msg,
+                },
+            ]),
+            Command::Retain(vec![RetainOp::Delete { topic: "a".into() }]),
+        ]),
+    );
+    assert_eq!(
+        r,
+        CommandResponse::Batch(vec![CommandResponse::Done, CommandResponse::Done])
+    );
+    assert_eq!(s.retained().keys().collect::<Vec<_>>(), ["b"]);
+    assert_eq!(changes.len(), 3);
+}
+
+#[test]
+fn state_round_trips_through_bincode() {
+    let mut s = ClusterState::default();
+    apply(&mut s, boot());
+    apply(&mut s, join(4));
+    apply(
+        &mut s,
+        Command::ClaimSession {
+            client_id: "c".into(),
+            node_id: 4,
+            session: session(&["t"]),
+            clean_start: true,
+        },
+    );
+    let bytes = bincode::serialize(&s).unwrap();
+    let back: ClusterState = bincode::deserialize(&bytes).unwrap();
+    assert_eq!(back, s);
+}
