@@ -146,7 +146,9 @@ impl RunningNode {
         let mut settings = config.broker_settings();
         settings.node_name = Some(joined.server_id.to_string());
         let link = cluster::ClusterLink::start(cluster.clone());
-        let broker = Broker::open(settings, store, Some(link))?;
+        let broker = Broker::open(settings, store, Some(link.clone()))?;
+        link.set_broker(&broker);
+        broker.release_sessions_owned_elsewhere();
         let _ = broker_cell.set(broker.clone());
         let mut tasks = JoinSet::new();
         let mut addrs = BoundAddrs {

@@ -262,7 +262,8 @@ pub struct SessionRecord {
     /// The node whose client holds it now (`None`: no node; any may resume
     /// it). Set by [`Command::ClaimSession`], not by the record's sender.
     pub owner: Option<NodeId>,
-    /// MQTT protocol level the client last connected with (4 or 5).
+    /// MQTT protocol level the client last connected with (4 or 5; 0: not
+    /// recorded).
     pub protocol_level: u8,
     /// Session Expiry Interval in seconds (`u32::MAX`: never).
     pub expiry_interval_s: u32,

@@ -329,13 +329,33 @@ impl Broker {
 
     /// Attach connection `conn_id` to the session of `client_id`, taking it
     /// over from another connection if one holds it.
+    ///
+    /// In a cluster, a session that is or may become persistent is claimed
+    /// through Raft first: its previous owner (another node) drops its
+    /// connection, and a session stored by another node is resumed here
+    /// with its subscriptions.
+    ///
+    /// # Errors
+    ///
+    /// When the cluster cannot commit the claim (no leader): the client
+    /// gets CONNACK 0x88 (server unavailable).
     pub async fn attach(
         &self,
         client_id: ClientId,
         clean_start: bool,
         expiry_interval: u32,
         conn_id: u64,
-    ) -> Attached {
+    ) -> Result<Attached, quicmq_raft::ClusterError> {
+        let mut resumed_elsewhere = None;
+        if let Some(link) = &self.cluster {
+            if expiry_interval > 0 || !clean_start || link.has_session(&client_id) {
+                let record = quicmq_raft::command::SessionRecord {
+                    expiry_interval_s: expiry_interval,
+                    ..Default::default()
+                };
+                resumed_elsewhere = link.claim_session(&client_id, record, clean_start).await?;
+            }
+        }
         let (tx, events) = mpsc::unbounded_channel();
         let (cell, previous) = {
             let mut sessions = self.sessions_map();
@@ -375,6 +395,31 @@ impl Broker {
         };
         let (mut session, session_present) = match old {
             Some(session) if !clean_start => (session, true),
+            None if resumed_elsewhere.is_some() => {
+                // Stored by another node: resume its subscriptions here.
+                let mut session = Session::new(
+                    client_id.clone(),
+                    expiry_interval,
+                    self.settings.session_limits,
+                );
+                let mut commits = Vec::new();
+                if let Some(record) = &resumed_elsewhere {
+                    for (filter, sub) in crate::cluster::sessions::subscriptions_of(record) {
+                        commits.extend(self.add_subscription(&filter, &client_id, sub));
+                        session.subscribe(filter, sub);
+                    }
+                }
+                for commit in commits {
+                    if !matches!(
+                        tokio::time::timeout(Duration::from_secs(6), commit).await,
+                        Ok(Ok(Ok(())))
+                    ) {
+                        tracing::warn!(client_id = %client_id, "a resumed subscription's route was not committed yet");
+                    }
+                }
+                metrics::counter!("quicmq_cluster_sessions_resumed_total").increment(1);
+                (session, true)
+            }
             old => {
                 if let Some(old) = old {
                     self.discard_subscriptions(&old);
@@ -401,11 +446,69 @@ impl Broker {
                 tracing::error!(client_id = %client_id, error = %e, "could not remove a session from the store");
             }
         }
-        Attached {
+        Ok(Attached {
             cell,
             session,
             session_present,
             events,
+        })
+    }
+
+    /// Another node took `client_id`'s session (or this node left the
+    /// cluster): close the local connection with 0x8E and forget the local
+    /// copy. Its will is published only if the connection's own rules say
+    /// so (a takeover publishes a will without delay).
+    pub fn release_session(self: &Arc<Self>, client_id: &str) {
+        let Some(cell) = self.sessions_map().remove(client_id) else {
+            return;
+        };
+        metrics::gauge!(m::SESSIONS).set(self.session_count() as f64);
+        let previous = std::mem::replace(
+            &mut *cell.slot(),
+            Slot::Online {
+                conn_id: 0,
+                tx: mpsc::unbounded_channel().0,
+            },
+        );
+        cell.persistent.store(false, Ordering::Relaxed);
+        if let Err(e) = self.store.remove_session(client_id) {
+            tracing::error!(client_id, error = %e, "could not remove a session from the store");
+        }
+        match previous {
+            Slot::Online { tx, .. } => {
+                let (reply, handed) = oneshot::channel();
+                if tx.send(SessionEvent::TakeOver(reply)).is_ok() {
+                    metrics::counter!(m::TAKEOVERS).increment(1);
+                    // The connection hands its session back as it closes;
+                    // its subscriptions go with it.
+                    let broker = self.clone();
+                    tokio::spawn(async move {
+                        if let Ok(Ok(session)) =
+                            tokio::time::timeout(Duration::from_secs(10), handed).await
+                        {
+                            broker.discard_subscriptions(&session);
+                        }
+                    });
+                }
+            }
+            Slot::Offline { session, .. } => self.discard_subscriptions(&session),
+        }
+    }
+
+    /// Drops local persistent sessions that the cluster says another node
+    /// owns now (taken over while this node was down).
+    pub fn release_sessions_owned_elsewhere(self: &Arc<Self>) {
+        let Some(link) = &self.cluster else { return };
+        let me = link.node_id();
+        let stale: Vec<ClientId> = self
+            .sessions_map()
+            .keys()
+            .filter(|id| link.session_owner(id).is_some_and(|owner| owner != me))
+            .cloned()
+            .collect();
+        for client_id in stale {
+            tracing::info!(client_id = %client_id, "session moved to another node while this one was down");
+            self.release_session(&client_id);
         }
     }
 
@@ -435,6 +538,21 @@ impl Broker {
         };
         if let Err(e) = self.store.put_session(&record) {
             tracing::error!(client_id = %record.client_id, error = %e, "could not store a session");
+        }
+        if let Some(link) = &self.cluster {
+            link.session_changed(
+                session.client_id(),
+                crate::cluster::sessions::session_record(session, disconnected_at_ms),
+            );
+        }
+    }
+
+    /// In a cluster, removes this node's record of a session that ended.
+    fn end_cluster_session(&self, client_id: &str) {
+        if let Some(link) = &self.cluster {
+            if link.session_owner(client_id) == Some(link.node_id()) {
+                link.session_ended(client_id);
+            }
         }
     }
 
@@ -539,6 +657,7 @@ impl Broker {
         }
         if let Some(session) = ended {
             self.discard_subscriptions(&session);
+            self.end_cluster_session(&cell.client_id);
             if cell.persistent.swap(false, Ordering::Relaxed) {
                 // Expiry set to 0 on DISCONNECT: the stored session ends too.
                 if let Err(e) = self.store.remove_session(&cell.client_id) {
@@ -871,6 +990,7 @@ impl Broker {
             tracing::debug!(client_id = %session.client_id(), "session expired");
             metrics::counter!(m::SESSIONS_EXPIRED).increment(1);
             self.discard_subscriptions(&session);
+            self.end_cluster_session(session.client_id());
             if let Err(e) = self.store.remove_session(session.client_id()) {
                 tracing::error!(error = %e, "could not remove an expired session");
             }

@@ -4,17 +4,18 @@
 //! forwarding to peers, and retained messages committed through Raft.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::Duration;
 
-use quicmq_raft::command::{Command, RetainOp, RetainedRecord};
+use quicmq_raft::command::{Command, CommandResponse, RetainOp, RetainedRecord, SessionRecord};
 use quicmq_raft::state::StateChange;
 use quicmq_raft::{ClusterError, ClusterNode, NodeId};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::forward::Forwarder;
 use super::route_table::RouteTable;
-use crate::broker::Message;
+use super::sessions::{self, SessionChange};
+use crate::broker::{Broker, Message};
 
 /// How long route changes gather before one proposal carries them all.
 const ROUTE_BATCH_WINDOW: Duration = Duration::from_millis(2);
@@ -46,7 +47,9 @@ pub struct ClusterLink {
     /// Local subscribers per exact filter string.
     local_filters: Mutex<HashMap<String, usize>>,
     route_tx: mpsc::UnboundedSender<RouteRequest>,
+    session_tx: mpsc::UnboundedSender<SessionChange>,
     forwarder: Forwarder,
+    broker: OnceLock<Weak<Broker>>,
 }
 
 impl ClusterLink {
@@ -54,12 +57,15 @@ impl ClusterLink {
     /// batcher and the forwarder. Call from within the runtime.
     pub fn start(node: ClusterNode) -> Arc<ClusterLink> {
         let (route_tx, route_rx) = mpsc::unbounded_channel();
+        let (session_tx, session_rx) = mpsc::unbounded_channel();
         let link = Arc::new(ClusterLink {
             forwarder: Forwarder::new(node.clone()),
             node,
             routes: RwLock::new(RouteTable::default()),
             local_filters: Mutex::new(HashMap::new()),
             route_tx,
+            session_tx,
+            broker: OnceLock::new(),
         });
         link.rebuild_routes();
         tokio::spawn(follow_state(
@@ -67,7 +73,88 @@ impl ClusterLink {
             link.node.shared().subscribe(),
         ));
         tokio::spawn(batch_routes(Arc::downgrade(&link), route_rx));
+        tokio::spawn(sessions::commit_changes(Arc::downgrade(&link), session_rx));
         link
+    }
+
+    /// Tells the link which broker it serves (for sessions taken over by
+    /// other nodes).
+    pub fn set_broker(&self, broker: &Arc<Broker>) {
+        let _ = self.broker.set(Arc::downgrade(broker));
+    }
+
+    /// Takes ownership of `client_id`'s persistent session through Raft.
+    /// Returns the stored session this node may resume (`None` on clean
+    /// start or when there was none). The previous owner, if another live
+    /// node, drops its connection (takeover, 0x8E) when it applies the
+    /// claim.
+    ///
+    /// # Errors
+    ///
+    /// When the claim cannot be committed (no leader).
+    pub async fn claim_session(
+        &self,
+        client_id: &str,
+        record: SessionRecord,
+        clean_start: bool,
+    ) -> Result<Option<SessionRecord>, ClusterError> {
+        let response = self
+            .node
+            .propose(Command::ClaimSession {
+                client_id: client_id.to_owned(),
+                node_id: self.node_id(),
+                session: record,
+                clean_start,
+            })
+            .await?;
+        match response {
+            CommandResponse::Claimed {
+                previous_owner,
+                previous,
+            } => {
+                if let Some(owner) = previous_owner {
+                    metrics::counter!("quicmq_cluster_session_takeovers_total").increment(1);
+                    tracing::debug!(
+                        client_id,
+                        from = owner,
+                        "session taken over from another node"
+                    );
+                }
+                Ok(previous.filter(|_| !clean_start))
+            }
+            other => Err(ClusterError::Refused(format!(
+                "unexpected claim response {other:?}"
+            ))),
+        }
+    }
+
+    /// Whether the cluster holds a session for `client_id`.
+    pub fn has_session(&self, client_id: &str) -> bool {
+        self.node
+            .shared()
+            .read(|s| s.sessions().contains_key(client_id))
+    }
+
+    /// The owner of `client_id`'s session in the cluster state.
+    pub fn session_owner(&self, client_id: &str) -> Option<NodeId> {
+        self.node
+            .shared()
+            .read(|s| s.sessions().get(client_id).and_then(|r| r.owner))
+    }
+
+    /// Records a persistent session's current state (in order with the
+    /// node's other session changes).
+    pub fn session_changed(&self, client_id: &str, record: SessionRecord) {
+        let _ = self
+            .session_tx
+            .send(SessionChange::Update(client_id.to_owned(), record));
+    }
+
+    /// A persistent session ended on this node.
+    pub fn session_ended(&self, client_id: &str) {
+        let _ = self
+            .session_tx
+            .send(SessionChange::Remove(client_id.to_owned()));
     }
 
     /// This node's ID.
@@ -248,7 +335,7 @@ fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 
 /// Keeps the route table in step with the applied state.
 async fn follow_state(
-    link: std::sync::Weak<ClusterLink>,
+    link: Weak<ClusterLink>,
     mut changes: broadcast::Receiver<quicmq_raft::store::ChangeBatch>,
 ) {
     loop {
@@ -264,6 +351,15 @@ async fn follow_state(
                             rebuilt = true;
                         }
                         StateChange::Member(node) => link.forwarder.member_changed(*node),
+                        StateChange::SessionOwner {
+                            client_id,
+                            previous: Some(previous),
+                            owner,
+                        } if *previous == link.node_id() && *owner != Some(*previous) => {
+                            if let Some(broker) = link.broker.get().and_then(Weak::upgrade) {
+                                broker.release_session(client_id);
+                            }
+                        }
                         _ => {}
                     }
                 }
@@ -277,10 +373,7 @@ async fn follow_state(
 /// Turns local subscription changes into batched `Routes` proposals, and
 /// every few seconds compares this node's routes with its subscriptions
 /// (after a failed proposal, or at start: `ReplaceRoutes`).
-async fn batch_routes(
-    link: std::sync::Weak<ClusterLink>,
-    mut rx: mpsc::UnboundedReceiver<RouteRequest>,
-) {
+async fn batch_routes(link: Weak<ClusterLink>, mut rx: mpsc::UnboundedReceiver<RouteRequest>) {
     let mut reconcile = tokio::time::interval(ROUTE_RECONCILE_INTERVAL);
     let mut first = true;
     loop {

@@ -11,6 +11,7 @@ pub mod forward;
 pub mod link;
 pub mod retained_mirror;
 pub mod route_table;
+pub mod sessions;
 
 pub use forward::{ForwardService, Forwarder};
 pub use link::ClusterLink;

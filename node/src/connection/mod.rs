@@ -233,9 +233,17 @@ impl Connection {
             session,
             session_present,
             events,
-        } = broker
+        } = match broker
             .attach(client_id.clone(), connect.clean_start, expiry, conn_id)
-            .await;
+            .await
+        {
+            Ok(attached) => attached,
+            Err(e) => {
+                tracing::warn!(client_id = %client_id, "session not claimed in the cluster: {e}");
+                refuse(ReasonCode::SERVER_UNAVAILABLE, &link);
+                return;
+            }
+        };
         tracing::debug!(
             client_id = %client_id, peer = %link.peer, transport = link.transport,
             session_present, expiry, "client connected"

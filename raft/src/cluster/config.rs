@@ -98,8 +98,18 @@ impl RaftTiming {
 }
 
 impl ClusterConfig {
-    /// How this node becomes a member when its store is empty.
+    /// How this node becomes a member when its store is empty: it
+    /// bootstraps when `join` is empty or names this node first (so one
+    /// list of seeds, e.g. every pod of a StatefulSet with pod 1 first,
+    /// serves every node), else it joins through the other entries.
     pub fn start_mode(&self) -> StartMode {
+        if self
+            .join
+            .first()
+            .is_some_and(|first| *first == self.advertise_grpc)
+        {
+            return StartMode::Bootstrap;
+        }
         let seeds: Vec<String> = self
             .join
             .iter()
@@ -144,5 +154,56 @@ impl ClusterConfig {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::{KeysRecord, QuicLbRecord};
+
+    fn config(join: &[&str]) -> ClusterConfig {
+        ClusterConfig {
+            node_id: 1,
+            cluster_id: "c".into(),
+            raft_dir: PathBuf::from("x"),
+            advertise_grpc: "n1:7000".into(),
+            routed_addr: String::new(),
+            public_addr: String::new(),
+            zone: String::new(),
+            join: join.iter().map(|s| s.to_string()).collect(),
+            voters: 3,
+            bootstrap: BootstrapRecord {
+                cluster_id: "c".into(),
+                quic_lb: QuicLbRecord {
+                    config_id: 0,
+                    server_id_len: 2,
+                    nonce_len: 8,
+                    key: None,
+                },
+                keys: KeysRecord {
+                    stateless_reset_key: [0; 32],
+                    token_key: [0; 32],
+                },
+            },
+            timing: RaftTiming::default(),
+        }
+    }
+
+    #[test]
+    fn the_first_seed_bootstraps_and_the_others_join() {
+        assert_eq!(config(&[]).start_mode(), StartMode::Bootstrap);
+        assert_eq!(
+            config(&["n1:7000", "n2:7000"]).start_mode(),
+            StartMode::Bootstrap
+        );
+        assert_eq!(
+            config(&["n2:7000", "n1:7000", "n3:7000"]).start_mode(),
+            StartMode::Join(vec!["n2:7000".into(), "n3:7000".into()])
+        );
+        assert!(config(&[]).validate().is_ok());
+        let mut bad = config(&[]);
+        bad.voters = 2;
+        assert!(bad.validate().is_err());
     }
 }
