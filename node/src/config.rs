@@ -115,6 +115,11 @@ pub struct Overrides {
     /// Failure domain (availability zone, rack) of this node. Default empty.
     #[arg(long, env = "QUICMQ_ZONE")]
     pub zone: Option<String>,
+    /// Raft log entries between snapshots (the log before a snapshot is
+    /// purged; a lagging or new node then catches up from the snapshot).
+    /// Default 10000.
+    #[arg(long, env = "QUICMQ_RAFT_SNAPSHOT_LOGS")]
+    pub raft_snapshot_logs: Option<u64>,
     /// Length of QUIC-LB server IDs in octets (1 to 15), fixed when the
     /// cluster is bootstrapped. Default 2.
     #[arg(long, env = "QUICMQ_SERVER_ID_LEN")]
@@ -218,6 +223,8 @@ pub struct ClusterSettings {
     pub voters: usize,
     /// Failure domain.
     pub zone: String,
+    /// Raft log entries between snapshots.
+    pub raft_snapshot_logs: u64,
 }
 
 /// The validated configuration of a node.
@@ -374,6 +381,10 @@ impl NodeConfig {
             }
             None => grpc_addr.ip().to_string(),
         };
+        let raft_snapshot_logs = o.raft_snapshot_logs.unwrap_or(10_000);
+        if raft_snapshot_logs < 10 {
+            return Err(invalid("raft_snapshot_logs", "must be at least 10"));
+        }
         let server_id_len = o.server_id_len.unwrap_or(2);
         if !(1..=15).contains(&server_id_len) {
             return Err(invalid(
@@ -411,6 +422,7 @@ impl NodeConfig {
                 join,
                 voters,
                 zone: o.zone.unwrap_or_default(),
+                raft_snapshot_logs,
             },
             reset_key,
             token_key,
@@ -509,7 +521,7 @@ macro_rules! merge_fields {
 fn merge(cli: Overrides, file: Overrides) -> Overrides {
     merge_fields!(cli, file;
         data_dir, quic_addr, routed_addr, node_id, cluster_id, grpc_addr, advertise_addr, join,
-        voters, zone, server_id_len, quic_lb_config_id, quic_lb_nonce_len,
+        voters, zone, raft_snapshot_logs, server_id_len, quic_lb_config_id, quic_lb_nonce_len,
         quic_lb_key, reset_key, token_key, tcp_addr, tls_addr, admin_addr, cert, key,
         max_packet_size, receive_maximum, topic_alias_maximum, max_keep_alive,
         max_session_expiry, max_queued_messages, queue_drop_policy, log,

@@ -24,6 +24,7 @@ fn node_help_lists_every_config_key() {
         "--voters",
         "--zone",
         "--server-id-len",
+        "--raft-snapshot-logs",
         "--quic-lb-config-id",
         "--quic-lb-nonce-len",
         "--quic-lb-key",

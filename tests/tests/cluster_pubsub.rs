@@ -260,3 +260,38 @@ async fn a_fourth_node_joins_while_messages_flow() {
         .unwrap();
     assert_eq!(next_message(&late).await.1, "hello node 4");
 }
+
+#[tokio::test]
+async fn a_node_far_behind_catches_up_from_a_snapshot() {
+    // Snapshots every 20 entries, and no more log kept behind them: a node
+    // that misses 200 writes can only catch up from a snapshot.
+    let mut cluster = ClusterProcesses::start(3, &["--raft-snapshot-logs", "20"]);
+    cluster.nodes[2].kill9();
+    let writer = connect(&cluster, 0, "writer").await;
+    for i in 0..200 {
+        writer
+            .publish(
+                &format!("snap/{}", i % 50),
+                format!("v{i}"),
+                QoS::AtLeastOnce,
+                true,
+            )
+            .await
+            .expect("retained publish with one node down");
+    }
+    cluster.nodes[2].restart();
+    let status = cluster
+        .wait_status(2, Duration::from_secs(15), |s| s["retained_messages"] == 50)
+        .await;
+    assert_eq!(status["retained_messages"], 50);
+    let (code, body) = quicmq_tests::http_get(cluster.nodes[2].admin, "/metrics").await;
+    assert_eq!(code, 200);
+    let installed = quicmq_tests::metric(&body, "quicmq_raft_snapshots_total{kind=\"installed\"}")
+        .unwrap_or(0.0);
+    assert!(installed >= 1.0, "node 3 installed a snapshot:\n{body}");
+    // And its broker serves the same retained set.
+    let reader = connect(&cluster, 2, "reader").await;
+    subscribe(&reader, "snap/7", QoS::AtLeastOnce).await;
+    let (_, payload, _) = next_message(&reader).await;
+    assert_eq!(payload, "v157");
+}

@@ -100,7 +100,10 @@ pub fn cluster_config(
                 token_key,
             },
         },
-        timing: RaftTiming::default(),
+        timing: RaftTiming {
+            snapshot_after_logs: c.raft_snapshot_logs,
+            ..RaftTiming::default()
+        },
     }
 }
 

@@ -88,7 +88,9 @@ impl RaftTiming {
             election_timeout_min: election_min,
             election_timeout_max: election_min * 2,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_after_logs),
-            max_in_snapshot_log_to_keep: 1_000,
+            // Keep at most one snapshot interval of log behind a snapshot:
+            // a node further behind catches up from the snapshot.
+            max_in_snapshot_log_to_keep: self.snapshot_after_logs.min(1_000),
             install_snapshot_timeout: 10_000,
             ..Default::default()
         }
