@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Parser;
 use quicmq_proto::hex;
 use quicmq_proto::quic_lb::{LbConfig, ServerId};
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 /// Every key, each optional: read from the command line / environment and
 /// from the TOML file, then merged (flags and environment win).
@@ -35,21 +35,37 @@ pub struct RouterOverrides {
     /// Default 0.0.0.0:8090.
     #[arg(long, env = "QUICMQ_ADMIN_ADDR")]
     pub admin_addr: Option<String>,
-    /// A node: SERVER_ID=IP:PORT (server ID in hex, the node's routed port).
-    /// Repeat for every node.
+    /// gRPC addresses of cluster members, HOST:PORT (comma-separated or
+    /// repeated): the router follows the cluster's member table, QUIC-LB
+    /// configuration and reset key from them (ClusterWatch). Either this or
+    /// `node`.
+    #[arg(long, env = "QUICMQ_SEEDS", value_delimiter = ',')]
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub seeds: Vec<String>,
+    /// Cluster ID the seeds must belong to (only with `seeds`). Default:
+    /// whatever cluster the first seed that answers belongs to.
+    #[arg(long, env = "QUICMQ_CLUSTER_ID")]
+    pub cluster_id: Option<String>,
+    /// A static node: SERVER_ID=IP:PORT (server ID in hex, the node's routed
+    /// port). Repeat for every node. Either this or `seeds`.
     #[arg(long = "node", env = "QUICMQ_NODE", value_delimiter = ',')]
     #[serde(default)]
     pub node: Vec<String>,
     /// QUIC-LB config rotation codepoint of the cluster, 0 to 6. Default 0.
+    /// With `seeds`, the cluster's setting is used.
     #[arg(long, env = "QUICMQ_QUIC_LB_CONFIG_ID")]
     pub quic_lb_config_id: Option<u8>,
-    /// QUIC-LB nonce length of the cluster, octets. Default 8.
+    /// QUIC-LB nonce length of the cluster, octets. Default 8. With `seeds`,
+    /// the cluster's setting is used.
     #[arg(long, env = "QUICMQ_QUIC_LB_NONCE_LEN")]
     pub quic_lb_nonce_len: Option<usize>,
     /// QUIC-LB AES-128 key of the cluster, 32 hex digits (none: plaintext).
+    /// With `seeds`, the cluster's key is used.
     #[arg(long, env = "QUICMQ_QUIC_LB_KEY")]
     pub quic_lb_key: Option<String>,
-    /// The cluster's stateless reset key, 64 hex digits (the nodes' `reset_key`).
+    /// The cluster's stateless reset key, 64 hex digits (the nodes'
+    /// `reset_key`). Required with `node`; with `seeds`, the cluster's key
+    /// is used.
     #[arg(long, env = "QUICMQ_RESET_KEY")]
     pub reset_key: Option<String>,
     /// Health probe interval, milliseconds. Default 200.
@@ -81,6 +97,20 @@ fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
     }
 }
 
+/// Accepts a list of strings or one comma-separated string (TOML `seeds`).
+fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => s.split(',').map(str::to_string).collect(),
+        OneOrMany::Many(v) => v,
+    })
+}
+
 /// The validated router configuration.
 #[derive(Clone, Debug)]
 pub struct RouterConfig {
@@ -90,18 +120,81 @@ pub struct RouterConfig {
     pub internal_addr: SocketAddr,
     /// Admin HTTP address.
     pub admin_addr: Option<SocketAddr>,
-    /// Nodes: server ID and routed address.
-    pub nodes: Vec<(ServerId, SocketAddr)>,
-    /// QUIC-LB configuration.
-    pub quic_lb: LbConfig,
-    /// Stateless reset key.
-    pub reset_key: [u8; 32],
+    /// Where the node table comes from.
+    pub cluster: ClusterSource,
     /// Probe interval.
     pub probe_interval: Duration,
     /// Dead after.
     pub dead_after: Duration,
     /// Log filter.
     pub log: String,
+}
+
+/// Where the router learns the nodes, the QUIC-LB configuration and the
+/// reset key.
+#[derive(Clone, Debug)]
+pub enum ClusterSource {
+    /// A fixed table from the configuration (`node`).
+    Static(StaticCluster),
+    /// The cluster's `ClusterWatch` stream, from `seeds`.
+    Watch(WatchConfig),
+}
+
+/// A node table given in the configuration.
+#[derive(Clone, Debug)]
+pub struct StaticCluster {
+    /// Nodes: server ID and routed address.
+    pub nodes: Vec<(ServerId, SocketAddr)>,
+    /// QUIC-LB configuration.
+    pub quic_lb: LbConfig,
+    /// Stateless reset key.
+    pub reset_key: [u8; 32],
+}
+
+/// Following the cluster through its watch stream.
+#[derive(Clone, Debug)]
+pub struct WatchConfig {
+    /// gRPC addresses (`HOST:PORT`) of members to watch from, tried in turn.
+    pub seeds: Vec<String>,
+    /// Cluster ID the seeds must belong to (`None`: the first one seen).
+    pub cluster_id: Option<String>,
+    /// Settings given explicitly; the cluster's win where they differ.
+    pub explicit: ExplicitSettings,
+}
+
+/// QUIC-LB settings and reset key as given on the command line or in the
+/// file, each `None` when not given. With `seeds` they are only compared
+/// with the cluster's (a difference is logged), or used when the cluster
+/// sends none.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExplicitSettings {
+    /// `quic_lb_config_id`.
+    pub quic_lb_config_id: Option<u8>,
+    /// `quic_lb_nonce_len`.
+    pub quic_lb_nonce_len: Option<usize>,
+    /// `quic_lb_key`: `Some(None)` when given as empty (plaintext).
+    pub quic_lb_key: Option<Option<[u8; 16]>>,
+    /// `reset_key`.
+    pub reset_key: Option<[u8; 32]>,
+}
+
+/// Checks a seed is `HOST:PORT` (or `[IPv6]:PORT`).
+fn check_seed(seed: &str) -> Result<(), ConfigError> {
+    let bad = || {
+        invalid(
+            "seeds",
+            format!("`{seed}` is not HOST:PORT (a member's gRPC address)"),
+        )
+    };
+    let (host, port) = seed.rsplit_once(':').ok_or_else(bad)?;
+    let host_ok = !host.is_empty()
+        && !host.contains('/')
+        && !host.contains(char::is_whitespace)
+        && (!host.contains(':') || (host.starts_with('[') && host.ends_with(']')));
+    if !host_ok || port.parse::<u16>().map_or(true, |p| p == 0) {
+        return Err(bad());
+    }
+    Ok(())
 }
 
 impl RouterConfig {
@@ -135,59 +228,92 @@ impl RouterConfig {
         } else {
             cli.node
         };
-        let mut nodes = Vec::new();
-        for entry in &nodes_text {
-            let (sid, addr) = entry
-                .split_once('=')
-                .ok_or_else(|| invalid("node", format!("`{entry}` is not SERVER_ID=IP:PORT")))?;
-            let sid = hex::decode(sid).map_err(|e| invalid("node", format!("`{entry}`: {e}")))?;
-            let sid =
-                ServerId::new(&sid).map_err(|e| invalid("node", format!("`{entry}`: {e}")))?;
-            let addr: SocketAddr = addr
-                .trim()
-                .parse()
-                .map_err(|_| invalid("node", format!("`{entry}`: `{addr}` is not IP:PORT")))?;
-            nodes.push((sid, addr));
+        let seeds: Vec<String> = if cli.seeds.is_empty() {
+            file.seeds
+        } else {
+            cli.seeds
         }
-        let Some(sid_len) = nodes.first().map(|(sid, _)| sid.len()) else {
-            return Err(invalid(
-                "node",
-                "no node given; add --node SERVER_ID=IP:PORT for every node",
-            ));
-        };
-        if nodes.iter().any(|(sid, _)| sid.len() != sid_len) {
-            return Err(invalid(
-                "node",
-                "server IDs of different lengths; every node's server ID has the cluster's length",
-            ));
-        }
+        .iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
         let key = match cli.quic_lb_key.or(file.quic_lb_key).as_deref() {
-            None | Some("") => None,
+            None => None,
+            Some("") => Some(None),
+            Some(text) => Some(Some(
+                hex::decode_array(text).map_err(|e| invalid("quic_lb_key", e.to_string()))?,
+            )),
+        };
+        let config_id = cli.quic_lb_config_id.or(file.quic_lb_config_id);
+        let nonce_len = cli.quic_lb_nonce_len.or(file.quic_lb_nonce_len);
+        let reset_key = match cli.reset_key.or(file.reset_key) {
+            None => None,
             Some(text) => {
-                Some(hex::decode_array(text).map_err(|e| invalid("quic_lb_key", e.to_string()))?)
+                Some(hex::decode_array(&text).map_err(|e| invalid("reset_key", e.to_string()))?)
             }
         };
-        let quic_lb = LbConfig::new(
-            cli.quic_lb_config_id
-                .or(file.quic_lb_config_id)
-                .unwrap_or(0),
-            sid_len,
-            cli.quic_lb_nonce_len
-                .or(file.quic_lb_nonce_len)
-                .unwrap_or(8),
-            key,
-        )
-        .map_err(|e| {
-            invalid(
-                "quic_lb_nonce_len",
-                format!("{e}; use the nodes' QUIC-LB settings"),
-            )
-        })?;
-        let reset_text = cli.reset_key.or(file.reset_key).ok_or_else(|| {
-            invalid("reset_key", "missing; use the nodes' reset key (their `reset_key`, or the `reset-key` file in a node's data directory)")
-        })?;
-        let reset_key =
-            hex::decode_array(&reset_text).map_err(|e| invalid("reset_key", e.to_string()))?;
+        let cluster_id = cli
+            .cluster_id
+            .or(file.cluster_id)
+            .filter(|id| !id.is_empty());
+        let cluster = match (seeds.is_empty(), nodes_text.is_empty()) {
+            (true, true) => return Err(invalid(
+                "seeds",
+                "missing: give the cluster's gRPC addresses with --seeds HOST:PORT[,HOST:PORT...] \
+                     (or a static table with --node SERVER_ID=IP:PORT for every node)",
+            )),
+            (false, false) => {
+                return Err(invalid(
+                    "node",
+                    "cannot be combined with `seeds`: give either seeds (the router follows the \
+                     cluster) or a static node table, not both",
+                ))
+            }
+            (false, true) => {
+                for seed in &seeds {
+                    check_seed(seed)?;
+                }
+                // Validate what can be validated without the cluster's
+                // server ID length (1 octet is the most lenient).
+                LbConfig::new(config_id.unwrap_or(0), 1, nonce_len.unwrap_or(8), None).map_err(
+                    |e| {
+                        invalid(
+                            if config_id.is_some_and(|id| id > 6) {
+                                "quic_lb_config_id"
+                            } else {
+                                "quic_lb_nonce_len"
+                            },
+                            e.to_string(),
+                        )
+                    },
+                )?;
+                ClusterSource::Watch(WatchConfig {
+                    seeds,
+                    cluster_id,
+                    explicit: ExplicitSettings {
+                        quic_lb_config_id: config_id,
+                        quic_lb_nonce_len: nonce_len,
+                        quic_lb_key: key,
+                        reset_key,
+                    },
+                })
+            }
+            (true, false) => {
+                if cluster_id.is_some() {
+                    return Err(invalid(
+                        "cluster_id",
+                        "only used with `seeds` (a static node table names no cluster)",
+                    ));
+                }
+                ClusterSource::Static(static_cluster(
+                    &nodes_text,
+                    config_id,
+                    nonce_len,
+                    key.flatten(),
+                    reset_key,
+                )?)
+            }
+        };
         let admin_addr =
             match cli.admin_addr.or(file.admin_addr).as_deref() {
                 Some("off") => None,
@@ -223,14 +349,62 @@ impl RouterConfig {
                 .or(file.internal_addr)
                 .unwrap_or_else(|| ([0, 0, 0, 0], 0).into()),
             admin_addr,
-            nodes,
-            quic_lb,
-            reset_key,
+            cluster,
             probe_interval,
             dead_after,
             log,
         })
     }
+}
+
+/// The static node table and the settings it needs in full.
+fn static_cluster(
+    nodes_text: &[String],
+    config_id: Option<u8>,
+    nonce_len: Option<usize>,
+    key: Option<[u8; 16]>,
+    reset_key: Option<[u8; 32]>,
+) -> Result<StaticCluster, ConfigError> {
+    let mut nodes = Vec::new();
+    for entry in nodes_text {
+        let (sid, addr) = entry
+            .split_once('=')
+            .ok_or_else(|| invalid("node", format!("`{entry}` is not SERVER_ID=IP:PORT")))?;
+        let sid = hex::decode(sid).map_err(|e| invalid("node", format!("`{entry}`: {e}")))?;
+        let sid = ServerId::new(&sid).map_err(|e| invalid("node", format!("`{entry}`: {e}")))?;
+        let addr: SocketAddr = addr
+            .trim()
+            .parse()
+            .map_err(|_| invalid("node", format!("`{entry}`: `{addr}` is not IP:PORT")))?;
+        nodes.push((sid, addr));
+    }
+    let Some(sid_len) = nodes.first().map(|(sid, _)| sid.len()) else {
+        return Err(invalid(
+            "node",
+            "no node given; add --node SERVER_ID=IP:PORT for every node",
+        ));
+    };
+    if nodes.iter().any(|(sid, _)| sid.len() != sid_len) {
+        return Err(invalid(
+            "node",
+            "server IDs of different lengths; every node's server ID has the cluster's length",
+        ));
+    }
+    let quic_lb = LbConfig::new(config_id.unwrap_or(0), sid_len, nonce_len.unwrap_or(8), key)
+        .map_err(|e| {
+            invalid(
+                "quic_lb_nonce_len",
+                format!("{e}; use the nodes' QUIC-LB settings"),
+            )
+        })?;
+    let reset_key = reset_key.ok_or_else(|| {
+        invalid("reset_key", "missing; a static node table needs the nodes' reset key (their `reset_key`, or the `reset-key` file in a node's data directory), or use `seeds` to take it from the cluster")
+    })?;
+    Ok(StaticCluster {
+        nodes,
+        quic_lb,
+        reset_key,
+    })
 }
 
 #[cfg(test)]
@@ -250,15 +424,96 @@ mod tests {
             file(&format!("node = [\"0001=127.0.0.1:14568\", \"0002=127.0.0.1:24568\"]\nreset_key = \"{KEY}\"")),
         )
         .unwrap();
-        assert_eq!(c.nodes.len(), 2);
-        assert_eq!(c.quic_lb.cid_len(), 11);
+        let ClusterSource::Static(cluster) = &c.cluster else {
+            panic!("static table expected: {c:?}");
+        };
+        assert_eq!(cluster.nodes.len(), 2);
+        assert_eq!(cluster.quic_lb.cid_len(), 11);
         assert_eq!(c.listen.port(), 14567);
+    }
+
+    #[test]
+    fn seeds_need_no_keys_and_keep_explicit_ones_for_comparison() {
+        for text in [
+            "seeds = [\"n1:7000\", \"10.0.0.2:7000\", \"[::1]:7000\"]",
+            "seeds = \"n1:7000, 10.0.0.2:7000,[::1]:7000\"",
+        ] {
+            let c = RouterConfig::resolve(RouterOverrides::default(), file(text)).unwrap();
+            let ClusterSource::Watch(watch) = c.cluster else {
+                panic!("watch expected");
+            };
+            assert_eq!(watch.seeds, ["n1:7000", "10.0.0.2:7000", "[::1]:7000"]);
+            assert_eq!(watch.explicit, ExplicitSettings::default());
+            assert_eq!(watch.cluster_id, None);
+        }
+        let c = RouterConfig::resolve(
+            RouterOverrides::default(),
+            file(&format!(
+                "seeds = \"n1:7000\"\ncluster_id = \"prod\"\nreset_key = \"{KEY}\"\n\
+                 quic_lb_key = \"\"\nquic_lb_nonce_len = 6"
+            )),
+        )
+        .unwrap();
+        let ClusterSource::Watch(watch) = c.cluster else {
+            panic!("watch expected");
+        };
+        assert_eq!(watch.cluster_id.as_deref(), Some("prod"));
+        assert_eq!(watch.explicit.quic_lb_key, Some(None), "empty: plaintext");
+        assert_eq!(watch.explicit.quic_lb_nonce_len, Some(6));
+        assert_eq!(watch.explicit.quic_lb_config_id, None);
+        assert!(watch.explicit.reset_key.is_some());
+    }
+
+    #[test]
+    fn flags_beat_the_file_for_seeds() {
+        let cli = RouterOverrides::try_parse_from([
+            "quicmq-router",
+            "--seeds",
+            "a:1,b:2",
+            "--seeds",
+            "c:3",
+        ])
+        .unwrap();
+        let c = RouterConfig::resolve(cli, file("seeds = [\"file:1\"]")).unwrap();
+        let ClusterSource::Watch(watch) = c.cluster else {
+            panic!("watch expected");
+        };
+        assert_eq!(watch.seeds, ["a:1", "b:2", "c:3"]);
     }
 
     #[test]
     fn errors_name_the_key() {
         let cases = [
-            ("".to_string(), "node"),
+            ("".to_string(), "seeds"),
+            ("seeds = []".to_string(), "seeds"),
+            (
+                "seeds = [\"n1:7000\"]\nnode = [\"0001=127.0.0.1:1\"]".to_string(),
+                "node",
+            ),
+            ("seeds = [\"n1\"]".to_string(), "seeds"),
+            ("seeds = \"n1:0\"".to_string(), "seeds"),
+            ("seeds = \"http://n1:7000\"".to_string(), "seeds"),
+            ("seeds = \"::1:7000\"".to_string(), "seeds"),
+            (
+                "seeds = \"n1:7000\"\nreset_key = \"00\"".to_string(),
+                "reset_key",
+            ),
+            (
+                "seeds = \"n1:7000\"\nquic_lb_key = \"0g\"".to_string(),
+                "quic_lb_key",
+            ),
+            (
+                "seeds = \"n1:7000\"\nquic_lb_nonce_len = 2".to_string(),
+                "quic_lb_nonce_len",
+            ),
+            (
+                "seeds = \"n1:7000\"\nquic_lb_config_id = 7".to_string(),
+                "quic_lb_config_id",
+            ),
+            (
+                format!("node = [\"0001=127.0.0.1:1\"]\nreset_key = \"{KEY}\"\ncluster_id = \"c\""),
+                "cluster_id",
+            ),
             (format!("node = [\"0001\"]\nreset_key = \"{KEY}\""), "node"),
             (
                 format!("node = [\"01=127.0.0.1:1\", \"0002=127.0.0.1:2\"]\nreset_key = \"{KEY}\""),

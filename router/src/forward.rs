@@ -1,23 +1,25 @@
 //! The router's I/O: client datagrams to nodes, node datagrams to clients,
 //! health probes. A thin async shell over [`Steering`], [`NodeTable`] and
-//! [`ResetKey`]; no per-connection state.
+//! [`ResetKey`]; no per-connection state. The routing state ([`Routing`])
+//! is swapped whole when the cluster changes.
 
 use std::io::{self, IoSliceMut};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use quicmq_proto::envelope::{self, ProxyHeader, MAX_HEADER_LEN};
-use quicmq_proto::quic_lb::LbCodec;
+use quicmq_proto::quic_lb::{LbCodec, LbConfig};
 use quinn_udp::{RecvMeta, Transmit, UdpSocketState};
 use tokio::io::Interest;
+use tokio::sync::Notify;
 
-use crate::config::RouterConfig;
-use crate::health::{is_probe_answer, probe_datagram, Answers};
-use crate::metrics::RouterMetrics;
+use crate::config::{ClusterSource, RouterConfig};
+use crate::health::{alive_at, is_probe_answer, probe_datagram};
+use crate::metrics::{NodeCounters, RouterMetrics};
 use crate::node_table::NodeTable;
 use crate::reset::{ResetKey, RESET_LEN};
-use crate::steering::{Steer, Steering, Via};
+use crate::steering::{DropReason, Steer, Steering, Via};
 
 /// Datagrams received per system call (recvmmsg) on the public socket.
 const BATCH: usize = 32;
@@ -115,15 +117,67 @@ impl UdpIo {
     }
 }
 
-/// A running router.
-pub struct Router {
+/// Everything a datagram's routing depends on that the cluster can change:
+/// the node table, the QUIC-LB configuration, the reset key. Built whole and
+/// swapped in whole ([`Router::install`]).
+pub struct Routing {
     steering: Steering,
     table: NodeTable,
     reset_key: ResetKey,
+    counters: Vec<NodeCounters>,
+    /// Where it came from.
+    pub origin: RoutingOrigin,
+}
+
+/// Where a [`Routing`] came from (for the admin API).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RoutingOrigin {
+    /// Cluster ID (empty for a static table).
+    pub cluster_id: String,
+    /// Revision of the cluster state it was built from (0 for a static
+    /// table).
+    pub revision: u64,
+    /// Raft leader's node ID as the serving node knew it (0: none).
+    pub leader_node_id: u64,
+    /// The seed it came from (empty for a static table).
+    pub seed: String,
+}
+
+impl Routing {
+    /// A routing state from its parts.
+    pub fn new(
+        table: NodeTable,
+        quic_lb: LbConfig,
+        reset_key: &[u8; 32],
+        origin: RoutingOrigin,
+    ) -> Result<Routing, quicmq_proto::quic_lb::QuicLbError> {
+        Ok(Routing {
+            steering: Steering::new(LbCodec::new(quic_lb)?),
+            counters: RouterMetrics::node_counters(&table),
+            table,
+            reset_key: ResetKey::new(reset_key),
+            origin,
+        })
+    }
+
+    /// The node table (health included).
+    pub fn table(&self) -> &NodeTable {
+        &self.table
+    }
+
+    /// The QUIC-LB configuration in use.
+    pub fn quic_lb(&self) -> &LbConfig {
+        self.steering.config()
+    }
+}
+
+/// A running router.
+pub struct Router {
+    routing: RwLock<Option<Arc<Routing>>>,
+    table_changed: Notify,
     public: UdpIo,
     internal: UdpIo,
     public_addr: SocketAddr,
-    answers: Answers,
     metrics: RouterMetrics,
     started: Instant,
     probe_interval: Duration,
@@ -131,21 +185,32 @@ pub struct Router {
 }
 
 impl Router {
-    /// Bind the public (SO_REUSEPORT) and internal sockets.
+    /// Bind the public (SO_REUSEPORT) and internal sockets. A static node
+    /// table is in use at once; with seeds, the router drops every datagram
+    /// until the watch installs the cluster's ([`Router::install`]).
     pub fn bind(config: &RouterConfig) -> anyhow::Result<Arc<Router>> {
-        let table = NodeTable::new(config.nodes.clone())?;
+        let routing = match &config.cluster {
+            ClusterSource::Static(c) => Some(Arc::new(Routing::new(
+                NodeTable::new(c.nodes.clone())?,
+                c.quic_lb,
+                &c.reset_key,
+                RoutingOrigin::default(),
+            )?)),
+            ClusterSource::Watch(_) => None,
+        };
         let public = UdpIo::bind(config.listen, true)
             .map_err(|e| anyhow::anyhow!("listen: cannot bind {}: {e}", config.listen))?;
         let internal = UdpIo::bind(config.internal_addr, false).map_err(|e| {
             anyhow::anyhow!("internal_addr: cannot bind {}: {e}", config.internal_addr)
         })?;
         let public_addr = public.local_addr()?;
+        if let Some(r) = &routing {
+            RouterMetrics::table_installed(&r.table);
+        }
         Ok(Arc::new(Router {
-            steering: Steering::new(LbCodec::new(config.quic_lb)?),
-            answers: Answers::new(table.nodes().len()),
-            metrics: RouterMetrics::new(&table),
-            table,
-            reset_key: ResetKey::new(&config.reset_key),
+            routing: RwLock::new(routing),
+            table_changed: Notify::new(),
+            metrics: RouterMetrics::new(),
             public,
             internal,
             public_addr,
@@ -160,9 +225,50 @@ impl Router {
         self.public_addr
     }
 
-    /// The node table (health included).
-    pub fn table(&self) -> &NodeTable {
-        &self.table
+    /// The address towards the nodes (its IP family decides which of a
+    /// host name's addresses to use).
+    pub fn internal_addr(&self) -> io::Result<SocketAddr> {
+        self.internal.local_addr()
+    }
+
+    /// The routing state in use; `None` until the cluster's first snapshot
+    /// arrived (seeds only).
+    pub fn routing(&self) -> Option<Arc<Routing>> {
+        match self.routing.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// The router's metric handles.
+    pub fn metrics(&self) -> &RouterMetrics {
+        &self.metrics
+    }
+
+    /// Replace the routing state: from now on every datagram is steered by
+    /// `routing`. New nodes are probed at once.
+    pub fn install(&self, routing: Routing) {
+        let routing = Arc::new(routing);
+        let old = {
+            let mut guard = match self.routing.write() {
+                Ok(guard) => guard,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            guard.replace(routing.clone())
+        };
+        // Nodes that left the table altogether are no longer alive here.
+        if let Some(old) = old {
+            for n in old.table.nodes() {
+                if routing.table.by_server_id(&n.server_id).is_none() {
+                    metrics::gauge!(crate::metrics::NODE_ALIVE, "node" => n.label.clone()).set(0.0);
+                }
+            }
+        }
+        for (n, c) in routing.table.nodes().iter().zip(&routing.counters) {
+            c.alive.set(if n.is_alive() { 1.0 } else { 0.0 });
+        }
+        RouterMetrics::table_installed(&routing.table);
+        self.table_changed.notify_one();
     }
 
     fn now_ms(&self) -> u64 {
@@ -176,6 +282,9 @@ impl Router {
         let mut envelope_buf = vec![0u8; MAX_HEADER_LEN + SLOT];
         loop {
             let count = self.public.recv_batch(&mut storage, &mut meta).await?;
+            // One routing state per batch: a table swap takes effect at the
+            // next batch.
+            let routing = self.routing();
             for (slot, m) in storage.chunks(SLOT).zip(&meta).take(count) {
                 if m.len == 0 {
                     self.metrics
@@ -184,8 +293,19 @@ impl Router {
                 }
                 let stride = m.stride.max(1);
                 for datagram in slot[..m.len.min(SLOT)].chunks(stride) {
-                    self.forward_client_datagram(datagram, m.addr, m.dst_ip, &mut envelope_buf)
-                        .await;
+                    match &routing {
+                        Some(routing) => {
+                            self.forward_client_datagram(
+                                routing,
+                                datagram,
+                                m.addr,
+                                m.dst_ip,
+                                &mut envelope_buf,
+                            )
+                            .await
+                        }
+                        None => self.metrics.dropped(DropReason::NoClusterState),
+                    }
                 }
             }
         }
@@ -193,14 +313,20 @@ impl Router {
 
     async fn forward_client_datagram(
         &self,
+        routing: &Routing,
         datagram: &[u8],
         client: SocketAddr,
         dst_ip: Option<IpAddr>,
         buf: &mut [u8],
     ) {
-        match self.steering.steer(datagram, &self.table) {
+        match routing.steering.steer(datagram, &routing.table) {
             Steer::Forward { node, via } => {
-                let Some(entry) = self.table.nodes().get(node) else {
+                let Some(routed_addr) = routing
+                    .table
+                    .nodes()
+                    .get(node)
+                    .and_then(|entry| entry.routed_addr)
+                else {
                     return;
                 };
                 let destination = match dst_ip {
@@ -222,10 +348,8 @@ impl Router {
                     return;
                 };
                 out.copy_from_slice(datagram);
-                self.internal
-                    .send(entry.routed_addr, &buf[..end], None)
-                    .await;
-                if let Some(c) = self.metrics.nodes.get(node) {
+                self.internal.send(routed_addr, &buf[..end], None).await;
+                if let Some(c) = routing.counters.get(node) {
                     c.packets.increment(1);
                     c.bytes.increment(datagram.len() as u64);
                 }
@@ -236,12 +360,15 @@ impl Router {
                 }
             }
             Steer::Reset => {
-                let cid_len = self.steering.cid_len();
+                let cid_len = routing.steering.cid_len();
                 let Some(cid) = datagram.get(1..1 + cid_len) else {
                     return;
                 };
                 let mut reset = [0u8; RESET_LEN];
-                if let Some(len) = self.reset_key.write_reset(cid, datagram.len(), &mut reset) {
+                if let Some(len) = routing
+                    .reset_key
+                    .write_reset(cid, datagram.len(), &mut reset)
+                {
                     self.public.send(client, &reset[..len], dst_ip).await;
                     self.metrics.resets.increment(1);
                 }
@@ -269,13 +396,10 @@ impl Router {
     /// a client, sent on from the public address.
     async fn return_node_datagram(&self, datagram: &[u8], from: SocketAddr) {
         if is_probe_answer(datagram) {
-            if let Some(i) = self
-                .table
-                .nodes()
-                .iter()
-                .position(|n| n.routed_addr == from)
-            {
-                self.answers.record(i, self.now_ms());
+            if let Some(routing) = self.routing() {
+                if let Some(node) = routing.table.by_routed_addr(from) {
+                    node.record_answer(self.now_ms());
+                }
             }
             return;
         }
@@ -292,27 +416,37 @@ impl Router {
         }
     }
 
-    /// Probe every node each interval and update their health.
+    /// Probe every node each interval (and at once when the table changes)
+    /// and update their health.
     pub async fn run_health(self: Arc<Self>) {
         let probe = probe_datagram();
         let mut tick = tokio::time::interval(self.probe_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = self.table_changed.notified() => {}
+            }
+            let Some(routing) = self.routing() else {
+                continue;
+            };
             let now = self.now_ms();
-            for (i, node) in self.table.nodes().iter().enumerate() {
-                let alive = self.answers.alive(i, now, self.dead_after);
+            for (i, node) in routing.table.nodes().iter().enumerate() {
+                let Some(addr) = node.routed_addr.filter(|_| node.is_probed()) else {
+                    continue;
+                };
+                let alive = alive_at(node.last_answer_ms(), now, self.dead_after);
                 if node.set_alive(alive) {
                     if alive {
-                        tracing::info!(node = %node.label, addr = %node.routed_addr, "node is alive");
+                        tracing::info!(node = %node.label, %addr, "node is alive");
                     } else {
-                        tracing::warn!(node = %node.label, addr = %node.routed_addr, "node stopped answering probes: dead");
+                        tracing::warn!(node = %node.label, %addr, "node stopped answering probes: dead");
                     }
                 }
-                if let Some(c) = self.metrics.nodes.get(i) {
+                if let Some(c) = routing.counters.get(i) {
                     c.alive.set(if alive { 1.0 } else { 0.0 });
                 }
-                let _ = self.internal.io.send_to(&probe, node.routed_addr).await;
+                let _ = self.internal.io.send_to(&probe, addr).await;
             }
         }
     }

@@ -5,7 +5,6 @@
 //! `dead_after` is dead: its short-header packets get Stateless Resets and
 //! new connections hash to the others.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use quicmq_proto::envelope::LOCAL_HEADER;
@@ -26,33 +25,10 @@ pub fn is_probe_answer(datagram: &[u8]) -> bool {
     datagram == probe_datagram()
 }
 
-/// Last answer time of every node, milliseconds since the router started
-/// (0 = never).
-#[derive(Debug)]
-pub struct Answers {
-    last_ms: Vec<AtomicU64>,
-}
-
-impl Answers {
-    /// For `nodes` nodes.
-    pub fn new(nodes: usize) -> Answers {
-        Answers {
-            last_ms: (0..nodes).map(|_| AtomicU64::new(0)).collect(),
-        }
-    }
-
-    /// Node `i` answered at `now_ms`.
-    pub fn record(&self, i: usize, now_ms: u64) {
-        if let Some(slot) = self.last_ms.get(i) {
-            slot.store(now_ms.max(1), Ordering::Relaxed);
-        }
-    }
-
-    /// The verdict for node `i` at `now_ms`.
-    pub fn alive(&self, i: usize, now_ms: u64, dead_after: Duration) -> bool {
-        let last = self.last_ms.get(i).map_or(0, |s| s.load(Ordering::Relaxed));
-        last != 0 && now_ms.saturating_sub(last) <= dead_after.as_millis() as u64
-    }
+/// The verdict for a node that last answered at `last_ms` (milliseconds
+/// since the router started, 0 = never), at `now_ms`.
+pub fn alive_at(last_ms: u64, now_ms: u64, dead_after: Duration) -> bool {
+    last_ms != 0 && now_ms.saturating_sub(last_ms) <= dead_after.as_millis() as u64
 }
 
 #[cfg(test)]
@@ -61,14 +37,11 @@ mod tests {
 
     #[test]
     fn alive_until_answers_stop_for_dead_after() {
-        let a = Answers::new(2);
         let window = Duration::from_millis(1000);
-        assert!(!a.alive(0, 5, window), "never answered");
-        a.record(0, 100);
-        assert!(a.alive(0, 1100, window));
-        assert!(!a.alive(0, 1101, window));
-        assert!(!a.alive(1, 1100, window));
-        assert!(!a.alive(7, 1100, window), "unknown index");
+        assert!(!alive_at(0, 5, window), "never answered");
+        assert!(alive_at(100, 1100, window));
+        assert!(!alive_at(100, 1101, window));
+        assert!(alive_at(100, 50, window), "clock before the answer");
     }
 
     #[test]

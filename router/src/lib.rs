@@ -9,9 +9,11 @@
 //! - [`steering`]: the routing decision for one datagram.
 //! - [`node_table`]: nodes, their health, rendezvous hashing.
 //! - [`reset`]: Stateless Resets on behalf of dead nodes.
+//! - [`watch`]: the cluster's watch stream → node table ([`watch::plan`]).
 //!
-//! Async shell: [`forward`] (the sockets and loops), [`admin`], [`config`],
-//! [`metrics`], [`health`] (probe bookkeeping).
+//! Async shell: [`forward`] (the sockets and loops), [`watch::run`] (the
+//! cluster watch), [`admin`], [`config`], [`metrics`], [`health`] (probe
+//! bookkeeping).
 #![warn(missing_docs)]
 
 pub mod admin;
@@ -23,3 +25,4 @@ pub mod metrics;
 pub mod node_table;
 pub mod reset;
 pub mod steering;
+pub mod watch;

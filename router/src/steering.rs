@@ -2,7 +2,7 @@
 //! brief's datagram path, steps 2 to 5.
 
 use quicmq_proto::envelope::MAX_HEADER_LEN;
-use quicmq_proto::quic_lb::LbCodec;
+use quicmq_proto::quic_lb::{LbCodec, LbConfig};
 use quicmq_proto::token_trailer;
 
 use crate::header::{parse, QuicHeader};
@@ -28,6 +28,9 @@ pub enum DropReason {
     NoLiveNode,
     /// Too large to wrap in an envelope.
     Oversize,
+    /// The router has no node table yet (waiting for the cluster's first
+    /// snapshot).
+    NoClusterState,
 }
 
 impl DropReason {
@@ -41,6 +44,7 @@ impl DropReason {
             DropReason::DeadNode => "dead_node",
             DropReason::NoLiveNode => "no_live_node",
             DropReason::Oversize => "oversize",
+            DropReason::NoClusterState => "no_cluster_state",
         }
     }
 }
@@ -82,6 +86,11 @@ impl Steering {
     /// Steering under `codec`'s configuration.
     pub fn new(codec: LbCodec) -> Steering {
         Steering { codec }
+    }
+
+    /// The QUIC-LB configuration it decodes under.
+    pub fn config(&self) -> &LbConfig {
+        self.codec.config()
     }
 
     /// Length of the connection IDs nodes issue (short-header DCIDs).
@@ -127,7 +136,7 @@ impl Steering {
         {
             if let Some(server_id) = token_trailer::server_id_of(token) {
                 if let Some((node, entry)) = table.by_server_id(&server_id) {
-                    if entry.is_alive() {
+                    if entry.takes_new_connections() {
                         return Steer::Forward {
                             node,
                             via: Via::Token,
@@ -136,6 +145,8 @@ impl Steering {
                 }
             }
         }
+        // Only nodes that take new connections: a client-chosen DCID
+        // starts a handshake.
         match table.rendezvous(dcid) {
             Some(node) => Steer::Forward {
                 node,
@@ -149,7 +160,8 @@ impl Steering {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use quicmq_proto::quic_lb::{LbConfig, ServerId};
+    use quicmq_proto::quic_lb::ServerId;
+    use std::net::SocketAddr;
 
     fn setup() -> (Steering, NodeTable, LbCodec) {
         let config = LbConfig::new(0, 2, 6, Some([9; 16])).unwrap();
@@ -255,6 +267,52 @@ mod tests {
             s.steer(&initial(&[3; 8], &token), &t),
             Steer::Drop(DropReason::NoLiveNode)
         );
+    }
+
+    #[test]
+    fn draining_nodes_keep_their_connections_and_gone_ones_get_resets() {
+        use crate::node_table::{Admission, NodeSpec};
+        let (s, _, codec) = setup();
+        let spec = |sid: u8, admission| NodeSpec {
+            server_id: ServerId::new(&[0, sid]).unwrap(),
+            node_id: u64::from(sid),
+            routed_addr: Some(SocketAddr::from(([127, 0, 0, 1], 1000 + u16::from(sid)))),
+            admission,
+        };
+        let t = NodeTable::from_specs(
+            vec![
+                spec(1, Admission::Active),
+                spec(2, Admission::Draining),
+                spec(3, Admission::Gone),
+            ],
+            None,
+        )
+        .unwrap();
+        t.nodes()[0].set_alive(true);
+        t.nodes()[1].set_alive(true);
+        let draining = codec.encode(&[0, 2], &[5; 6]).unwrap();
+        assert_eq!(
+            s.steer(&short(&draining), &t),
+            Steer::Forward {
+                node: 1,
+                via: Via::ServerId
+            }
+        );
+        let gone = codec.encode(&[0, 3], &[5; 6]).unwrap();
+        assert_eq!(s.steer(&short(&gone), &t), Steer::Reset);
+        let mut token = b"sealed-by-node-2".to_vec();
+        token_trailer::append(&mut token, &ServerId::new(&[0, 2]).unwrap());
+        token.extend_from_slice(&[1; 16]);
+        for d in 0..20u8 {
+            assert_eq!(
+                s.steer(&initial(&[d; 8], &token), &t),
+                Steer::Forward {
+                    node: 0,
+                    via: Via::Hash
+                },
+                "new handshakes avoid a draining node"
+            );
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ fn config_errors_name_the_key_and_exit_2() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("`node`"), "{stderr}");
+    assert!(stderr.contains("`seeds`"), "{stderr}");
     let out = Command::new(env!("CARGO_BIN_EXE_quicmq-router"))
         .args([
             "--listen",
@@ -36,6 +36,8 @@ fn help_lists_the_flags() {
     let help = String::from_utf8_lossy(&out.stdout);
     for flag in [
         "--listen",
+        "--seeds",
+        "--cluster-id",
         "--node",
         "--reset-key",
         "--quic-lb-key",

@@ -253,9 +253,22 @@ impl RoutedSocket {
             buf.clear();
             buf.extend_from_slice(&header);
             buf.extend_from_slice(datagram);
-            socket
+            match socket
                 .io
-                .try_io(Interest::WRITABLE, || socket.io.try_send_to(&buf, router))?;
+                .try_io(Interest::WRITABLE, || socket.io.try_send_to(&buf, router))
+            {
+                Ok(_) => {}
+                // Too large for the path to the router once the envelope is
+                // added: one of quinn's path MTU probes (up to 1452 octets of
+                // QUIC plus the header exceed a 1500-octet link). Dropped, as
+                // quinn-udp drops it on the direct socket, so quinn counts the
+                // probe as lost; returning the error would close the
+                // connection.
+                Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => {
+                    tracing::trace!(%router, len = buf.len(), "routed datagram too large for the path; dropped");
+                }
+                Err(e) => return Err(e),
+            }
         }
         Ok(())
     }
@@ -374,5 +387,50 @@ impl UdpPoller for WritablePoller {
             self.waiting = None;
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A datagram the path to the router cannot carry (here: over the
+    /// 65507-octet limit of UDP over IPv4 once the header is added; in a
+    /// container network, an MTU probe over 1500 octets) is dropped without
+    /// an error, and the socket keeps sending.
+    #[tokio::test]
+    async fn oversized_routed_datagram_is_dropped_not_an_error() {
+        let socket = RoutedSocket::bind(None, Some("127.0.0.1:0".parse().unwrap())).unwrap();
+        let router = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        router
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let client: SocketAddr = "192.0.2.7:40000".parse().unwrap();
+        let public: SocketAddr = "127.0.0.1:14567".parse().unwrap();
+        socket.remember(client, router.local_addr().unwrap(), public);
+        // quinn waits for writability before sending; so does the test.
+        let routed = socket.routed.as_ref().unwrap();
+        routed.io.writable().await.unwrap();
+
+        let big = vec![0x40; 65_500];
+        let transmit = |contents: &[u8]| {
+            let t = Transmit {
+                destination: client,
+                ecn: None,
+                contents,
+                segment_size: None,
+                src_ip: None,
+            };
+            socket.try_send(&t)
+        };
+        transmit(&big).expect("an oversized datagram is not an error");
+        transmit(b"\x40small").expect("a small datagram is sent");
+
+        let mut buf = [0u8; 2048];
+        let (len, _) = router.recv_from(&mut buf).unwrap();
+        let (header, offset) = envelope::parse(&buf[..len]).unwrap();
+        let header = header.expect("a PROXY v2 PROXY header");
+        assert_eq!(header.destination, client);
+        assert_eq!(&buf[offset..len], b"\x40small");
     }
 }

@@ -3,7 +3,7 @@
 use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusBuilder;
 use quicmq_router::admin::serve_admin;
-use quicmq_router::config::RouterConfig;
+use quicmq_router::config::{ClusterSource, RouterConfig};
 use quicmq_router::forward::Router;
 use tracing_subscriber::EnvFilter;
 
@@ -47,7 +47,20 @@ async fn run(config: RouterConfig) -> anyhow::Result<()> {
         health.run_health().await;
         Ok(())
     });
-    tracing::info!(listen = %router.public_addr(), nodes = config.nodes.len(), "quicmq router forwarding");
+    match &config.cluster {
+        ClusterSource::Static(c) => {
+            tracing::info!(listen = %router.public_addr(), nodes = c.nodes.len(), "quicmq router forwarding (static node table)");
+        }
+        ClusterSource::Watch(w) => {
+            tracing::info!(listen = %router.public_addr(), seeds = %w.seeds.join(","), "quicmq router following the cluster; forwarding once its state arrives");
+            let watched = router.clone();
+            let watch = w.clone();
+            tasks.spawn(async move {
+                quicmq_router::watch::run(watched, watch).await;
+                Ok(())
+            });
+        }
+    }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: stopping"),
