@@ -88,3 +88,29 @@ wait_line() {
     done
     return 1
 }
+
+# now_us: sets NOW_US to the wall clock in microseconds (no process
+# started, so it can be called in tight polling loops).
+now_us() {
+    local t=${EPOCHREALTIME/[.,]/}
+    NOW_US=$((10#$t))
+}
+
+# http_get PORT PATH: sets HTTP_BODY to the body of GET PATH on
+# 127.0.0.1:PORT (no process started); fails unless the answer is 200
+# within 2 s.
+http_get() {
+    local fd response=""
+    HTTP_BODY=""
+    { exec {fd}<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null || return 1
+    printf 'GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' "$2" 1>&"$fd" 2>/dev/null || true
+    IFS= read -r -d '' -t 2 response <&"$fd" || true
+    exec {fd}>&-
+    case "$response" in "HTTP/1.1 200"*) ;; *) return 1 ;; esac
+    HTTP_BODY=${response#*$'\r\n\r\n'}
+}
+
+# cpu_ticks PID: utime + stime of PID (all threads) in clock ticks, or 0.
+cpu_ticks() {
+    awk '{ sub(/.*\) /, ""); split($0, f, " "); print f[12] + f[13] }' "/proc/$1/stat" 2>/dev/null || echo 0
+}

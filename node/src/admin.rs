@@ -2,7 +2,8 @@
 //! `/health/ready`, and the cluster API behind `quicmq cluster`:
 //!
 //! - `GET /api/cluster/status` — this node's view of the cluster (JSON);
-//! - `POST /api/cluster/leave` — this node leaves the cluster;
+//! - `POST /api/cluster/leave` — this node leaves the cluster and shuts
+//!   down;
 //! - `POST /api/cluster/remove/{node_id}` — removes another node.
 
 use std::sync::Arc;
@@ -71,8 +72,15 @@ async fn cluster_status(State(state): State<AdminState>) -> JsonReply {
     (StatusCode::OK, status_json(&status).to_string() + "\n")
 }
 
+/// This node leaves the cluster, then shuts down (its clients get
+/// DISCONNECT 0x8B and reconnect elsewhere; the process exits).
 async fn cluster_leave(State(state): State<AdminState>) -> JsonReply {
-    leave(&state, None).await
+    let reply = leave(&state, None).await;
+    if reply.0 == StatusCode::OK {
+        tracing::info!("left the cluster: shutting down");
+        state.broker.begin_shutdown();
+    }
+    reply
 }
 
 async fn cluster_remove(State(state): State<AdminState>, Path(node_id): Path<String>) -> JsonReply {
@@ -156,5 +164,6 @@ fn status_json(s: &StatusResponse) -> serde_json::Value {
         "routes": routes,
         "retained_messages": s.retained_messages,
         "persistent_sessions": s.persistent_sessions,
+        "queued_messages": s.queued_messages,
     })
 }

@@ -17,6 +17,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::time::Duration;
 
 use clap::Parser;
 use serde::{Deserialize, Deserializer};
@@ -173,6 +174,11 @@ pub struct Overrides {
     /// Longest session expiry interval granted, seconds. Default 4294967295 (never).
     #[arg(long, env = "QUICMQ_MAX_SESSION_EXPIRY")]
     pub max_session_expiry: Option<u32>,
+    /// TLS session ticket lifetime, seconds (10 to 604800). The leader adds
+    /// a new cluster ticket key every lifetime; tickets of the previous key
+    /// stay valid for one more. Default 43200 (12 h).
+    #[arg(long, env = "QUICMQ_TLS_TICKET_LIFETIME")]
+    pub tls_ticket_lifetime: Option<u64>,
     /// Messages queued per session beyond those in flight. Default 10000.
     #[arg(long, env = "QUICMQ_MAX_QUEUED_MESSAGES")]
     pub max_queued_messages: Option<usize>,
@@ -262,6 +268,8 @@ pub struct NodeConfig {
     pub max_keep_alive: u16,
     /// Session expiry cap.
     pub max_session_expiry: u32,
+    /// TLS session ticket lifetime (and ticket key rotation interval).
+    pub tls_ticket_lifetime: Duration,
     /// Queue limit per session.
     pub max_queued_messages: usize,
     /// Drop policy.
@@ -407,6 +415,14 @@ impl NodeConfig {
                 ),
             )
         })?;
+        let tls_ticket_lifetime = o.tls_ticket_lifetime.unwrap_or(43_200);
+        if !(10..=604_800).contains(&tls_ticket_lifetime) {
+            return Err(invalid(
+                "tls_ticket_lifetime",
+                format!("{tls_ticket_lifetime} is out of range; use 10 to 604800 seconds (TLS 1.3 allows at most 7 days)"),
+            ));
+        }
+        let tls_ticket_lifetime = Duration::from_secs(tls_ticket_lifetime);
         let reset_key = optional_key("reset_key", o.reset_key.as_deref())?;
         let token_key = optional_key("token_key", o.token_key.as_deref())?;
         let config = NodeConfig {
@@ -435,6 +451,7 @@ impl NodeConfig {
             topic_alias_maximum: o.topic_alias_maximum.unwrap_or(64),
             max_keep_alive: o.max_keep_alive.unwrap_or(0),
             max_session_expiry: o.max_session_expiry.unwrap_or(u32::MAX),
+            tls_ticket_lifetime,
             max_queued_messages,
             queue_drop_policy: match o.queue_drop_policy.unwrap_or(DropPolicyArg::DropOldest) {
                 DropPolicyArg::DropOldest => QueueDropPolicy::DropOldest,
@@ -524,7 +541,7 @@ fn merge(cli: Overrides, file: Overrides) -> Overrides {
         voters, zone, raft_snapshot_logs, server_id_len, quic_lb_config_id, quic_lb_nonce_len,
         quic_lb_key, reset_key, token_key, tcp_addr, tls_addr, admin_addr, cert, key,
         max_packet_size, receive_maximum, topic_alias_maximum, max_keep_alive,
-        max_session_expiry, max_queued_messages, queue_drop_policy, log,
+        max_session_expiry, tls_ticket_lifetime, max_queued_messages, queue_drop_policy, log,
     )
 }
 

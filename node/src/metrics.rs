@@ -44,6 +44,27 @@ pub const QUIC_RTT: &str = "quicmq_quic_rtt_seconds";
 pub const QUIC_LOST_PACKETS: &str = "quicmq_quic_lost_packets_total";
 /// QUIC packets sent.
 pub const QUIC_SENT_PACKETS: &str = "quicmq_quic_sent_packets_total";
+/// Messages committed to durable queues of persistent sessions.
+pub const DURABLE_QUEUED: &str = "quicmq_durable_queued_total";
+/// Durable queue proposals (one Raft entry each, many messages).
+pub const DURABLE_BATCHES: &str = "quicmq_durable_batches_total";
+/// Durable queue operations that did not commit, by `reason` (no_leader,
+/// not_owner).
+pub const DURABLE_FAILED: &str = "quicmq_durable_failed_total";
+/// Oldest messages dropped from full durable queues (`max_queued_messages`
+/// plus `receive_maximum` per session).
+pub const DURABLE_DROPPED: &str = "quicmq_durable_dropped_total";
+/// Messages replayed from a durable queue to a session resumed on this node.
+pub const DURABLE_REPLAYED: &str = "quicmq_durable_replayed_total";
+
+/// TLS session tickets issued (sealed with the cluster's ticket key).
+pub const TLS_TICKETS_ISSUED: &str = "quicmq_tls_tickets_issued_total";
+/// TLS session tickets opened (a client resuming; the ticket may come from
+/// another node).
+pub const TLS_TICKETS_OPENED: &str = "quicmq_tls_tickets_opened_total";
+/// TLS session tickets refused, by `reason` (malformed, unknown_key,
+/// expired, forged): the client falls back to a full handshake.
+pub const TLS_TICKETS_REFUSED: &str = "quicmq_tls_tickets_refused_total";
 
 /// Install the process-wide Prometheus recorder and return the handle
 /// that renders it.
@@ -79,6 +100,38 @@ fn describe() {
     describe_gauge!(SESSIONS, "Sessions held, connected or not");
     describe_counter!(SESSIONS_EXPIRED, "Sessions ended by their expiry interval");
     describe_counter!(TAKEOVERS, "Session takeovers");
+    describe_counter!(
+        DURABLE_QUEUED,
+        "Messages committed to durable queues of persistent sessions"
+    );
+    describe_counter!(
+        DURABLE_BATCHES,
+        "Durable queue proposals (one Raft entry carries many operations)"
+    );
+    describe_counter!(
+        DURABLE_FAILED,
+        "Durable queue operations not committed, by reason"
+    );
+    describe_counter!(
+        DURABLE_DROPPED,
+        "Oldest messages dropped from full durable queues"
+    );
+    describe_counter!(
+        DURABLE_REPLAYED,
+        "Messages replayed from durable queues to sessions resumed here"
+    );
+    describe_counter!(
+        TLS_TICKETS_ISSUED,
+        "TLS session tickets issued (cluster ticket key)"
+    );
+    describe_counter!(
+        TLS_TICKETS_OPENED,
+        "TLS session tickets opened for resumption (issued by any node)"
+    );
+    describe_counter!(
+        TLS_TICKETS_REFUSED,
+        "TLS session tickets refused by reason; the client does a full handshake"
+    );
     describe_gauge!(SUBSCRIPTIONS, "Subscriptions");
     describe_gauge!(RETAINED, "Retained messages");
     describe_counter!(WILLS_PUBLISHED, "Will messages published");

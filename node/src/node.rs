@@ -145,12 +145,27 @@ impl RunningNode {
         let store = SessionStore::open(&config.data_dir.join("store"))?;
         let mut settings = config.broker_settings();
         settings.node_name = Some(joined.server_id.to_string());
-        let link = cluster::ClusterLink::start(cluster.clone());
+        // Durable queues hold what a session may have queued and in flight.
+        let durable_limit = u32::try_from(
+            config
+                .max_queued_messages
+                .saturating_add(usize::from(config.receive_maximum)),
+        )
+        .unwrap_or(u32::MAX);
+        let link = cluster::ClusterLink::start(cluster.clone(), durable_limit);
         let broker = Broker::open(settings, store, Some(link.clone()))?;
         link.set_broker(&broker);
         broker.release_sessions_owned_elsewhere();
         let _ = broker_cell.set(broker.clone());
         let mut tasks = JoinSet::new();
+        // TLS session tickets sealed with the cluster's keys resume on any
+        // node.
+        let tickets = tls::TicketKeyRing::new();
+        tasks.spawn(cluster::ticket_keys::follow(
+            cluster.clone(),
+            tickets.clone(),
+            config.tls_ticket_lifetime,
+        ));
         let mut addrs = BoundAddrs {
             grpc: Some(std::net::SocketAddr::new(
                 config.cluster.grpc_addr.ip(),
@@ -165,7 +180,7 @@ impl RunningNode {
             let (endpoint, socket) = bind_quic(QuicSetup {
                 public: config.quic_addr,
                 routed: config.routed_addr,
-                tls: tls::quic_server_config(&identity)?,
+                tls: tls::quic_server_config(&identity, &tickets)?,
                 lb: Arc::new(lb),
                 server_id: joined.server_id,
                 reset_key: joined.reset_key,
@@ -206,7 +221,7 @@ impl RunningNode {
             tasks.spawn(serve_tls(
                 broker.clone(),
                 listener,
-                tls::tcp_server_config(&identity)?,
+                tls::tcp_server_config(&identity, &tickets)?,
             ));
         }
         if let Some(addr) = config.admin_addr {
@@ -287,6 +302,9 @@ impl RunningNode {
         }
         self.tasks.abort_all();
         while self.tasks.join_next().await.is_some() {}
+        if let Some(link) = self.broker.cluster() {
+            link.durable().close().await;
+        }
         let _ = self.grpc_shutdown.send(true);
         self.cluster.shutdown().await;
         let _ = tokio::time::timeout(Duration::from_secs(2), &mut self.grpc_server).await;

@@ -96,6 +96,53 @@ pub enum Command {
     },
     /// Several commands applied as one log entry (group commit).
     Batch(Vec<Command>),
+    /// A new TLS session-ticket key starts sealing tickets (the leader
+    /// rotates keys on a schedule). Applied only when `key.id` is the next
+    /// ID, so two leaders rotating at once add one key. Keys whose tickets
+    /// can no longer be valid at `now_ms` are dropped.
+    AddTicketKey {
+        /// The new key.
+        key: TicketKeyRecord,
+        /// When (Unix ms), as the proposer saw it.
+        now_ms: u64,
+    },
+    /// Changes to the durable queues of persistent sessions, in order (one
+    /// entry carries many: group commit). Answered with one
+    /// [`CommandResponse::Applied`] per operation in a
+    /// [`CommandResponse::Batch`].
+    Queue(Vec<QueueOp>),
+}
+
+/// One change to a persistent session's durable queue: the QoS 1/2
+/// messages routed to it that its client has not acknowledged yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum QueueOp {
+    /// Append a message. Applied only while `owner` owns the session; when
+    /// the queue then holds more than `limit` messages, the oldest go
+    /// ([`crate::state::StateChange::QueueOverflow`]).
+    Push {
+        /// The session's client ID.
+        client_id: String,
+        /// The node that queued it (the session's owner).
+        owner: NodeId,
+        /// The message's ID in the queue, increasing per session.
+        id: u64,
+        /// The message as the owner encodes it (opaque here).
+        record: Vec<u8>,
+        /// Most messages the queue keeps.
+        limit: u32,
+    },
+    /// The client acknowledged these messages (PUBACK, or PUBCOMP for QoS
+    /// 2): they leave the queue. Applied only while `owner` owns the
+    /// session.
+    Ack {
+        /// The session's client ID.
+        client_id: String,
+        /// The node whose client acknowledged them.
+        owner: NodeId,
+        /// The acknowledged IDs.
+        ids: Vec<u64>,
+    },
 }
 
 /// What applying a [`Command`] yields.
@@ -160,6 +207,35 @@ pub struct KeysRecord {
 impl std::fmt::Debug for KeysRecord {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("KeysRecord { .. }")
+    }
+}
+
+/// A TLS session-ticket key shared by every node, so that a ticket one
+/// node issued resumes a session on any other.
+///
+/// A key seals new tickets from `sealing_from_ms` until the next key
+/// starts; tickets it sealed are accepted for one `lifetime_ms` beyond
+/// that.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketKeyRecord {
+    /// Identifier written in clear into each ticket (1, 2, ...).
+    pub id: u32,
+    /// AES-256-GCM key.
+    pub key: [u8; 32],
+    /// Unix time (ms) from which the key seals new tickets.
+    pub sealing_from_ms: u64,
+    /// Ticket lifetime (ms): how long a ticket stays valid, and how long
+    /// a key seals before the leader replaces it.
+    pub lifetime_ms: u64,
+}
+
+impl std::fmt::Debug for TicketKeyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TicketKeyRecord")
+            .field("id", &self.id)
+            .field("sealing_from_ms", &self.sealing_from_ms)
+            .field("lifetime_ms", &self.lifetime_ms)
+            .finish_non_exhaustive()
     }
 }
 

@@ -141,20 +141,49 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
-/// A free TCP port on 127.0.0.1 (bound then released).
-pub fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free TCP port")
+/// Ports handed out below the kernel's ephemeral range (32768 and up on
+/// Linux): outgoing connections never take them, so a port found free
+/// stays free until the process under test binds it. Each test process
+/// starts at a point of its own (from its PID) and walks on; a port is
+/// only handed out after binding it succeeded.
+const PORT_LOW: u16 = 10_000;
+const PORT_HIGH: u16 = 32_000;
+
+fn next_candidate() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let span = u32::from(PORT_HIGH - PORT_LOW);
+    let start = (std::process::id().wrapping_mul(7919)) % span;
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    PORT_LOW + u16::try_from((start + n.wrapping_mul(13)) % span).unwrap_or(0)
 }
 
-/// A free UDP port on 127.0.0.1 (bound then released).
+fn free_port(bind: impl Fn(u16) -> bool) -> u16 {
+    for _ in 0..10_000 {
+        let port = next_candidate();
+        if bind(port) {
+            return port;
+        }
+    }
+    panic!("no free port between {PORT_LOW} and {PORT_HIGH}");
+}
+
+/// A free TCP port on 127.0.0.1 (bound then released), outside the
+/// ephemeral range. Its UDP twin is free too, so the port may serve both.
+pub fn free_tcp_port() -> u16 {
+    free_port(|port| {
+        std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
+    })
+}
+
+/// A free UDP port on 127.0.0.1 (bound then released), outside the
+/// ephemeral range.
 pub fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("free UDP port")
+    free_port(|port| {
+        std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
+            && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+    })
 }
 
 /// A `quicmq-node` child process; killed when dropped.
@@ -217,7 +246,11 @@ impl NodeProcess {
             .args(["--tcp-addr", &self.tcp.to_string()])
             .args(["--quic-addr", &self.quic.to_string()])
             .args(["--admin-addr", &self.admin.to_string()])
-            .args(["--tls-addr", "off"])
+            .args(if self.extra.iter().any(|a| a == "--tls-addr") {
+                &[][..]
+            } else {
+                &["--tls-addr", "off"][..]
+            })
             .args(["--routed-addr", &self.routed.to_string()])
             .args(["--grpc-addr", &self.grpc.to_string()])
             .args(&self.extra)
@@ -613,6 +646,74 @@ impl RouterProcess {
         }
     }
 
+    /// Start `quicmq-router` on `listen` following the cluster from `seeds`
+    /// (gRPC addresses; no node table, no keys given), without waiting for
+    /// it.
+    pub fn launch_with_seeds(
+        listen: SocketAddr,
+        seeds: &[SocketAddr],
+        extra: &[&str],
+    ) -> RouterProcess {
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_tcp_port())
+            .parse()
+            .expect("addr");
+        let seeds: Vec<String> = seeds.iter().map(SocketAddr::to_string).collect();
+        let child = Command::new(binary("quicmq-router"))
+            .args(["--listen", &listen.to_string()])
+            .args(["--internal-addr", "127.0.0.1:0"])
+            .args(["--admin-addr", &admin.to_string()])
+            .args(["--seeds", &seeds.join(",")])
+            .args(["--probe-interval-ms", "100"])
+            .args(["--dead-after-ms", "500"])
+            .args(extra)
+            .env(
+                "QUICMQ_LOG",
+                std::env::var("QUICMQ_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(if std::env::var_os("QUICMQ_TEST_LOG").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("quicmq-router starts");
+        RouterProcess {
+            child: Some(child),
+            listen,
+            admin,
+        }
+    }
+
+    /// [`RouterProcess::launch_with_seeds`], then wait until the router has
+    /// the cluster's state and a live node (`/health/ready`).
+    pub fn spawn_with_seeds(
+        listen: SocketAddr,
+        seeds: &[SocketAddr],
+        extra: &[&str],
+    ) -> RouterProcess {
+        let router = RouterProcess::launch_with_seeds(listen, seeds, extra);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(mut s) = std::net::TcpStream::connect(router.admin) {
+                use std::io::{Read, Write};
+                let _ = s.write_all(
+                    b"GET /health/ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                );
+                let mut response = String::new();
+                let _ = s.read_to_string(&mut response);
+                if response.starts_with("HTTP/1.1 200") {
+                    return router;
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "quicmq-router got no cluster state or saw no live node"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// `kill -9`.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -655,6 +756,12 @@ impl ClusterProcesses {
     /// Starts one more node that joins through the earlier ones (or
     /// bootstraps, for the first) and waits until it serves clients.
     pub fn add_node(&mut self) -> &NodeProcess {
+        self.add_node_with(&[])
+    }
+
+    /// [`ClusterProcesses::add_node`] with flags for this node only (e.g.
+    /// `--tls-addr`, which is off by default).
+    pub fn add_node_with(&mut self, own: &[&str]) -> &NodeProcess {
         let dir = tempfile::tempdir().expect("temp dir");
         let node_id = (self.nodes.len() + 1).to_string();
         let mut args: Vec<String> = vec!["--node-id".into(), node_id];
@@ -665,6 +772,7 @@ impl ClusterProcesses {
             args.push(seeds.join(","));
         }
         args.extend(self.extra.iter().cloned());
+        args.extend(own.iter().map(|s| s.to_string()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let process = NodeProcess::spawn_with(dir.path(), &args);
         self.dirs.push(dir);

@@ -317,3 +317,41 @@ async fn garbage_from_a_grpc_peer_is_refused_and_harms_nobody() {
         .await;
     assert_ne!(leader(&status), 0);
 }
+
+#[tokio::test]
+async fn a_node_that_leaves_is_marked_left_and_exits() {
+    let mut cluster = ClusterProcesses::start(3, &[]);
+    let out = std::process::Command::new(binary("quicmq"))
+        .args(["cluster", "leave", "--admin"])
+        .arg(cluster.nodes[2].admin.to_string())
+        .output()
+        .expect("quicmq runs");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = cluster.nodes[2].wait_exit(Duration::from_secs(15));
+    assert!(
+        status.success(),
+        "the node exits cleanly after leaving: {status}"
+    );
+    let status = cluster
+        .wait_status(0, Duration::from_secs(5), |s| {
+            members(s)
+                .iter()
+                .any(|m| m["node_id"] == 3 && m["state"] == "left")
+        })
+        .await;
+    // Two voters remain and still commit: a fourth node joins.
+    assert_eq!(active_voters(&status), 2);
+    cluster.add_node();
+    cluster
+        .wait_status(0, Duration::from_secs(10), |s| {
+            members(s)
+                .iter()
+                .any(|m| m["node_id"] == 4 && m["state"] == "active")
+        })
+        .await;
+}

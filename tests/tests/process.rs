@@ -143,3 +143,82 @@ fn config_errors_name_the_key_and_exit_2() {
         "{stderr}"
     );
 }
+
+/// The client library's reconnecting client: the node is killed and
+/// comes back from its data directory; the client reconnects by itself
+/// (backoff with jitter), resumes its persistent session and gets what
+/// was published meanwhile.
+#[tokio::test]
+async fn a_reconnecting_client_resumes_after_the_node_is_killed_and_restarted() {
+    use quicmq_node::client::{Backoff, ReconnectEvent, ReconnectingClient};
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = NodeProcess::spawn(dir.path());
+    for transport in [Transport::Tcp, Transport::Quic] {
+        let id = format!("phoenix-{transport}");
+        let mut opts = options(&node, transport, &id);
+        opts.clean_start = false;
+        opts.session_expiry_interval = Some(600);
+        // A killed node sends nothing: QUIC notices by the idle timeout.
+        opts.quic_idle_timeout = Duration::from_secs(2);
+        opts.quic_keep_alive_interval = Some(Duration::from_millis(500));
+        let backoff = Backoff {
+            initial: Duration::from_millis(50),
+            max: Duration::from_millis(500),
+            jitter: 0.5,
+        };
+        let (client, _) = ReconnectingClient::connect(opts, backoff).await.unwrap();
+        client
+            .client()
+            .expect("connected")
+            .subscribe(
+                vec![(
+                    format!("{id}/t"),
+                    SubscriptionOptions::new(QoS::AtLeastOnce),
+                )],
+                Properties::default(),
+            )
+            .await
+            .unwrap();
+
+        node.kill9();
+        match tokio::time::timeout(Duration::from_secs(10), client.recv()).await {
+            Ok(Some(ReconnectEvent::Lost(_))) => {}
+            other => panic!("{transport}: the loss is reported: {other:?}"),
+        }
+        node.restart();
+        let (publisher, _) = Client::connect(options(&node, Transport::Tcp, "p"))
+            .await
+            .unwrap();
+        publisher
+            .publish(&format!("{id}/t"), "while away", QoS::AtLeastOnce, false)
+            .await
+            .unwrap();
+        let mut reconnected = false;
+        loop {
+            match tokio::time::timeout(Duration::from_secs(15), client.recv()).await {
+                Ok(Some(ReconnectEvent::Reconnected { connack, .. })) => {
+                    assert!(connack.session_present, "{transport}: session resumed");
+                    reconnected = true;
+                }
+                Ok(Some(ReconnectEvent::Event(event))) => {
+                    let Event::Publish(p) = *event else { continue };
+                    assert!(reconnected);
+                    assert_eq!(&p.payload[..], b"while away");
+                    break;
+                }
+                Ok(Some(ReconnectEvent::Lost(why))) => println!("{transport}: lost again: {why}"),
+                other => panic!("{transport}: {other:?}"),
+            }
+        }
+        // Publishing through it works on the new connection.
+        assert_eq!(
+            client
+                .publish(&format!("{id}/t"), "again", QoS::AtLeastOnce, false)
+                .await
+                .unwrap(),
+            ReasonCode::SUCCESS
+        );
+        client.disconnect().await.unwrap();
+        publisher.disconnect(ReasonCode::SUCCESS).await.unwrap();
+    }
+}

@@ -28,6 +28,7 @@
 //!     clients: 4,
 //!     topic: "bench/%i".into(),
 //!     qos: QoS::AtLeastOnce,
+//!     retain: false,
 //!     payload_size: 64,
 //!     rate: 0.0,
 //!     bound: Bound { count: Some(1000), duration: Duration::from_secs(10) },
@@ -55,7 +56,8 @@ pub use connections::{ConnBench, ConnSettings};
 pub use error::BenchError;
 pub use payload::{unix_nanos, PayloadHeader, HEADER_LEN};
 pub use plan::{
-    client_id, expand_template, shared_filter, Bound, Pacer, StopReason, SubProgress, SubStopRule,
+    client_id, expand_sequence, expand_template, shared_filter, Bound, Pacer, StopReason,
+    SubProgress, SubStopRule,
 };
 pub use progress::{Counters, ProgressMode};
 pub use publisher::{window, PubBench, PubSettings, MAX_WINDOW, QOS0_WINDOW};

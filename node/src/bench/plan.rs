@@ -90,6 +90,18 @@ pub fn expand_template(template: &str, index: usize) -> String {
     template.replace("%i", &index.to_string())
 }
 
+/// `template` with every `%n` replaced by `sequence` (a publisher's
+/// message number, from 0): one topic per message.
+///
+/// ```
+/// use quicmq_node::bench::expand_sequence;
+/// assert_eq!(expand_sequence("bench/0/%n", 42), "bench/0/42");
+/// assert_eq!(expand_sequence("bench/0", 42), "bench/0");
+/// ```
+pub fn expand_sequence(template: &str, sequence: u64) -> String {
+    template.replace("%n", &sequence.to_string())
+}
+
 /// The client identifier of client `index`: `PREFIX-INDEX`.
 pub fn client_id(prefix: &str, index: usize) -> String {
     format!("{prefix}-{index}")
@@ -229,6 +241,7 @@ mod tests {
     #[test]
     fn templates_and_ids() {
         assert_eq!(expand_template("a/%i/b/%i", 3), "a/3/b/3");
+        assert_eq!(expand_sequence(&expand_template("r/%i/%n", 2), 7), "r/2/7");
         assert_eq!(client_id("qb-pub-1f", 12), "qb-pub-1f-12");
     }
 

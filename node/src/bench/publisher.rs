@@ -13,7 +13,7 @@ use crate::client::{Client, ClientError, ClientOptions, QoS, ReasonCode};
 use super::connect::{connect_all, disconnect_all, id_prefix, ErrorTally};
 use super::error::BenchError;
 use super::payload::{unix_nanos, PayloadHeader, HEADER_LEN};
-use super::plan::{expand_template, Bound, Pacer};
+use super::plan::{expand_sequence, expand_template, Bound, Pacer};
 use super::progress::{Counters, ProgressMode};
 use super::stats::{LatencyHistogram, Mode, Summary};
 
@@ -30,10 +30,13 @@ pub struct PubSettings {
     pub options: ClientOptions,
     /// Publishers.
     pub clients: usize,
-    /// Topic; `%i` is replaced by the publisher's index.
+    /// Topic; `%i` is replaced by the publisher's index, `%n` by the
+    /// message's number (from 0, per publisher).
     pub topic: String,
     /// QoS of every message.
     pub qos: QoS,
+    /// Whether every message is retained.
+    pub retain: bool,
     /// Payload bytes, at least [`HEADER_LEN`].
     pub payload_size: usize,
     /// Messages per second per publisher; 0 = as fast as the window
@@ -263,6 +266,8 @@ async fn publish_loop(
     );
     let gate = Arc::new(Semaphore::new(size));
     let topic: Arc<str> = expand_template(&settings.topic, index).into();
+    let topic_per_message = topic.contains("%n");
+    let retain = settings.retain;
     let publisher = u32::try_from(index).unwrap_or(u32::MAX);
     let mut outcome = PublisherOutcome {
         completed: 0,
@@ -311,10 +316,14 @@ async fn publish_loop(
             }
         };
         let client = client.clone();
-        let topic = topic.clone();
+        let topic: Arc<str> = if topic_per_message {
+            expand_sequence(&topic, sent).into()
+        } else {
+            topic.clone()
+        };
         tasks.spawn(async move {
             let begun = Instant::now();
-            let result = client.publish(&topic, payload, qos, false).await;
+            let result = client.publish(&topic, payload, qos, retain).await;
             let at = Instant::now();
             drop(permit);
             Completion {

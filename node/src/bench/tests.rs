@@ -47,6 +47,7 @@ fn pub_settings(opts: ClientOptions, qos: QoS, count: u64) -> PubSettings {
         clients: 2,
         topic: "bench/%i".into(),
         qos,
+        retain: false,
         payload_size: 32,
         rate: 0.0,
         bound: Bound {
@@ -126,6 +127,34 @@ async fn qos0_shared_subscription_over_quic_stops_when_idle() {
     // Each message goes to one member of the group.
     assert_eq!(received.messages, 80, "{received}");
     assert_eq!(received.stop, Some("idle"));
+}
+
+#[tokio::test]
+async fn retained_publishes_one_topic_per_message() {
+    let node = start_node().await;
+    let opts = node.options(Transport::Tcp);
+    let mut settings = pub_settings(opts.clone(), QoS::AtLeastOnce, 5);
+    settings.topic = "kept/%i/%n".into();
+    settings.retain = true;
+    let sent = PubBench::connect(settings, ProgressMode::hidden())
+        .await
+        .unwrap()
+        .run()
+        .await;
+    assert_eq!(sent.messages, 10, "{sent}");
+    assert_eq!(sent.errors, 0, "{sent}");
+    // A subscriber arriving afterwards gets the 10 distinct retained
+    // messages (2 publishers x 5 topics).
+    let mut settings = sub_settings(opts, QoS::AtLeastOnce, Some(10));
+    settings.clients = 1;
+    settings.filter = "kept/#".into();
+    let received = SubBench::connect(settings, ProgressMode::hidden())
+        .await
+        .unwrap()
+        .run()
+        .await;
+    assert_eq!(received.messages, 10, "{received}");
+    assert_eq!(received.stop, Some("all-received"));
 }
 
 #[tokio::test]

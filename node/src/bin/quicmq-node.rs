@@ -28,12 +28,16 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(config: NodeConfig) -> anyhow::Result<()> {
-    let node = RunningNode::start(&config).await.context("cannot start")?;
+    // Before starting: a SIGTERM that arrives while the node starts (its
+    // ports may already accept) shuts it down cleanly once it runs.
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("cannot listen for SIGTERM")?;
+    let node = RunningNode::start(&config).await.context("cannot start")?;
+    let mut left = node.broker().shutdown_signal();
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: shutting down"),
+        _ = quicmq_node::broker::shutdown_started(&mut left) => {}
     }
     node.shutdown().await.context("flushing the data store")?;
     tracing::info!("stopped");

@@ -6,11 +6,12 @@
 //! quicmq sub -h HOST -p PORT -t FILTER [-t FILTER ...] [-q N] [-C COUNT] [-c] [-i CLIENT_ID] [-v]
 //!            [--transport ...] [--cafile FILE | --insecure] [-V 5|311]
 //! quicmq bench pub  [-c CLIENTS] [-t TOPIC] [-q N] [-s SIZE] [-r RATE] [-n COUNT] [-d SECS]
-//!                   [--inflight N] [--json] [connection flags]
+//!                   [--retain] [--inflight N] [--json] [connection flags]
 //! quicmq bench sub  [-c CLIENTS] [-t FILTER] [-q N] [--share GROUP] [-n COUNT] [--idle SECS]
 //!                   [-d SECS] [--receive-maximum N] [--json] [connection flags]
 //! quicmq bench conn [-c CLIENTS] [--rate N] [--max-pending N] [-d SECS]
 //!                   [--endpoint-per-connection] [--json] [connection flags]
+//! quicmq health [--admin HOST:PORT] [--live] [--timeout SECS]
 //! ```
 //!
 //! `sub` prints each message as `TOPIC PAYLOAD` on its own line of stdout
@@ -66,6 +67,23 @@ enum Command {
     Bench(BenchCommand),
     /// Cluster operations through a node's admin HTTP endpoint.
     Cluster(ClusterArgs),
+    /// Health check of a node or router: exits 0 when its admin endpoint
+    /// answers `/health/ready` (or `/health/live`) with HTTP 200, else 1.
+    /// For container health checks (the image has no shell or curl).
+    Health(HealthArgs),
+}
+
+#[derive(Args, Debug)]
+struct HealthArgs {
+    /// Admin HTTP address of the node or router (HOST:PORT).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    admin: String,
+    /// Check liveness (`/health/live`) instead of readiness (`/health/ready`).
+    #[arg(long)]
+    live: bool,
+    /// Seconds to wait for the answer.
+    #[arg(long, default_value_t = 5)]
+    timeout: u64,
 }
 
 #[derive(Args, Debug)]
@@ -309,12 +327,17 @@ struct BenchPubArgs {
     /// Publishers (connections).
     #[arg(short = 'c', long, default_value_t = 1)]
     clients: usize,
-    /// Topic; `%i` is replaced by the publisher's index (0, 1, ...).
+    /// Topic; `%i` is replaced by the publisher's index (0, 1, ...), `%n`
+    /// by the message's number (0, 1, ... per publisher).
     #[arg(short = 't', long, default_value = "bench/%i")]
     topic: String,
     /// Quality of service: 0, 1 or 2.
     #[arg(short = 'q', long, default_value = "0", value_parser = parse_qos)]
     qos: QoS,
+    /// Retain every message (with `%n` in the topic: one retained message
+    /// per publish).
+    #[arg(long)]
+    retain: bool,
     /// Payload size in bytes (at least 16: send time, publisher, sequence).
     #[arg(short = 's', long, default_value_t = 64)]
     size: usize,
@@ -431,6 +454,7 @@ fn main() -> ExitCode {
             Command::Sub(args) => subscribe(args).await,
             Command::Bench(command) => bench(command).await,
             Command::Cluster(args) => cluster(args).await,
+            Command::Health(args) => health(args).await,
         }
     });
     match result {
@@ -578,6 +602,7 @@ async fn bench(command: BenchCommand) -> anyhow::Result<ExitCode> {
                 clients: args.clients,
                 topic: args.topic,
                 qos: args.qos,
+                retain: args.retain,
                 payload_size: args.size,
                 rate: args.rate,
                 bound: Bound {
@@ -720,6 +745,37 @@ async fn cluster(args: ClusterArgs) -> anyhow::Result<ExitCode> {
         Ok(ExitCode::SUCCESS)
     } else {
         eprintln!("quicmq: {} answered HTTP {status}", args.admin);
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+/// `quicmq health`: one GET of `/health/ready` (or `/health/live`); exit 0
+/// on HTTP 200, 1 on anything else, no answer or no connection.
+async fn health(args: HealthArgs) -> anyhow::Result<ExitCode> {
+    let path = if args.live {
+        "/health/live"
+    } else {
+        "/health/ready"
+    };
+    let limit = Duration::from_secs(args.timeout.max(1));
+    let Ok(answer) = tokio::time::timeout(limit, admin_request(&args.admin, "GET", path)).await
+    else {
+        bail!(
+            "{}{path} did not answer within {} s",
+            args.admin,
+            limit.as_secs()
+        );
+    };
+    let (status, body) = answer?;
+    if status == 200 {
+        println!("{}{path}: {}", args.admin, body.trim());
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "quicmq: {}{path} answered HTTP {status}: {}",
+            args.admin,
+            body.trim()
+        );
         Ok(ExitCode::FAILURE)
     }
 }
@@ -922,10 +978,18 @@ mod cli_client {
         assert_eq!(args.count, Some(5000));
         assert_eq!(args.duration, None);
         assert_eq!(args.topic, "bench/%i");
+        assert!(!args.retain);
         assert!(args.json);
         let opts = args.conn.bench_options();
         assert_eq!(opts.port, 1884);
         assert_eq!(opts.client_id, "", "the runner numbers the clients");
+        let cli =
+            Cli::try_parse_from(["quicmq", "bench", "pub", "--retain", "-t", "r/%i/%n"]).unwrap();
+        let Command::Bench(BenchCommand::Pub(args)) = cli.command else {
+            panic!("not bench pub")
+        };
+        assert!(args.retain);
+        assert_eq!(args.topic, "r/%i/%n");
     }
 
     #[test]

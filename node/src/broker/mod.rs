@@ -161,12 +161,16 @@ pub struct Detach {
 }
 
 /// What routing one published message did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub struct RouteOutcome {
     /// Sessions the message was delivered or queued to.
     pub matched: usize,
     /// Whether durable storage was written (flush before acknowledging).
     pub persisted: bool,
+    /// In a cluster, one completion per commit the publisher's
+    /// acknowledgement waits for: durable queues of persistent sessions
+    /// here, and peers that delivered (and durably queued) it.
+    pub durable: Vec<oneshot::Receiver<bool>>,
 }
 
 /// The broker: shared by every connection of every transport.
@@ -417,6 +421,7 @@ impl Broker {
                         tracing::warn!(client_id = %client_id, "a resumed subscription's route was not committed yet");
                     }
                 }
+                self.replay_durable_queue(&cell, &mut session);
                 metrics::counter!("quicmq_cluster_sessions_resumed_total").increment(1);
                 (session, true)
             }
@@ -452,6 +457,55 @@ impl Broker {
             session_present,
             events,
         })
+    }
+
+    /// A session resumed here from another node: its durable queue (what
+    /// the previous owner queued and the client did not acknowledge) goes
+    /// back in flight, resent with DUP in queue order, and into this
+    /// node's store.
+    fn replay_durable_queue(&self, cell: &SessionCell, session: &mut Session) {
+        let Some(link) = &self.cluster else { return };
+        let (next_id, queued): (u64, Vec<(u64, Vec<u8>)>) = link.cluster().shared().read(|s| {
+            s.queue(&cell.client_id)
+                .map(|q| {
+                    (
+                        q.next_id(),
+                        q.iter().map(|(id, r)| (id, r.to_vec())).collect(),
+                    )
+                })
+                .unwrap_or_default()
+        });
+        // This node's IDs for the session go on after every one used.
+        cell.next_seq.fetch_max(next_id, Ordering::Relaxed);
+        let mut packet_id: u16 = 0;
+        let mut replayed = 0u64;
+        for (id, bytes) in queued {
+            let Some(record) = crate::cluster::durable::decode(&bytes) else {
+                tracing::warn!(client_id = %cell.client_id, id, "undecodable durable queue entry skipped");
+                continue;
+            };
+            if let Err(e) = self.store.put_delivery(&cell.client_id, id, &record) {
+                tracing::error!(client_id = %cell.client_id, error = %e, "could not store a replayed delivery");
+            }
+            // In flight (with a packet ID, so resent with DUP) while packet
+            // IDs last; the rest waits in the queue.
+            packet_id = packet_id.saturating_add(1);
+            let delivery = Delivery {
+                seq: id,
+                message: Arc::new(record.message),
+                qos: record.qos,
+                retain: record.retain,
+                subscription_ids: record.subscription_ids,
+                stream: record.stream,
+                packet_id: (packet_id < u16::MAX).then_some(packet_id),
+            };
+            session.restore(delivery, false);
+            replayed += 1;
+        }
+        if replayed > 0 {
+            metrics::counter!(m::DURABLE_REPLAYED).increment(replayed);
+            tracing::info!(client_id = %cell.client_id, replayed, "replayed the durable queue of a resumed session");
+        }
     }
 
     /// Another node took `client_id`'s session (or this node left the
@@ -569,7 +623,12 @@ impl Broker {
                 StoreOp::MarkReleased { seq, packet_id } => {
                     self.store.mark_released(&cell.client_id, seq, packet_id)
                 }
-                StoreOp::Remove { seq } => self.store.remove_delivery(&cell.client_id, seq),
+                StoreOp::Remove { seq } => {
+                    if let Some(link) = &self.cluster {
+                        link.durable().ack(&cell.client_id, seq);
+                    }
+                    self.store.remove_delivery(&cell.client_id, seq)
+                }
                 StoreOp::AddIncoming { packet_id } => {
                     self.store.set_incoming(&cell.client_id, packet_id, true)
                 }
@@ -829,7 +888,7 @@ impl Broker {
         };
         let mut outcome = self.deliver_local(message.clone(), &selection);
         if forwarded > 0 {
-            link.forward(&message, plan);
+            outcome.durable.extend(link.forward(&message, plan));
             outcome.matched += forwarded;
         }
         outcome
@@ -878,15 +937,22 @@ impl Broker {
                 packet_id: None,
             };
             outcome.matched += 1;
-            outcome.persisted |= self.deliver(&cell, delivery);
+            let (persisted, durable) = self.deliver(&cell, delivery);
+            outcome.persisted |= persisted;
+            outcome.durable.extend(durable);
         }
         outcome
     }
 
     /// Hand a delivery to a session. Returns whether it was written to
-    /// durable storage.
-    pub fn deliver(&self, cell: &SessionCell, delivery: Delivery) -> bool {
-        let persisted = self.persist_delivery(cell, &delivery);
+    /// durable storage and, in a cluster, the commit of the session's
+    /// durable queue to wait for.
+    pub fn deliver(
+        &self,
+        cell: &SessionCell,
+        delivery: Delivery,
+    ) -> (bool, Option<oneshot::Receiver<bool>>) {
+        let (persisted, durable) = self.persist_delivery(cell, &delivery);
         let mut slot = cell.slot();
         match &mut *slot {
             Slot::Online { tx, .. } => {
@@ -901,13 +967,19 @@ impl Broker {
                 self.enqueue_into(cell, session, delivery);
             }
         }
-        persisted
+        (persisted, durable)
     }
 
-    /// Write a QoS 1/2 delivery to a persistent session to durable storage.
-    pub fn persist_delivery(&self, cell: &SessionCell, delivery: &Delivery) -> bool {
+    /// Write a QoS 1/2 delivery to a persistent session to durable storage:
+    /// this node's store and, in a cluster, the session's replicated
+    /// durable queue (the receiver says when that committed).
+    pub fn persist_delivery(
+        &self,
+        cell: &SessionCell,
+        delivery: &Delivery,
+    ) -> (bool, Option<oneshot::Receiver<bool>>) {
         if delivery.qos == QoS::AtMostOnce || !cell.persistent.load(Ordering::Relaxed) {
-            return false;
+            return (false, None);
         }
         let record = DeliveryRecord {
             message: (*delivery.message).clone(),
@@ -916,14 +988,18 @@ impl Broker {
             subscription_ids: delivery.subscription_ids.clone(),
             stream: delivery.stream,
         };
+        let durable = self
+            .cluster
+            .as_ref()
+            .map(|link| link.durable().push(&cell.client_id, delivery.seq, &record));
         match self
             .store
             .put_delivery(&cell.client_id, delivery.seq, &record)
         {
-            Ok(()) => true,
+            Ok(()) => (true, durable),
             Err(e) => {
                 tracing::error!(client_id = %cell.client_id, error = %e, "could not store a delivery");
-                false
+                (false, durable)
             }
         }
     }

@@ -69,6 +69,7 @@ struct Handle {
     events: Mutex<mpsc::Receiver<Event>>,
     closed_reported: AtomicBool,
     local_addr: Option<SocketAddr>,
+    tls_resumed: Option<bool>,
 }
 
 impl Drop for Handle {
@@ -158,6 +159,16 @@ impl Client {
             Link::Quic { endpoint, .. } => endpoint.local_addr().ok(),
             Link::Stream => self.handle.local_addr,
         }
+    }
+
+    /// Over TLS on TCP: whether the handshake resumed an earlier session
+    /// with a ticket (no certificate exchanged). `None` over plain TCP and
+    /// over QUIC (quinn does not expose the handshake kind; the node's
+    /// `quicmq_tls_tickets_opened_total` counts resumptions). Tickets are
+    /// kept per process and, with a cluster, any node's ticket resumes on
+    /// every node.
+    pub fn tls_resumed(&self) -> Option<bool> {
+        self.handle.tls_resumed
     }
 
     /// QoS 1 and 2 publishes of the connection waiting for their final
@@ -503,6 +514,7 @@ impl Client {
                 events: Mutex::new(events),
                 closed_reported: AtomicBool::new(false),
                 local_addr: None,
+                tls_resumed: self.handle.tls_resumed,
             }),
         })
     }
@@ -572,6 +584,7 @@ async fn connect(opts: &ClientOptions) -> Result<(Client, ConnAck), ClientError>
         mut reader,
         mut writer,
         local_addr,
+        tls_resumed,
     } = transport::establish(opts).await?;
     let abandon = |link: &Link, why: &str| {
         if let Link::Quic { connection, .. } = link {
@@ -658,6 +671,7 @@ async fn connect(opts: &ClientOptions) -> Result<(Client, ConnAck), ClientError>
             events: Mutex::new(events),
             closed_reported: AtomicBool::new(false),
             local_addr,
+            tls_resumed,
         }),
     };
     Ok((client, connack))

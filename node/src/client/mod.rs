@@ -39,6 +39,7 @@ mod keepalive;
 mod options;
 mod packet_ids;
 mod quota;
+mod reconnect;
 mod requests;
 mod stream;
 #[cfg(test)]
@@ -50,6 +51,7 @@ pub use error::ClientError;
 pub use event::Event;
 pub use handle::Client;
 pub use options::{ClientOptions, TlsOptions, Transport};
+pub use reconnect::{Backoff, ReconnectEvent, ReconnectingClient};
 
 pub use quicmq_proto::mqtt::{
     ConnAck, Disconnect, LastWill, Properties, ProtocolVersion, Publish, QoS, ReasonCode,

@@ -19,6 +19,9 @@ pub(crate) struct Established {
     pub(crate) writer: StreamWriter,
     /// Local address for TCP/TLS (QUIC asks its endpoint, which may rebind).
     pub(crate) local_addr: Option<SocketAddr>,
+    /// Whether the TLS handshake resumed a session (`None`: plain TCP, or
+    /// QUIC, whose handshake kind quinn does not expose).
+    pub(crate) tls_resumed: Option<bool>,
 }
 
 /// Resolves `host:port`, IPv4 addresses first.
@@ -51,6 +54,7 @@ pub(crate) async fn establish(opts: &ClientOptions) -> Result<Established, Clien
                 reader: Box::new(reader),
                 writer: StreamWriter::Io(Box::new(writer)),
                 local_addr,
+                tls_resumed: None,
             })
         }
         Transport::Tls => {
@@ -62,12 +66,15 @@ pub(crate) async fn establish(opts: &ClientOptions) -> Result<Established, Clien
                 .connect(name, tcp)
                 .await
                 .map_err(|e| ClientError::Tls(e.to_string()))?;
+            let resumed =
+                stream.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
             let (reader, writer) = tokio::io::split(stream);
             Ok(Established {
                 link: Link::Stream,
                 reader: Box::new(reader),
                 writer: StreamWriter::Io(Box::new(writer)),
                 local_addr,
+                tls_resumed: Some(resumed),
             })
         }
         Transport::Quic => connect_quic(opts, addrs[0]).await,
@@ -154,6 +161,8 @@ async fn connect_quic(opts: &ClientOptions, addr: SocketAddr) -> Result<Establis
         reader: Box::new(recv),
         writer: StreamWriter::Quic(send),
         local_addr: None,
+        // quinn does not expose rustls' handshake kind.
+        tls_resumed: None,
     })
 }
 

@@ -4,11 +4,14 @@
 //! - [`Forwarder`]: per peer, a bounded queue and a task that keeps one
 //!   long-lived bidirectional stream open to the peer, sends the queue in
 //!   batches, and keeps each batch until the peer acknowledges it (resent
-//!   after a reconnection; the peer skips batches it already handled).
+//!   after a reconnection; the peer skips batches it already handled). A
+//!   QoS 1/2 message can carry a completion: told `true` once the peer
+//!   acknowledged its batch as complete, `false` otherwise.
 //! - [`ForwardService`]: the receiving side; delivers each forwarded
-//!   message to the local sessions the origin picked this node for, then
-//!   acknowledges the batch (after the store is flushed when a delivery to
-//!   a persistent session was written).
+//!   message to the local sessions the origin picked this node for, waits
+//!   until deliveries to persistent sessions are committed to their
+//!   durable queues, then acknowledges the batch (`incomplete` when one
+//!   could not be).
 
 use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
@@ -23,7 +26,7 @@ use quicmq_proto::cluster::v1::{
 use quicmq_proto::mqtt::{Properties, QoS};
 use quicmq_raft::command::MemberState;
 use quicmq_raft::{ClusterNode, NodeId};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
@@ -44,8 +47,30 @@ pub struct Forwarder {
     peers: Mutex<HashMap<NodeId, PeerQueue>>,
 }
 
+/// A message for a peer and who waits for its acknowledgement.
+type Outgoing = (ForwardedPublish, Option<oneshot::Sender<bool>>);
+
+/// A batch sent and not yet acknowledged, with the completions of its
+/// messages.
+struct Unacked {
+    batch: ForwardBatch,
+    done: Vec<oneshot::Sender<bool>>,
+}
+
+impl Unacked {
+    fn complete(self, ok: bool) {
+        for done in self.done {
+            let _ = done.send(ok);
+        }
+    }
+}
+
+/// How long a durable commit of forwarded deliveries may take before the
+/// batch is acknowledged as incomplete.
+const DURABLE_TIMEOUT: Duration = Duration::from_secs(8);
+
 struct PeerQueue {
-    tx: mpsc::Sender<ForwardedPublish>,
+    tx: mpsc::Sender<Outgoing>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -66,17 +91,27 @@ impl Forwarder {
     }
 
     /// Queues `publish` for `peer` (dropped, and counted, when the peer's
-    /// queue is full).
-    pub fn send(&self, peer: NodeId, publish: ForwardedPublish) {
+    /// queue is full). `done`, if given, learns whether the peer
+    /// acknowledged the message as delivered and durably queued (`false`
+    /// when dropped, incomplete, or the peer left).
+    pub fn send(
+        &self,
+        peer: NodeId,
+        publish: ForwardedPublish,
+        done: Option<oneshot::Sender<bool>>,
+    ) {
         let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
         let queue = peers.entry(peer).or_insert_with(|| {
             let (tx, rx) = mpsc::channel(PEER_QUEUE);
             let task = tokio::spawn(run_peer(self.node.clone(), peer, self.incarnation, rx));
             PeerQueue { tx, task }
         });
-        match queue.tx.try_send(publish) {
+        match queue.tx.try_send((publish, done)) {
             Ok(()) => metrics::counter!("quicmq_forwarded_messages_total").increment(1),
-            Err(_) => {
+            Err(e) => {
+                if let (_, Some(done)) = e.into_inner() {
+                    let _ = done.send(false);
+                }
                 metrics::counter!("quicmq_messages_dropped_total", "reason" => "forward_queue_full")
                     .increment(1);
             }
@@ -103,9 +138,9 @@ async fn run_peer(
     node: ClusterNode,
     peer: NodeId,
     incarnation: u64,
-    mut queue: mpsc::Receiver<ForwardedPublish>,
+    mut queue: mpsc::Receiver<Outgoing>,
 ) {
-    let mut unacked: VecDeque<ForwardBatch> = VecDeque::new();
+    let mut unacked: VecDeque<Unacked> = VecDeque::new();
     let mut next_seq = 1u64;
     let mut backoff = Duration::from_millis(50);
     loop {
@@ -145,8 +180,8 @@ async fn stream_to(
     peer: NodeId,
     addr: &str,
     incarnation: u64,
-    queue: &mut mpsc::Receiver<ForwardedPublish>,
-    unacked: &mut VecDeque<ForwardBatch>,
+    queue: &mut mpsc::Receiver<Outgoing>,
+    unacked: &mut VecDeque<Unacked>,
     next_seq: &mut u64,
 ) -> Result<(), String> {
     let channel = node.channels().get(addr).map_err(|e| e.to_string())?;
@@ -174,35 +209,51 @@ async fn stream_to(
         }) => w,
         _ => return Err("no welcome".into()),
     };
-    while unacked.front().is_some_and(|b| b.seq <= welcome.last_seq) {
-        unacked.pop_front();
+    // Handled before the stream broke, but whether completely is unknown:
+    // not acknowledged as complete.
+    while unacked
+        .front()
+        .is_some_and(|b| b.batch.seq <= welcome.last_seq)
+    {
+        if let Some(b) = unacked.pop_front() {
+            b.complete(false);
+        }
     }
-    for batch in unacked.iter() {
-        send_batch(&out_tx, batch.clone()).await?;
+    for b in unacked.iter() {
+        send_batch(&out_tx, b.batch.clone()).await?;
     }
     loop {
         tokio::select! {
             ack = inbound.message() => match ack.map_err(|s| s.to_string())? {
-                Some(ForwardResponse { frame: Some(forward_response::Frame::Ack(ForwardAck { seq })) }) => {
-                    while unacked.front().is_some_and(|b| b.seq <= seq) {
-                        unacked.pop_front();
+                Some(ForwardResponse { frame: Some(forward_response::Frame::Ack(ForwardAck { seq, incomplete })) }) => {
+                    while unacked.front().is_some_and(|b| b.batch.seq <= seq) {
+                        if let Some(b) = unacked.pop_front() {
+                            // Earlier batches were acknowledged one by one;
+                            // one skipped here got no answer of its own.
+                            let ok = b.batch.seq == seq && !incomplete;
+                            b.complete(ok);
+                        }
                     }
                 }
                 Some(_) => return Err("unexpected frame".into()),
                 None => return Err("peer closed the stream".into()),
             },
             first = queue.recv(), if unacked.len() < UNACKED_MAX => {
-                let Some(first) = first else { return Ok(()) };
+                let Some((first, done)) = first else { return Ok(()) };
                 let mut publishes = vec![first];
+                let mut waiting: Vec<oneshot::Sender<bool>> = done.into_iter().collect();
                 while publishes.len() < BATCH_MAX {
                     match queue.try_recv() {
-                        Ok(p) => publishes.push(p),
+                        Ok((p, done)) => {
+                            publishes.push(p);
+                            waiting.extend(done);
+                        }
                         Err(_) => break,
                     }
                 }
                 let batch = ForwardBatch { seq: *next_seq, publishes };
                 *next_seq += 1;
-                unacked.push_back(batch.clone());
+                unacked.push_back(Unacked { batch: batch.clone(), done: waiting });
                 send_batch(&out_tx, batch).await?;
             }
         }
@@ -314,8 +365,9 @@ impl forward_server::Forward for ForwardService {
                         return;
                     }
                 };
+                let mut incomplete = false;
                 if batch.seq > last {
-                    deliver_batch(&broker, &batch).await;
+                    incomplete = !deliver_batch(&broker, &batch).await;
                     last = batch.seq;
                     handled
                         .lock()
@@ -323,7 +375,10 @@ impl forward_server::Forward for ForwardService {
                         .insert(key, last);
                 }
                 let ack = ForwardResponse {
-                    frame: Some(forward_response::Frame::Ack(ForwardAck { seq: batch.seq })),
+                    frame: Some(forward_response::Frame::Ack(ForwardAck {
+                        seq: batch.seq,
+                        incomplete,
+                    })),
                 };
                 if tx.send(Ok(ack)).await.is_err() {
                     return;
@@ -334,9 +389,12 @@ impl forward_server::Forward for ForwardService {
     }
 }
 
-async fn deliver_batch(broker: &Broker, batch: &ForwardBatch) {
+/// Delivers a batch; returns whether every delivery to a persistent
+/// session was durably queued.
+async fn deliver_batch(broker: &Broker, batch: &ForwardBatch) -> bool {
     let now = now_ms();
     let mut persisted = false;
+    let mut durable = Vec::new();
     for publish in &batch.publishes {
         let Some(message) = from_forwarded(publish, now) else {
             metrics::counter!("quicmq_forward_rejected_total").increment(1);
@@ -345,13 +403,17 @@ async fn deliver_batch(broker: &Broker, batch: &ForwardBatch) {
         let outcome =
             broker.deliver_forwarded(Arc::new(message), publish.ordinary, &publish.shared_groups);
         persisted |= outcome.persisted;
+        durable.extend(outcome.durable);
     }
     metrics::counter!("quicmq_forward_received_total").increment(batch.publishes.len() as u64);
+    let mut complete = true;
     if persisted {
         if let Err(e) = broker.flush().await {
             tracing::error!("could not flush forwarded deliveries: {e}");
+            complete = false;
         }
     }
+    complete && crate::cluster::durable::all_committed(durable, DURABLE_TIMEOUT).await
 }
 
 /// The forwarding form of a message.

@@ -12,10 +12,12 @@ use quicmq_raft::state::StateChange;
 use quicmq_raft::{ClusterError, ClusterNode, NodeId};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+use super::durable::DurableQueues;
 use super::forward::Forwarder;
 use super::route_table::RouteTable;
 use super::sessions::{self, SessionChange};
 use crate::broker::{Broker, Message};
+use quicmq_proto::mqtt::QoS;
 
 /// How long route changes gather before one proposal carries them all.
 const ROUTE_BATCH_WINDOW: Duration = Duration::from_millis(2);
@@ -49,17 +51,21 @@ pub struct ClusterLink {
     route_tx: mpsc::UnboundedSender<RouteRequest>,
     session_tx: mpsc::UnboundedSender<SessionChange>,
     forwarder: Forwarder,
+    durable: DurableQueues,
     broker: OnceLock<Weak<Broker>>,
 }
 
 impl ClusterLink {
     /// Links a broker to `node`: mirrors the route table, starts the route
-    /// batcher and the forwarder. Call from within the runtime.
-    pub fn start(node: ClusterNode) -> Arc<ClusterLink> {
+    /// batcher, the forwarder and the durable queue writer (queues of at
+    /// most `durable_limit` messages per session). Call from within the
+    /// runtime.
+    pub fn start(node: ClusterNode, durable_limit: u32) -> Arc<ClusterLink> {
         let (route_tx, route_rx) = mpsc::unbounded_channel();
         let (session_tx, session_rx) = mpsc::unbounded_channel();
         let link = Arc::new(ClusterLink {
             forwarder: Forwarder::new(node.clone()),
+            durable: DurableQueues::start(node.clone(), durable_limit),
             node,
             routes: RwLock::new(RouteTable::default()),
             local_filters: Mutex::new(HashMap::new()),
@@ -233,14 +239,32 @@ impl ClusterLink {
         }
     }
 
-    /// Sends `message` to the peers of `plan`.
-    pub fn forward(&self, message: &Message, plan: ForwardPlan) {
+    /// Sends `message` to the peers of `plan`. For a QoS 1/2 message,
+    /// returns one completion per peer: `true` once the peer delivered it
+    /// and committed it to the durable queues of the persistent sessions
+    /// it reached.
+    pub fn forward(&self, message: &Message, plan: ForwardPlan) -> Vec<oneshot::Receiver<bool>> {
+        let mut completions = Vec::new();
         for (node, ordinary, groups) in plan.peers {
+            let done = if message.qos == QoS::AtMostOnce {
+                None
+            } else {
+                let (tx, rx) = oneshot::channel();
+                completions.push(rx);
+                Some(tx)
+            };
             self.forwarder.send(
                 node,
                 super::forward::to_forwarded(message, self.node_id(), ordinary, groups),
+                done,
             );
         }
+        completions
+    }
+
+    /// The durable queues of persistent sessions.
+    pub fn durable(&self) -> &DurableQueues {
+        &self.durable
     }
 
     /// Commits a retained message (or its deletion, for an empty payload)
@@ -351,6 +375,11 @@ async fn follow_state(
                             rebuilt = true;
                         }
                         StateChange::Member(node) => link.forwarder.member_changed(*node),
+                        StateChange::QueueOverflow { owner, dropped, .. }
+                            if *owner == link.node_id() =>
+                        {
+                            metrics::counter!(crate::metrics::DURABLE_DROPPED).increment(*dropped);
+                        }
                         StateChange::SessionOwner {
                             client_id,
                             previous: Some(previous),

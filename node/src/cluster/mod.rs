@@ -7,11 +7,13 @@
 //! cluster keys — so every node of a cluster mints routable CIDs under one
 //! configuration and shares the reset and token keys.
 
+pub mod durable;
 pub mod forward;
 pub mod link;
 pub mod retained_mirror;
 pub mod route_table;
 pub mod sessions;
+pub mod ticket_keys;
 
 pub use forward::{ForwardService, Forwarder};
 pub use link::ClusterLink;

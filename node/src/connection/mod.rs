@@ -9,8 +9,10 @@
 
 pub mod stream;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -140,6 +142,18 @@ struct ClientLimits {
     topic_alias_maximum: u16,
 }
 
+/// How long a publisher's acknowledgement may wait for the cluster to
+/// commit the message to durable queues before it is refused (0x80).
+const DURABLE_ACK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A PUBACK or PUBREC that waits for durable commits; sent in the order
+/// the PUBLISHes came (MQTT requires it).
+struct PendingAck {
+    stream: u64,
+    packet: Packet,
+    committed: Pin<Box<dyn Future<Output = bool> + Send>>,
+}
+
 struct Connection {
     broker: Arc<Broker>,
     link: Link,
@@ -159,6 +173,7 @@ struct Connection {
     takeover: Option<oneshot::Sender<Session>>,
     scratch: BytesMut,
     early: Vec<Inbound>,
+    pending_acks: VecDeque<PendingAck>,
 }
 
 impl Connection {
@@ -270,6 +285,7 @@ impl Connection {
             takeover: None,
             scratch: BytesMut::new(),
             early,
+            pending_acks: VecDeque::new(),
         };
         let mut properties = Properties::default();
         if v5 {
@@ -339,6 +355,9 @@ impl Connection {
                     None => Err(Close::Silently),
                 },
                 _ = budget.drained(), if backlog => self.flush_session(),
+                committed = next_commit(&mut self.pending_acks), if !self.pending_acks.is_empty() => {
+                    self.on_committed(committed)
+                }
                 _ = sleep_until(deadline) => {
                     tracing::debug!(client_id = %self.client_id, "keep alive expired");
                     Err(Close::Reason(ReasonCode::KEEP_ALIVE_TIMEOUT))
@@ -682,7 +701,7 @@ impl Connection {
         }
         metrics::counter!(m::MESSAGES_PUBLISHED).increment(1);
         let message = Message::from_publish(publish, Some(self.client_id.to_string()), now_ms());
-        let outcome = match self.broker.publish_from_client(Arc::new(message)).await {
+        let mut outcome = match self.broker.publish_from_client(Arc::new(message)).await {
             Ok(outcome) => outcome,
             Err(e) => {
                 // The retained message could not be committed (this node
@@ -744,7 +763,61 @@ impl Connection {
             QoS::AtLeastOnce => Packet::PubAck(response),
             _ => Packet::PubRec(response),
         };
-        self.send(stream, packet)
+        let durable = std::mem::take(&mut outcome.durable);
+        if durable.is_empty() && self.pending_acks.is_empty() {
+            return self.send(stream, packet);
+        }
+        // Acknowledged once the cluster committed the message to the
+        // durable queues it reached (and after every earlier one).
+        self.pending_acks.push_back(PendingAck {
+            stream,
+            packet,
+            committed: Box::pin(crate::cluster::durable::all_committed(
+                durable,
+                DURABLE_ACK_TIMEOUT,
+            )),
+        });
+        Ok(())
+    }
+
+    /// The oldest pending acknowledgement's commits are done: send it (or,
+    /// if they failed, refuse the PUBLISH: 0x80 for 5.0, closing for
+    /// 3.1.1, which has no negative acknowledgement), then every following
+    /// one that is ready too.
+    fn on_committed(&mut self, committed: bool) -> Result<(), Close> {
+        let Some(pending) = self.pending_acks.pop_front() else {
+            return Ok(());
+        };
+        self.send_acknowledgement(pending, committed)?;
+        while let Some(front) = self.pending_acks.front_mut() {
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            let std::task::Poll::Ready(committed) = front.committed.as_mut().poll(&mut cx) else {
+                break;
+            };
+            let Some(pending) = self.pending_acks.pop_front() else {
+                break;
+            };
+            self.send_acknowledgement(pending, committed)?;
+        }
+        Ok(())
+    }
+
+    fn send_acknowledgement(&mut self, pending: PendingAck, committed: bool) -> Result<(), Close> {
+        if committed {
+            return self.send(pending.stream, pending.packet);
+        }
+        metrics::counter!(m::MESSAGES_DROPPED, "reason" => "not_durable").increment(1);
+        if self.version == ProtocolVersion::V311 {
+            return Err(
+                self.protocol_error("message not durably queued", ReasonCode::UNSPECIFIED_ERROR)
+            );
+        }
+        let packet = match pending.packet {
+            Packet::PubAck(r) => Packet::PubAck(refused(r.packet_id)),
+            Packet::PubRec(r) => Packet::PubRec(refused(r.packet_id)),
+            other => other,
+        };
+        self.send(pending.stream, packet)
     }
 
     async fn on_subscribe(&mut self, stream: u64, subscribe: Subscribe) -> Result<(), Close> {
@@ -830,6 +903,14 @@ impl Connection {
         }
         if self.session.is_persistent() {
             self.broker.persist_session(&self.session, None);
+            // The subscription must outlive a crash once it is
+            // acknowledged.
+            if let Err(e) = self.broker.flush().await {
+                tracing::error!(error = %e, "could not flush the data store");
+                return Err(
+                    self.protocol_error("data store failure", ReasonCode::UNSPECIFIED_ERROR)
+                );
+            }
         }
         self.send(
             stream,
@@ -896,5 +977,28 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
+    }
+}
+
+/// Waits for the oldest pending acknowledgement's commits.
+async fn next_commit(pending: &mut VecDeque<PendingAck>) -> bool {
+    match pending.front_mut() {
+        Some(front) => front.committed.as_mut().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A PUBACK/PUBREC refusing a message the cluster could not queue
+/// durably.
+fn refused(packet_id: u16) -> PublishResponse {
+    PublishResponse {
+        packet_id,
+        reason_code: ReasonCode::UNSPECIFIED_ERROR,
+        properties: Properties {
+            reason_string: Some(
+                "not durably queued: the cluster could not commit it; publish again".into(),
+            ),
+            ..Properties::default()
+        },
     }
 }

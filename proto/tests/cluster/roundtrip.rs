@@ -168,7 +168,10 @@ fn forward_stream_frames() {
         })),
     });
     roundtrip(&ForwardResponse {
-        frame: Some(forward_response::Frame::Ack(ForwardAck { seq: 42 })),
+        frame: Some(forward_response::Frame::Ack(ForwardAck {
+            seq: 42,
+            incomplete: false,
+        })),
     });
 }
 
@@ -382,5 +385,6 @@ fn admin_messages() {
         }],
         retained_messages: 10,
         persistent_sessions: 20,
+        queued_messages: 30,
     });
 }

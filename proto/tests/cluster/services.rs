@@ -102,7 +102,10 @@ impl Forward for Node {
                     })
                 }
                 Some(forward_request::Frame::Batch(batch)) => {
-                    forward_response::Frame::Ack(ForwardAck { seq: batch.seq })
+                    forward_response::Frame::Ack(ForwardAck {
+                        seq: batch.seq,
+                        incomplete: false,
+                    })
                 }
                 None => return Err(Status::invalid_argument("empty frame")),
             };
@@ -329,7 +332,12 @@ async fn bidirectional_forwarding() {
             node_id: 1,
             last_seq: 0,
         }))
-        .chain((1..=3).map(|seq| forward_response::Frame::Ack(ForwardAck { seq })))
+        .chain((1..=3).map(|seq| {
+            forward_response::Frame::Ack(ForwardAck {
+                seq,
+                incomplete: false,
+            })
+        }))
         .map(|frame| ForwardResponse { frame: Some(frame) })
         .collect();
     assert_eq!(responses, expected);

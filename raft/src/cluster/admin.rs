@@ -200,6 +200,7 @@ pub(crate) fn status(node: &ClusterNode, include_routes: bool) -> StatusResponse
             routes,
             retained_messages: s.retained().len() as u64,
             persistent_sessions: s.sessions().len() as u64,
+            queued_messages: s.queued_messages() as u64,
         }
     })
 }

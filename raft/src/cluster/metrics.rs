@@ -32,6 +32,7 @@ pub(super) async fn export(
             metrics::gauge!("quicmq_raft_apply_lag").set(last_log.saturating_sub(applied) as f64);
             metrics::gauge!("quicmq_raft_snapshot_index")
                 .set(m.snapshot.map_or(0, |l| l.index) as f64);
+            metrics::gauge!("quicmq_raft_purged_index").set(m.purged.map_or(0, |l| l.index) as f64);
             let membership = m.membership_config.membership();
             metrics::gauge!("quicmq_raft_voters").set(membership.voter_ids().count() as f64);
             metrics::gauge!("quicmq_raft_learners").set(membership.learner_ids().count() as f64);

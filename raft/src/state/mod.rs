@@ -7,16 +7,21 @@
 //! testable without Raft.
 
 mod members;
+mod queues;
 mod routes;
+mod ticket_keys;
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 pub use self::members::{JoinRefused, Members};
+pub use self::queues::DurableQueue;
 pub use self::routes::Routes;
+pub use self::ticket_keys::{next_ticket_key_due, ticket_key_accepted_until};
 use crate::command::{
-    Command, CommandResponse, KeysRecord, QuicLbRecord, RetainOp, RetainedRecord, SessionRecord,
+    Command, CommandResponse, KeysRecord, QueueOp, QuicLbRecord, RetainOp, RetainedRecord,
+    SessionRecord, TicketKeyRecord,
 };
 use crate::NodeId;
 
@@ -44,6 +49,18 @@ pub enum StateChange {
     },
     /// A persistent session was removed.
     SessionRemoved(String),
+    /// The TLS session-ticket keys changed.
+    TicketKeys,
+    /// A durable queue exceeded its limit: its oldest messages were
+    /// dropped.
+    QueueOverflow {
+        /// The session's client ID.
+        client_id: String,
+        /// Its owner (which counts the drop).
+        owner: NodeId,
+        /// How many messages were dropped.
+        dropped: u64,
+    },
     /// The whole state was replaced by a snapshot: anything may differ.
     Replaced,
 }
@@ -58,6 +75,8 @@ pub struct ClusterState {
     routes: Routes,
     retained: BTreeMap<String, RetainedRecord>,
     sessions: BTreeMap<String, SessionRecord>,
+    ticket_keys: Vec<TicketKeyRecord>,
+    queues: BTreeMap<String, DurableQueue>,
 }
 
 impl ClusterState {
@@ -94,6 +113,22 @@ impl ClusterState {
     /// Persistent sessions by client ID.
     pub fn sessions(&self) -> &BTreeMap<String, SessionRecord> {
         &self.sessions
+    }
+
+    /// The durable queue of a persistent session, if it holds messages.
+    pub fn queue(&self, client_id: &str) -> Option<&DurableQueue> {
+        self.queues.get(client_id)
+    }
+
+    /// Messages in all durable queues.
+    pub fn queued_messages(&self) -> usize {
+        self.queues.values().map(DurableQueue::len).sum()
+    }
+
+    /// The TLS session-ticket keys, oldest first; the last one seals new
+    /// tickets.
+    pub fn ticket_keys(&self) -> &[TicketKeyRecord] {
+        &self.ticket_keys
     }
 
     /// Applies one command, appending what changed to `changes`.
@@ -187,6 +222,9 @@ impl ClusterState {
                 clean_start,
             } => {
                 let previous = self.sessions.get(client_id).cloned();
+                if *clean_start {
+                    self.queues.remove(client_id);
+                }
                 let mut record = session.clone();
                 record.owner = Some(*node_id);
                 if !*clean_start && record.subscriptions.is_empty() {
@@ -226,6 +264,7 @@ impl ClusterState {
             Command::RemoveSession { client_id, node_id } => match self.sessions.get(client_id) {
                 Some(stored) if stored.owner == *node_id => {
                     self.sessions.remove(client_id);
+                    self.queues.remove(client_id);
                     changes.push(StateChange::SessionRemoved(client_id.clone()));
                     CommandResponse::Applied(true)
                 }
@@ -234,6 +273,61 @@ impl ClusterState {
             Command::Batch(commands) => {
                 CommandResponse::Batch(commands.iter().map(|c| self.apply(c, changes)).collect())
             }
+            Command::Queue(ops) => CommandResponse::Batch(
+                ops.iter()
+                    .map(|op| CommandResponse::Applied(self.apply_queue_op(op, changes)))
+                    .collect(),
+            ),
+            Command::AddTicketKey { key, now_ms } => {
+                let added = ticket_keys::add(&mut self.ticket_keys, key, *now_ms);
+                if added {
+                    changes.push(StateChange::TicketKeys);
+                }
+                CommandResponse::Applied(added)
+            }
+        }
+    }
+
+    fn apply_queue_op(&mut self, op: &QueueOp, changes: &mut Vec<StateChange>) -> bool {
+        match op {
+            QueueOp::Push {
+                client_id,
+                owner,
+                id,
+                record,
+                limit,
+            } => {
+                let owned = self
+                    .sessions
+                    .get(client_id)
+                    .is_some_and(|s| s.owner == Some(*owner));
+                if !owned {
+                    return false;
+                }
+                let queue = self.queues.entry(client_id.clone()).or_default();
+                match queue.push(*id, record.clone(), *limit) {
+                    None => false,
+                    Some(0) => true,
+                    Some(dropped) => {
+                        changes.push(StateChange::QueueOverflow {
+                            client_id: client_id.clone(),
+                            owner: *owner,
+                            dropped,
+                        });
+                        true
+                    }
+                }
+            }
+            // From any node: IDs are never reused, so a late
+            // acknowledgement from a previous owner removes only what its
+            // client acknowledged.
+            QueueOp::Ack { client_id, ids, .. } => match self.queues.get_mut(client_id) {
+                Some(queue) => {
+                    queue.ack(ids);
+                    true
+                }
+                None => false,
+            },
         }
     }
 }

@@ -232,3 +232,99 @@ fn state_round_trips_through_bincode() {
     let back: ClusterState = bincode::deserialize(&bytes).unwrap();
     assert_eq!(back, s);
 }
+
+fn push(client_id: &str, owner: NodeId, id: u64) -> QueueOp {
+    QueueOp::Push {
+        client_id: client_id.into(),
+        owner,
+        id,
+        record: vec![id as u8],
+        limit: 2,
+    }
+}
+
+#[test]
+fn durable_queues_follow_the_session_owner() {
+    let mut s = ClusterState::default();
+    let claim = |node_id, clean_start| Command::ClaimSession {
+        client_id: "c".into(),
+        node_id,
+        session: session(&["q"]),
+        clean_start,
+    };
+    apply(&mut s, claim(1, true));
+    let (r, _) = apply(
+        &mut s,
+        Command::Queue(vec![push("c", 1, 1), push("c", 2, 2), push("nobody", 1, 1)]),
+    );
+    assert_eq!(
+        r,
+        CommandResponse::Batch(vec![
+            CommandResponse::Applied(true),
+            CommandResponse::Applied(false),
+            CommandResponse::Applied(false),
+        ]),
+        "only the owner queues, only for a session"
+    );
+    // Past the limit the oldest goes, and the owner hears of it.
+    let (_, changes) = apply(
+        &mut s,
+        Command::Queue(vec![push("c", 1, 2), push("c", 1, 3)]),
+    );
+    assert_eq!(
+        changes,
+        vec![StateChange::QueueOverflow {
+            client_id: "c".into(),
+            owner: 1,
+            dropped: 1
+        }]
+    );
+    // Resumed on node 2: the queue stays for it to replay; node 1 can no
+    // longer change it.
+    apply(&mut s, claim(2, false));
+    let ids = |s: &ClusterState| {
+        s.queue("c")
+            .map(|q| q.iter().map(|(id, _)| id).collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    assert_eq!(ids(&s), [2, 3]);
+    let ack = |owner| {
+        Command::Queue(vec![QueueOp::Ack {
+            client_id: "c".into(),
+            owner,
+            ids: vec![2],
+        }])
+    };
+    // The old owner's late acknowledgement still counts (IDs are never
+    // reused), but it can no longer queue; the new owner's IDs go on after
+    // the highest one used.
+    apply(&mut s, ack(1));
+    assert_eq!(ids(&s), [3]);
+    let (r, _) = apply(
+        &mut s,
+        Command::Queue(vec![push("c", 1, 4), push("c", 2, 3)]),
+    );
+    assert_eq!(
+        r,
+        CommandResponse::Batch(vec![
+            CommandResponse::Applied(false),
+            CommandResponse::Applied(false),
+        ]),
+        "not the owner; an ID already used"
+    );
+    assert_eq!(s.queue("c").map(|q| q.next_id()), Some(4));
+    apply(&mut s, ack(2));
+    assert_eq!(s.queued_messages(), 1);
+    // A clean start empties it; so does the session's removal.
+    apply(&mut s, claim(2, true));
+    assert!(s.queue("c").is_none());
+    apply(&mut s, Command::Queue(vec![push("c", 2, 9)]));
+    apply(
+        &mut s,
+        Command::RemoveSession {
+            client_id: "c".into(),
+            node_id: Some(2),
+        },
+    );
+    assert!(s.queue("c").is_none());
+}

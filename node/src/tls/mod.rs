@@ -4,6 +4,13 @@
 //! Without a configured certificate the node generates a self-signed one
 //! for `localhost`, `127.0.0.1` and `::1` into its data directory and
 //! reuses it on later starts.
+//!
+//! Session tickets are sealed with the cluster's ticket keys
+//! ([`tickets`]), so a client resumes its TLS session on any node.
+
+mod tickets;
+
+pub use tickets::{ClusterTicketer, TicketKeyRing, TicketRefused};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -99,24 +106,33 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(aws_lc_rs::default_provider())
 }
 
-/// The rustls server configuration of the TLS-over-TCP listener.
-pub fn tcp_server_config(identity: &Identity) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let config = rustls::ServerConfig::builder_with_provider(provider())
+/// The rustls server configuration of the TLS-over-TCP listener; session
+/// tickets are sealed with `tickets`.
+pub fn tcp_server_config(
+    identity: &Identity,
+    tickets: &Arc<TicketKeyRing>,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_single_cert(identity.chain.clone(), identity.key.clone_key())?;
+    config.ticketer = Arc::new(ClusterTicketer::new(tickets.clone()));
     Ok(Arc::new(config))
 }
 
 /// The rustls server configuration of the QUIC listener (TLS 1.3, ALPN
-/// `mqtt`).
-pub fn quic_server_config(identity: &Identity) -> Result<rustls::ServerConfig, TlsError> {
+/// `mqtt`); session tickets are sealed with `tickets`, so they resume on
+/// any node of the cluster.
+pub fn quic_server_config(
+    identity: &Identity,
+    tickets: &Arc<TicketKeyRing>,
+) -> Result<rustls::ServerConfig, TlsError> {
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_no_client_auth()
         .with_single_cert(identity.chain.clone(), identity.key.clone_key())?;
     config.alpn_protocols = vec![ALPN_MQTT.to_vec()];
-    config.max_early_data_size = u32::MAX;
+    config.ticketer = Arc::new(ClusterTicketer::new(tickets.clone()));
     Ok(config)
 }
 
@@ -130,8 +146,9 @@ mod tests {
         let first = Identity::development(dir.path()).unwrap();
         let again = Identity::development(dir.path()).unwrap();
         assert_eq!(first.chain, again.chain);
-        tcp_server_config(&first).unwrap();
-        let quic = quic_server_config(&first).unwrap();
+        let ring = TicketKeyRing::new();
+        tcp_server_config(&first, &ring).unwrap();
+        let quic = quic_server_config(&first, &ring).unwrap();
         assert_eq!(quic.alpn_protocols, vec![b"mqtt".to_vec()]);
     }
 
