@@ -99,6 +99,9 @@ async fn bind_tcp(
 impl RunningNode {
     /// Open the data directory and start every configured listener.
     pub async fn start(config: &NodeConfig) -> Result<RunningNode, StartError> {
+        // The recorder before anything counts: Raft may install a snapshot
+        // (and count it) as soon as the cluster opens.
+        let _ = metrics_handle();
         std::fs::create_dir_all(&config.data_dir).map_err(|e| StartError::DataDir {
             path: config.data_dir.display().to_string(),
             reason: e.to_string(),
