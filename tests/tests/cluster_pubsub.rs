@@ -315,3 +315,34 @@ async fn a_node_far_behind_catches_up_from_a_snapshot() {
     let (_, payload, _) = next_message(&reader).await;
     assert_eq!(payload, "v157");
 }
+
+#[tokio::test]
+async fn after_suback_a_publish_on_any_node_reaches_the_new_subscriber() {
+    // The subscribing node acknowledges only once every live peer routes
+    // by the new route: no wait between SUBACK and a PUBLISH elsewhere.
+    let cluster = ClusterProcesses::start(3, &[]);
+    let subscriber = connect(&cluster, 1, "fresh-sub").await;
+    let publishers = [
+        connect(&cluster, 0, "pub-1").await,
+        connect(&cluster, 2, "pub-3").await,
+    ];
+    for round in 0..20 {
+        let filter = format!("fresh/{round}");
+        subscribe(&subscriber, &filter, QoS::AtLeastOnce).await;
+        let publisher = &publishers[round % 2];
+        let code = publisher
+            .publish(&filter, format!("r{round}"), QoS::AtLeastOnce, false)
+            .await
+            .expect("published");
+        assert_eq!(
+            code,
+            ReasonCode::SUCCESS,
+            "round {round}: a subscriber matched"
+        );
+        let (topic, payload, _) = next_message(&subscriber).await;
+        assert_eq!(
+            (topic.as_str(), payload.as_str()),
+            (filter.as_str(), format!("r{round}").as_str())
+        );
+    }
+}

@@ -19,9 +19,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use quicmq_proto::cluster::v1::{
-    forward_client::ForwardClient, forward_request, forward_response, forward_server, ForwardAck,
-    ForwardBatch, ForwardHello, ForwardRequest, ForwardResponse, ForwardWelcome, ForwardedPublish,
-    Qos, UserProperty,
+    forward_client::ForwardClient, forward_request, forward_response, forward_server,
+    BarrierRequest, BarrierResponse, ForwardAck, ForwardBatch, ForwardHello, ForwardRequest,
+    ForwardResponse, ForwardWelcome, ForwardedPublish, Qos, UserProperty,
 };
 use quicmq_proto::mqtt::{Properties, QoS};
 use quicmq_raft::command::MemberState;
@@ -32,6 +32,9 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::broker::{now_ms, Broker, Message};
+
+/// The longest a route barrier waits on this node, milliseconds.
+const BARRIER_MAX_WAIT_MS: u64 = 5_000;
 
 /// Messages waiting for one peer before new ones are dropped.
 const PEER_QUEUE: usize = 65_536;
@@ -297,6 +300,28 @@ type ResponseStream = Pin<Box<dyn Stream<Item = Result<ForwardResponse, Status>>
 #[tonic::async_trait]
 impl forward_server::Forward for ForwardService {
     type OpenStream = ResponseStream;
+
+    async fn barrier(
+        &self,
+        request: Request<BarrierRequest>,
+    ) -> Result<Response<BarrierResponse>, Status> {
+        let request = request.into_inner();
+        if request.cluster_id != self.cluster_id {
+            return Err(Status::permission_denied(format!(
+                "cluster ID {:?} is not this node's ({:?})",
+                request.cluster_id, self.cluster_id
+            )));
+        }
+        let Some(link) = self.broker.get().and_then(|b| b.cluster().cloned()) else {
+            return Err(Status::unavailable("this node is not serving yet"));
+        };
+        let timeout = Duration::from_millis(request.timeout_ms.min(BARRIER_MAX_WAIT_MS));
+        let (routed_index, reached) = link.wait_routed(request.index, timeout).await;
+        Ok(Response::new(BarrierResponse {
+            routed_index,
+            reached,
+        }))
+    }
 
     async fn open(
         &self,

@@ -7,10 +7,12 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::Duration;
 
-use quicmq_raft::command::{Command, CommandResponse, RetainOp, RetainedRecord, SessionRecord};
+use quicmq_raft::command::{
+    Command, CommandResponse, MemberState, RetainOp, RetainedRecord, SessionRecord,
+};
 use quicmq_raft::state::StateChange;
 use quicmq_raft::{ClusterError, ClusterNode, NodeId};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::durable::DurableQueues;
 use super::forward::Forwarder;
@@ -53,7 +55,13 @@ pub struct ClusterLink {
     forwarder: Forwarder,
     durable: DurableQueues,
     broker: OnceLock<Weak<Broker>>,
+    /// The log index of the state `routes` reflects (routes are rebuilt
+    /// after the state machine applied an entry; barriers wait on this).
+    routed: watch::Sender<u64>,
 }
+
+/// How long a peer may take to answer a route barrier.
+const BARRIER_TIMEOUT: Duration = Duration::from_millis(800);
 
 impl ClusterLink {
     /// Links a broker to `node`: mirrors the route table, starts the route
@@ -72,6 +80,7 @@ impl ClusterLink {
             route_tx,
             session_tx,
             broker: OnceLock::new(),
+            routed: watch::channel(0).0,
         });
         link.rebuild_routes();
         tokio::spawn(follow_state(
@@ -295,6 +304,8 @@ impl ClusterLink {
     /// change: routes change at subscription rate, far less often than
     /// messages are matched, and a rebuild is linear in the routes).
     fn rebuild_routes(&self) {
+        // Read first: the table is at least as new as this revision.
+        let revision = self.node.shared().revision();
         let table = self.node.shared().read(|s| {
             let mut table = RouteTable::default();
             for (filter, nodes) in s.routes().iter() {
@@ -305,6 +316,86 @@ impl ClusterLink {
             table
         });
         *write(&self.routes) = table;
+        self.routed_up_to(revision);
+    }
+
+    /// The route table now reflects the state at `revision`.
+    fn routed_up_to(&self, revision: u64) {
+        self.routed.send_if_modified(|r| {
+            let newer = revision > *r;
+            if newer {
+                *r = revision;
+            }
+            newer
+        });
+    }
+
+    /// Waits until this node routes by the state at log index `index` or
+    /// later, at most `timeout`. Returns the index it routes by and
+    /// whether that reached `index`.
+    pub async fn wait_routed(&self, index: u64, timeout: Duration) -> (u64, bool) {
+        let mut routed = self.routed.subscribe();
+        let reached = tokio::time::timeout(timeout, routed.wait_for(|r| *r >= index))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        let now = *routed.borrow();
+        (now, reached)
+    }
+
+    /// Waits until every other active member routes by this node's current
+    /// state (each at most [`BARRIER_TIMEOUT`]; a member that does not
+    /// answer — dead, cut off — is not waited for longer). After a route
+    /// of this node is committed, this makes a PUBLISH on any live node
+    /// reach the new subscriber.
+    async fn barrier(&self) {
+        use quicmq_proto::cluster::v1::{forward_client::ForwardClient, BarrierRequest};
+        let index = self.node.shared().revision();
+        let me = self.node_id();
+        let peers: Vec<(NodeId, String)> = self.node.shared().read(|s| {
+            s.members()
+                .iter()
+                .filter(|m| m.node_id != me && m.state == MemberState::Active)
+                .map(|m| (m.node_id, m.grpc_addr.clone()))
+                .collect()
+        });
+        if peers.is_empty() {
+            return;
+        }
+        let started = std::time::Instant::now();
+        let mut calls = tokio::task::JoinSet::new();
+        for (peer, addr) in peers {
+            let channels = self.node.channels().clone();
+            let cluster_id = self.node.cluster_id().to_owned();
+            calls.spawn(async move {
+                let call = async {
+                    let channel = channels.get(&addr).map_err(|e| e.to_string())?;
+                    let mut request = tonic::Request::new(BarrierRequest {
+                        cluster_id,
+                        index,
+                        timeout_ms: BARRIER_TIMEOUT.as_millis() as u64,
+                    });
+                    request.set_timeout(BARRIER_TIMEOUT);
+                    ForwardClient::new(channel)
+                        .barrier(request)
+                        .await
+                        .map(|r| r.into_inner())
+                        .map_err(|e| e.message().to_owned())
+                };
+                match tokio::time::timeout(BARRIER_TIMEOUT, call).await {
+                    Ok(Ok(r)) if r.reached => {}
+                    Ok(Ok(r)) => tracing::debug!(
+                        peer,
+                        index,
+                        routed = r.routed_index,
+                        "peer did not reach the route barrier in time"
+                    ),
+                    Ok(Err(e)) => tracing::debug!(peer, "route barrier: {e}"),
+                    Err(_) => tracing::debug!(peer, "route barrier timed out"),
+                }
+            });
+        }
+        while calls.join_next().await.is_some() {}
+        metrics::histogram!("quicmq_route_barrier_seconds").record(started.elapsed().as_secs_f64());
     }
 
     /// The filters this node has local subscribers for.
@@ -392,6 +483,7 @@ async fn follow_state(
                         _ => {}
                     }
                 }
+                link.routed_up_to(batch.revision);
             }
             Err(broadcast::error::RecvError::Lagged(_)) => link.rebuild_routes(),
             Err(broadcast::error::RecvError::Closed) => return,
@@ -461,14 +553,20 @@ async fn batch_routes(link: Weak<ClusterLink>, mut rx: mpsc::UnboundedReceiver<R
                 Ok(())
             } else {
                 metrics::counter!("quicmq_route_proposals_total").increment(1);
-                link.node
+                let adds = !add.is_empty();
+                let result = link
+                    .node
                     .propose(Command::Routes {
                         node_id: me,
                         add,
                         remove,
                     })
                     .await
-                    .map(|_| ())
+                    .map(|_| ());
+                if result.is_ok() && adds && !waiters.is_empty() {
+                    link.barrier().await;
+                }
+                result
             }
         };
         match &result {

@@ -46,6 +46,7 @@ fn package_and_services() {
         ("Admin", "Leave", false, false),
         ("Admin", "Status", false, false),
         ("ClusterWatch", "Watch", false, true),
+        ("Forward", "Barrier", false, false),
         ("Forward", "Open", true, true),
         ("Raft", "AppendEntries", false, false),
         ("Raft", "ClientWrite", false, false),

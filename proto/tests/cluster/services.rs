@@ -14,10 +14,11 @@ use quicmq_proto::cluster::v1::{
     raft_client::RaftClient,
     raft_response,
     raft_server::{Raft, RaftServer},
-    snapshot_chunk, watch_event, ClusterSnapshot, ClusterUpdate, ForwardAck, ForwardBatch,
-    ForwardHello, ForwardRequest, ForwardResponse, ForwardWelcome, ForwardedPublish, JoinRequest,
-    JoinResponse, LeaveRequest, LeaveResponse, Member, RaftRequest, RaftResponse, SnapshotChunk,
-    SnapshotHeader, SnapshotTrailer, StatusRequest, StatusResponse, WatchEvent, WatchRequest,
+    snapshot_chunk, watch_event, BarrierRequest, BarrierResponse, ClusterSnapshot, ClusterUpdate,
+    ForwardAck, ForwardBatch, ForwardHello, ForwardRequest, ForwardResponse, ForwardWelcome,
+    ForwardedPublish, JoinRequest, JoinResponse, LeaveRequest, LeaveResponse, Member, RaftRequest,
+    RaftResponse, SnapshotChunk, SnapshotHeader, SnapshotTrailer, StatusRequest, StatusResponse,
+    WatchEvent, WatchRequest,
 };
 use tonic::codegen::tokio_stream::{self, Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
@@ -112,6 +113,17 @@ impl Forward for Node {
             Ok(ForwardResponse { frame: Some(frame) })
         });
         Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn barrier(
+        &self,
+        request: Request<BarrierRequest>,
+    ) -> Result<Response<BarrierResponse>, Status> {
+        let index = request.into_inner().index;
+        Ok(Response::new(BarrierResponse {
+            routed_index: index,
+            reached: true,
+        }))
     }
 }
 
