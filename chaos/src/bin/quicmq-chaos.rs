@@ -1,0 +1,144 @@
+//! `quicmq-chaos`: runs one fault scenario against a fresh cluster of
+//! quicmq processes on loopback and prints (and optionally writes) the
+//! report. Exits 1 when an invariant failed.
+//!
+//! ```text
+//! quicmq-chaos kill-owner --subscribers 1000 --publishers 50 --rate 20 --after 60
+//! quicmq-chaos impair --loss 0.05 --delay-ms 20 --reorder 0.1 --report impair.json
+//! ```
+
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, ValueEnum};
+use quicmq_chaos::impairment::Impairment;
+use quicmq_chaos::scenario::{run, Fault, Spec};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Scenario {
+    /// kill -9 of the node holding every subscriber's session.
+    KillOwner,
+    /// kill -9 of the Raft leader.
+    KillLeader,
+    /// kill -9 of one of two routers sharing the public address.
+    KillRouter,
+    /// SIGSTOP of the subscribers' node for --pause-ms, then SIGCONT.
+    Pause,
+    /// Loss, delay, reordering and duplication on the client path.
+    Impair,
+    /// Every client's address changes mid-session.
+    NatRebind,
+}
+
+/// Runs a fault scenario against a real quicmq cluster (node and router
+/// processes found next to this binary, or in QUICMQ_BIN_DIR).
+#[derive(Debug, Parser)]
+#[command(name = "quicmq-chaos", version)]
+struct Args {
+    /// The scenario.
+    scenario: Scenario,
+    /// Nodes in the cluster.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(3..=9))]
+    nodes: u16,
+    /// Persistent QoS 1 subscribers (one topic each).
+    #[arg(long, default_value_t = 500)]
+    subscribers: usize,
+    /// Publishers.
+    #[arg(long, default_value_t = 20)]
+    publishers: usize,
+    /// Messages per second per publisher.
+    #[arg(long, default_value_t = 20)]
+    rate: u32,
+    /// Seconds of traffic before the fault.
+    #[arg(long, default_value_t = 10)]
+    before: u64,
+    /// Seconds of traffic after the fault.
+    #[arg(long, default_value_t = 30)]
+    after: u64,
+    /// Longest wait, seconds, for deliveries and resumptions at the end.
+    #[arg(long, default_value_t = 60)]
+    settle: u64,
+    /// `pause`: how long the node stays stopped, milliseconds.
+    #[arg(long, default_value_t = 3000)]
+    pause_ms: u64,
+    /// `impair`: loss probability.
+    #[arg(long, default_value_t = 0.05)]
+    loss: f64,
+    /// `impair`: delay, milliseconds.
+    #[arg(long, default_value_t = 20)]
+    delay_ms: u64,
+    /// `impair`: jitter, milliseconds.
+    #[arg(long, default_value_t = 0)]
+    jitter_ms: u64,
+    /// `impair`: probability that a datagram is held back (reordered).
+    #[arg(long, default_value_t = 0.1)]
+    reorder: f64,
+    /// `impair`: duplication probability.
+    #[arg(long, default_value_t = 0.0)]
+    duplicate: f64,
+    /// The clients' QUIC keep-alive interval, milliseconds (an idle
+    /// subscriber notices a dead node at its next keep-alive).
+    #[arg(long, default_value_t = 1000)]
+    keep_alive_ms: u64,
+    /// Write the report as JSON to this file.
+    #[arg(long)]
+    report: Option<std::path::PathBuf>,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("QUICMQ_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let fault = match args.scenario {
+        Scenario::KillOwner => Fault::KillOwner,
+        Scenario::KillLeader => Fault::KillLeader,
+        Scenario::KillRouter => Fault::KillRouter,
+        Scenario::Pause => Fault::Pause(Duration::from_millis(args.pause_ms)),
+        Scenario::NatRebind => Fault::NatRebind,
+        Scenario::Impair => {
+            let path = Impairment {
+                loss: args.loss,
+                delay: Duration::from_millis(args.delay_ms),
+                jitter: Duration::from_millis(args.jitter_ms),
+                reorder: args.reorder,
+                reorder_by: Duration::from_millis(args.delay_ms.max(1)),
+                duplicate: args.duplicate,
+            };
+            path.validate().context("--loss, --reorder, --duplicate")?;
+            Fault::Impair(path)
+        }
+    };
+    let name = format!("{:?}", args.scenario).to_lowercase();
+    let spec = Spec {
+        name,
+        fault,
+        nodes: usize::from(args.nodes),
+        subscribers: args.subscribers.max(1),
+        publishers: args.publishers.max(1),
+        rate: args.rate.max(1),
+        before: Duration::from_secs(args.before),
+        after: Duration::from_secs(args.after),
+        settle: Duration::from_secs(args.settle),
+        keep_alive: Duration::from_millis(args.keep_alive_ms.max(100)),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    let report = runtime.block_on(run(&spec))?;
+    println!("{report}");
+    if let Some(path) = &args.report {
+        std::fs::write(path, serde_json::to_string_pretty(&report.to_json())?)
+            .with_context(|| format!("--report {}", path.display()))?;
+    }
+    if report.failures().is_empty() {
+        Ok(())
+    } else {
+        std::process::exit(1)
+    }
+}

@@ -1,0 +1,20 @@
+//! Fault injection against a real quicmq cluster.
+//!
+//! - [`impairment`]: the sans-IO model of an impaired path (loss, delay,
+//!   jitter, reordering, duplication).
+//! - [`udp_proxy`]: `UdpProxy`, our own impaired UDP path (the kernel has
+//!   no netem), with NAT rebinding.
+//! - [`scenario`]: a cluster of node processes behind routers, persistent
+//!   QoS 1 subscribers and paced publishers through the routers, one fault
+//!   mid-session (kill -9 of the owner node, the leader or a router,
+//!   SIGSTOP, an impaired client path, NAT rebinding).
+//! - [`report`]: what was published, acknowledged, delivered, lost and
+//!   duplicated, failover times, retained-state equality; the invariants.
+//!
+//! `cargo test -p quicmq-chaos` runs short versions; the `quicmq-chaos`
+//! binary runs any scenario at any size and writes the report.
+
+pub mod impairment;
+pub mod report;
+pub mod scenario;
+pub mod udp_proxy;

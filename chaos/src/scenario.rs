@@ -1,0 +1,551 @@
+//! Scenarios: a real cluster (node and router processes on loopback),
+//! persistent QoS 1 subscribers and paced publishers through the routers,
+//! one fault in the middle, and a [`Report`] of what was lost.
+//!
+//! [`run`] is the whole scenario; [`Spec::short`] is the bounded version
+//! `cargo test` runs, the binary `quicmq-chaos` takes the sizes as flags.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use quicmq_node::client::{
+    Backoff, Client, ClientOptions, Event, QoS, ReasonCode, ReconnectEvent, ReconnectingClient,
+    Transport,
+};
+use quicmq_proto::mqtt::{Properties, SubscriptionOptions};
+use quicmq_tests::{free_udp_port, ClusterProcesses, RouterProcess};
+
+use crate::impairment::Impairment;
+use crate::report::{Deliveries, MessageId, Report};
+use crate::udp_proxy::UdpProxy;
+
+/// The fault a scenario injects.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// `kill -9` of the node that holds every subscriber's session.
+    KillOwner,
+    /// `kill -9` of the Raft leader.
+    KillLeader,
+    /// `kill -9` of one of two routers sharing the public address.
+    KillRouter,
+    /// `SIGSTOP` of the node holding the subscribers for a while, then
+    /// `SIGCONT`.
+    Pause(Duration),
+    /// The client path (clients ↔ router) impaired from the start.
+    Impair(Impairment),
+    /// Every client's address changes (NAT rebinding) at the fault.
+    NatRebind,
+}
+
+impl Fault {
+    fn describe(&self) -> String {
+        match self {
+            Fault::KillOwner => "kill -9 of the node holding the subscribers".into(),
+            Fault::KillLeader => "kill -9 of the Raft leader".into(),
+            Fault::KillRouter => "kill -9 of one of two routers".into(),
+            Fault::Pause(d) => format!("SIGSTOP of the subscribers' node for {d:?}"),
+            Fault::Impair(i) => format!(
+                "client path: {:.0} % loss, {:?} delay, {:.0} % reordered, {:.0} % duplicated",
+                i.loss * 100.0,
+                i.delay,
+                i.reorder * 100.0,
+                i.duplicate * 100.0
+            ),
+            Fault::NatRebind => "NAT rebinding of every client".into(),
+        }
+    }
+
+    /// Whether clients are expected to keep their connections.
+    fn keeps_connections(&self) -> bool {
+        matches!(
+            self,
+            Fault::KillRouter | Fault::Impair(_) | Fault::NatRebind
+        )
+    }
+
+    /// Whether all subscribers must sit on one node (the one the fault
+    /// hits).
+    fn gathers_subscribers(&self) -> bool {
+        matches!(self, Fault::KillOwner | Fault::Pause(_))
+    }
+}
+
+/// A scenario's sizes and timing.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    /// Scenario name for the report.
+    pub name: String,
+    /// The fault.
+    pub fault: Fault,
+    /// Nodes in the cluster (3 or more).
+    pub nodes: usize,
+    /// Persistent QoS 1 subscribers, one topic each.
+    pub subscribers: usize,
+    /// Publishers, each at `rate`.
+    pub publishers: usize,
+    /// Messages per second per publisher.
+    pub rate: u32,
+    /// Traffic before the fault.
+    pub before: Duration,
+    /// Traffic after the fault.
+    pub after: Duration,
+    /// Longest wait, after the traffic, for deliveries and resumptions.
+    pub settle: Duration,
+    /// The clients' QUIC keep-alive interval. An idle subscriber learns
+    /// that its node died from the router's Stateless Reset to its next
+    /// packet, so this bounds its failover time from below.
+    pub keep_alive: Duration,
+}
+
+impl Spec {
+    /// The bounded version for `cargo test`: 3 nodes, 50 subscribers, 10
+    /// publishers at 20 messages/s, seconds of traffic.
+    pub fn short(name: &str, fault: Fault) -> Spec {
+        Spec {
+            name: name.into(),
+            fault,
+            nodes: 3,
+            subscribers: 50,
+            publishers: 10,
+            rate: 20,
+            before: Duration::from_secs(2),
+            after: Duration::from_secs(4),
+            settle: Duration::from_secs(20),
+            keep_alive: Duration::from_secs(1),
+        }
+    }
+}
+
+/// A scenario could not run (as opposed to ran and failed its invariants,
+/// which the report says).
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    /// Setting up the fleet or the clients failed.
+    #[error("set-up: {0}")]
+    Setup(String),
+}
+
+fn setup(what: impl std::fmt::Display) -> ScenarioError {
+    ScenarioError::Setup(what.to_string())
+}
+
+/// What one subscriber saw.
+#[derive(Default)]
+struct SubscriberLog {
+    lost_at: Option<Instant>,
+    resumed_at: Option<Instant>,
+    session_missing: bool,
+    losses: u32,
+}
+
+struct Shared {
+    deliveries: Mutex<Deliveries>,
+    subscribers: Mutex<Vec<SubscriberLog>>,
+    acknowledged: Mutex<BTreeSet<MessageId>>,
+    published: Mutex<(u64, u64)>,
+    publisher_losses: Mutex<u32>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn client_options(addr: SocketAddr, client_id: &str, keep_alive: Duration) -> ClientOptions {
+    let mut o = ClientOptions::new(addr.ip().to_string(), addr.port(), Transport::Quic);
+    o.client_id = client_id.into();
+    // Every node has its own development certificate.
+    o.tls.insecure = true;
+    o.tls.server_name = Some("localhost".into());
+    o.connect_timeout = Duration::from_secs(5);
+    o.quic_reuse_tokens = false;
+    o.keep_alive = 10;
+    o.quic_keep_alive_interval = Some(keep_alive);
+    o
+}
+
+fn node_of(connack: &quicmq_proto::mqtt::ConnAck) -> String {
+    connack
+        .properties
+        .user_properties
+        .iter()
+        .find(|(k, _)| k == "quicmq-node")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default()
+}
+
+fn backoff() -> Backoff {
+    Backoff {
+        initial: Duration::from_millis(50),
+        max: Duration::from_secs(1),
+        jitter: 0.5,
+    }
+}
+
+/// Runs `spec` and reports.
+///
+/// # Errors
+///
+/// When the fleet or the clients cannot be set up.
+pub async fn run(spec: &Spec) -> Result<Report, ScenarioError> {
+    let mut cluster = tokio::task::block_in_place(|| ClusterProcesses::start(spec.nodes, &[]));
+    let seeds: Vec<SocketAddr> = cluster.nodes.iter().map(|n| n.grpc).collect();
+    let listen: SocketAddr = ([127, 0, 0, 1], free_udp_port()).into();
+    let router_count = if matches!(spec.fault, Fault::KillRouter) {
+        2
+    } else {
+        1
+    };
+    let mut routers: Vec<RouterProcess> = tokio::task::block_in_place(|| {
+        (0..router_count)
+            .map(|_| RouterProcess::spawn_with_seeds(listen, &seeds, &[]))
+            .collect()
+    });
+    // Server ID (hex, as CONNACK names it) → node index.
+    let mut by_server_id = BTreeMap::new();
+    let status = cluster.status(0).await;
+    for m in status["members"].as_array().into_iter().flatten() {
+        if let (Some(sid), Some(id)) = (m["server_id"].as_str(), m["node_id"].as_u64()) {
+            by_server_id.insert(sid.to_string(), id as usize - 1);
+        }
+    }
+    let proxy = match &spec.fault {
+        Fault::Impair(_) | Fault::NatRebind => Some(UdpProxy::start(listen).await.map_err(setup)?),
+        _ => None,
+    };
+    if let (Some(proxy), Fault::Impair(path)) = (&proxy, &spec.fault) {
+        path.validate().map_err(setup)?;
+        proxy.set_impairment(path.clone());
+    }
+    let entry = proxy.as_ref().map_or(listen, UdpProxy::addr);
+
+    let shared = Arc::new(Shared {
+        deliveries: Mutex::default(),
+        subscribers: Mutex::new(
+            (0..spec.subscribers)
+                .map(|_| SubscriberLog::default())
+                .collect(),
+        ),
+        acknowledged: Mutex::default(),
+        published: Mutex::default(),
+        publisher_losses: Mutex::default(),
+    });
+
+    // Subscribers; for faults that hit their node, all on one node.
+    let run_id = std::process::id();
+    let mut subscribers = Vec::new();
+    let mut gathered_on: Option<String> = None;
+    let mut attempt = 0;
+    while subscribers.len() < spec.subscribers {
+        attempt += 1;
+        if attempt > spec.subscribers * 12 {
+            return Err(setup("could not place the subscribers on one node"));
+        }
+        let id = format!("chaos-{run_id}-sub-{attempt}");
+        let mut o = client_options(entry, &id, spec.keep_alive);
+        o.clean_start = true;
+        o.session_expiry_interval = Some(600);
+        let (client, connack) = ReconnectingClient::connect(o, backoff())
+            .await
+            .map_err(|e| setup(format!("subscriber connect: {e}")))?;
+        let node = node_of(&connack);
+        if spec.fault.gathers_subscribers() {
+            let wanted = gathered_on.get_or_insert_with(|| node.clone());
+            if *wanted != node {
+                let _ = client.disconnect().await;
+                continue;
+            }
+        }
+        let index = subscribers.len();
+        let c = client
+            .client()
+            .ok_or_else(|| setup("subscriber lost at once"))?;
+        c.subscribe(
+            vec![(
+                format!("chaos/{run_id}/s/{index}"),
+                SubscriptionOptions::new(QoS::AtLeastOnce),
+            )],
+            Properties::default(),
+        )
+        .await
+        .map_err(|e| setup(format!("SUBSCRIBE: {e}")))?;
+        subscribers.push((client, node));
+    }
+    let mut tasks = Vec::new();
+    for (index, (client, _)) in subscribers.iter().enumerate() {
+        tasks.push(tokio::spawn(follow_subscriber(
+            client.clone(),
+            index,
+            shared.clone(),
+        )));
+    }
+
+    // Publishers.
+    let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut publishers = Vec::new();
+    for p in 0..spec.publishers {
+        let o = client_options(entry, &format!("chaos-{run_id}-pub-{p}"), spec.keep_alive);
+        let (client, _) = ReconnectingClient::connect(o, backoff())
+            .await
+            .map_err(|e| setup(format!("publisher connect: {e}")))?;
+        publishers.push(tokio::spawn(publish_paced(
+            client,
+            p as u32,
+            spec.clone(),
+            run_id,
+            shared.clone(),
+            stopped.clone(),
+        )));
+    }
+
+    tokio::time::sleep(spec.before).await;
+    let fault_at = Instant::now();
+    let mut survivors: Vec<usize> = (0..spec.nodes).collect();
+    match &spec.fault {
+        Fault::KillOwner | Fault::Pause(_) => {
+            let node = gathered_on.clone().unwrap_or_default();
+            let index = *by_server_id
+                .get(&node)
+                .ok_or_else(|| setup(format!("no member with server ID {node}")))?;
+            if let Fault::Pause(d) = &spec.fault {
+                signal(cluster.nodes[index].pid(), libc::SIGSTOP);
+                tokio::time::sleep(*d).await;
+                signal(cluster.nodes[index].pid(), libc::SIGCONT);
+            } else {
+                tokio::task::block_in_place(|| cluster.nodes[index].kill9());
+                survivors.retain(|i| *i != index);
+            }
+        }
+        Fault::KillLeader => {
+            let leader = cluster.status(0).await["leader_node_id"]
+                .as_u64()
+                .unwrap_or(1) as usize
+                - 1;
+            tokio::task::block_in_place(|| cluster.nodes[leader].kill9());
+            survivors.retain(|i| *i != leader);
+        }
+        Fault::KillRouter => {
+            tokio::task::block_in_place(|| routers[0].kill9());
+        }
+        Fault::NatRebind => {
+            if let Some(proxy) = &proxy {
+                proxy.rebind();
+            }
+        }
+        Fault::Impair(_) => {}
+    }
+    tokio::time::sleep(spec.after).await;
+    stopped.store(true, std::sync::atomic::Ordering::Relaxed);
+    for p in publishers {
+        let _ = p.await;
+    }
+
+    // Wait for every acknowledged message and every resumption.
+    let deadline = Instant::now() + spec.settle;
+    loop {
+        let done = {
+            let acked = lock(&shared.acknowledged);
+            let deliveries = lock(&shared.deliveries);
+            let subs = lock(&shared.subscribers);
+            acked.iter().all(|id| deliveries.counts.contains_key(id))
+                && subs
+                    .iter()
+                    .all(|s| s.lost_at.is_none() || s.resumed_at.is_some())
+        };
+        if done || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A moment for late duplicates, then stop.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let mut report = Report {
+        scenario: spec.name.clone(),
+        fault: spec.fault.describe(),
+        subscribers: spec.subscribers,
+        publishers: spec.publishers,
+        ..Report::default()
+    };
+    {
+        let (published, refused) = *lock(&shared.published);
+        report.published = published;
+        report.unacknowledged = refused;
+        report.reconcile(&lock(&shared.acknowledged), &lock(&shared.deliveries));
+        let subs = lock(&shared.subscribers);
+        for s in subs.iter() {
+            if let Some(lost) = s.lost_at {
+                report.disconnected += 1;
+                if let Some(resumed) = s.resumed_at {
+                    report.resumed += 1;
+                    report
+                        .failover
+                        .push(resumed.saturating_duration_since(fault_at.min(lost)));
+                }
+            }
+            if s.session_missing {
+                report.sessions_lost += 1;
+            }
+        }
+        if spec.fault.keeps_connections() {
+            let losses: u32 =
+                subs.iter().map(|s| s.losses).sum::<u32>() + *lock(&shared.publisher_losses);
+            if losses > 0 {
+                report.violations.push(format!(
+                    "{losses} client connections were lost (expected none)"
+                ));
+            }
+        } else if matches!(spec.fault, Fault::KillOwner) && report.disconnected < spec.subscribers {
+            report.violations.push(format!(
+                "only {} of {} subscribers noticed their node die",
+                report.disconnected, spec.subscribers
+            ));
+        }
+    }
+    report.retained_equal = Some(retained_equal(&cluster, &survivors, run_id).await);
+
+    for (client, _) in &subscribers {
+        let _ = client.disconnect().await;
+    }
+    for t in tasks {
+        t.abort();
+    }
+    drop(routers);
+    drop(cluster);
+    Ok(report)
+}
+
+fn signal(pid: u32, sig: libc::c_int) {
+    if let Ok(pid) = libc::pid_t::try_from(pid) {
+        // SAFETY: kill(2) with a child's PID and a valid signal number.
+        unsafe {
+            libc::kill(pid, sig);
+        }
+    }
+}
+
+async fn follow_subscriber(client: ReconnectingClient, index: usize, shared: Arc<Shared>) {
+    while let Some(event) = client.recv().await {
+        match event {
+            ReconnectEvent::Event(event) => {
+                if let Event::Publish(p) = *event {
+                    if let Some(id) = parse_payload(&p.payload) {
+                        lock(&shared.deliveries).record(id);
+                    }
+                }
+            }
+            ReconnectEvent::Lost(_) => {
+                let mut subs = lock(&shared.subscribers);
+                let s = &mut subs[index];
+                s.losses += 1;
+                s.lost_at.get_or_insert_with(Instant::now);
+                s.resumed_at = None;
+            }
+            ReconnectEvent::Reconnected { connack, .. } => {
+                let mut subs = lock(&shared.subscribers);
+                let s = &mut subs[index];
+                s.resumed_at = Some(Instant::now());
+                if !connack.session_present {
+                    s.session_missing = true;
+                }
+            }
+            ReconnectEvent::GaveUp(_) => return,
+        }
+    }
+}
+
+fn parse_payload(payload: &[u8]) -> Option<MessageId> {
+    let text = std::str::from_utf8(payload).ok()?;
+    let (p, seq) = text.split_once(':')?;
+    Some((p.parse().ok()?, seq.parse().ok()?))
+}
+
+async fn publish_paced(
+    client: ReconnectingClient,
+    p: u32,
+    spec: Spec,
+    run_id: u32,
+    shared: Arc<Shared>,
+    stopped: Arc<std::sync::atomic::AtomicBool>,
+) {
+    let period = Duration::from_secs_f64(1.0 / f64::from(spec.rate.max(1)));
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let watch_losses = {
+        let client = client.clone();
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            while let Some(event) = client.recv().await {
+                if matches!(event, ReconnectEvent::Lost(_)) {
+                    *lock(&shared.publisher_losses) += 1;
+                }
+            }
+        })
+    };
+    let mut seq: u64 = 0;
+    while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+        tick.tick().await;
+        let target = (u64::from(p) * 7 + seq) % spec.subscribers.max(1) as u64;
+        let topic = format!("chaos/{run_id}/s/{target}");
+        lock(&shared.published).0 += 1;
+        let ok = matches!(
+            client
+                .publish(&topic, format!("{p}:{seq}"), QoS::AtLeastOnce, false)
+                .await,
+            Ok(ReasonCode::SUCCESS)
+        );
+        if ok {
+            lock(&shared.acknowledged).insert((p, seq));
+        } else {
+            lock(&shared.published).1 += 1;
+        }
+        if seq.is_multiple_of(20) {
+            // A retained message through Raft now and then (checked for
+            // equality on the survivors at the end).
+            let _ = client
+                .publish(
+                    &format!("chaos/{run_id}/r/{p}"),
+                    format!("{p}:{seq}"),
+                    QoS::AtLeastOnce,
+                    true,
+                )
+                .await;
+        }
+        seq += 1;
+    }
+    let _ = client.disconnect().await;
+    watch_losses.abort();
+}
+
+/// Whether every surviving node serves the same retained messages under
+/// this run's prefix (read over MQTT/TCP from each node).
+async fn retained_equal(cluster: &ClusterProcesses, survivors: &[usize], run_id: u32) -> bool {
+    let mut sets = Vec::new();
+    for &i in survivors {
+        let node = &cluster.nodes[i];
+        let mut o = ClientOptions::new("127.0.0.1", node.tcp.port(), Transport::Tcp);
+        o.client_id = format!("chaos-{run_id}-check-{i}");
+        let Ok((client, _)) = Client::connect(o).await else {
+            return false;
+        };
+        let _ = client
+            .subscribe(
+                vec![(
+                    format!("chaos/{run_id}/r/#"),
+                    SubscriptionOptions::new(QoS::AtMostOnce),
+                )],
+                Properties::default(),
+            )
+            .await;
+        let mut set = BTreeMap::new();
+        while let Ok(Some(Event::Publish(p))) =
+            tokio::time::timeout(Duration::from_millis(500), client.recv()).await
+        {
+            set.insert(p.topic.clone(), p.payload.clone());
+        }
+        let _ = client.disconnect(ReasonCode::SUCCESS).await;
+        sets.push(set);
+    }
+    sets.windows(2).all(|w| w[0] == w[1]) && sets.first().is_some_and(|s| !s.is_empty())
+}
