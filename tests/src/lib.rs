@@ -125,20 +125,32 @@ pub async fn connect(options: ClientOptions) -> Client {
     client
 }
 
-/// Path of a binary of the workspace, built next to the test executable.
+/// Path of a binary of the workspace: in `QUICMQ_BIN_DIR` when set, else
+/// next to the running executable (a binary such as `quicmq-chaos`) or
+/// one level up (a test executable in `target/*/deps`).
 pub fn binary(name: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os("QUICMQ_BIN_DIR") {
+        let path = PathBuf::from(dir).join(name);
+        assert!(
+            path.exists(),
+            "{} does not exist (QUICMQ_BIN_DIR)",
+            path.display()
+        );
+        return path;
+    }
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target directory");
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is not built; run the tests with `cargo test --workspace`",
-        path.display()
-    );
-    path
+    let candidates: Vec<PathBuf> = exe
+        .ancestors()
+        .skip(1)
+        .take(2)
+        .map(|dir| dir.join(name))
+        .collect();
+    match candidates.iter().find(|p| p.exists()) {
+        Some(path) => path.clone(),
+        None => panic!(
+            "{name} is not built (looked in {candidates:?}); run the tests with `cargo test --workspace`"
+        ),
+    }
 }
 
 /// Ports handed out below the kernel's ephemeral range (32768 and up on

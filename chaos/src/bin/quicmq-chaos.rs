@@ -113,7 +113,10 @@ fn main() -> anyhow::Result<()> {
             Fault::Impair(path)
         }
     };
-    let name = format!("{:?}", args.scenario).to_lowercase();
+    let name = args.scenario.to_possible_value().map_or_else(
+        || format!("{:?}", args.scenario),
+        |v| v.get_name().to_owned(),
+    );
     let spec = Spec {
         name,
         fault,
