@@ -166,13 +166,7 @@ fn client_options(addr: SocketAddr, client_id: &str, keep_alive: Duration) -> Cl
 }
 
 fn node_of(connack: &quicmq_proto::mqtt::ConnAck) -> String {
-    connack
-        .properties
-        .user_properties
-        .iter()
-        .find(|(k, _)| k == "quicmq-node")
-        .map(|(_, v)| v.clone())
-        .unwrap_or_default()
+    quicmq_tests::connack_node(connack).unwrap_or_default()
 }
 
 fn backoff() -> Backoff {

@@ -171,7 +171,8 @@ async fn relay_from_clients(inner: Arc<Inner>) {
         send_impaired(&inner, datagram, move |d| {
             let upstream = upstream.clone();
             async move { upstream.send_to(&d, to).await.map(|_| ()) }
-        });
+        })
+        .await;
     }
 }
 
@@ -190,12 +191,15 @@ async fn relay_to_client(
         send_impaired(&inner, buf[..len].to_vec(), move |d| {
             let public = public.clone();
             async move { public.send_to(&d, client).await.map(|_| ()) }
-        });
+        })
+        .await;
     }
 }
 
-/// Sends `datagram` with `send` at the instants the impairer picks.
-fn send_impaired<F, Fut>(inner: &Inner, datagram: Vec<u8>, send: F)
+/// Sends `datagram` with `send` at the instants the impairer picks: at
+/// once (in order, on the relaying task) when undelayed, from a timer
+/// task per copy when delayed.
+async fn send_impaired<F, Fut>(inner: &Inner, datagram: Vec<u8>, send: F)
 where
     F: Fn(Vec<u8>) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = std::io::Result<()>> + Send + 'static,
@@ -211,12 +215,9 @@ where
         .relayed
         .fetch_add(times.len() as u64, Ordering::Relaxed);
     if times.iter().all(|t| *t <= now) {
-        // No delay: send in order, now.
-        tokio::spawn(async move {
-            for _ in times {
-                let _ = send(datagram.clone()).await;
-            }
-        });
+        for _ in times {
+            let _ = send(datagram.clone()).await;
+        }
         return;
     }
     for at in times {

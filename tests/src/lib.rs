@@ -119,6 +119,24 @@ pub fn options_for(
     options
 }
 
+/// The node a CONNACK names (user property `quicmq-node`: its server ID
+/// in hex), if any.
+pub fn connack_node(connack: &quicmq_proto::mqtt::ConnAck) -> Option<String> {
+    connack
+        .properties
+        .user_properties
+        .iter()
+        .find(|(k, _)| k == "quicmq-node")
+        .map(|(_, v)| v.clone())
+}
+
+/// `options` for a persistent session: clean start 0, expiry 600 s.
+pub fn persistent(mut options: ClientOptions) -> ClientOptions {
+    options.clean_start = false;
+    options.session_expiry_interval = Some(600);
+    options
+}
+
 /// Connect a client; panics if the broker refuses.
 pub async fn connect(options: ClientOptions) -> Client {
     let (client, _) = Client::connect(options).await.expect("client connects");
@@ -790,6 +808,18 @@ impl ClusterProcesses {
         self.dirs.push(dir);
         self.nodes.push(process);
         self.nodes.last().expect("just pushed")
+    }
+
+    /// Options of an MQTT-over-TCP client of node `index` (0-based) that
+    /// trusts that node's development certificate.
+    pub fn tcp_options(&self, index: usize, client_id: &str) -> ClientOptions {
+        let node = &self.nodes[index];
+        options_for(
+            node.tcp,
+            Transport::Tcp,
+            client_id,
+            &node.data_dir.join("dev-cert.pem"),
+        )
     }
 
     /// `GET /api/cluster/status` of node `index` (0-based).

@@ -5,18 +5,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use quicmq_node::client::{Client, ClientOptions, Event, Transport};
+use quicmq_node::client::{Client, ClientOptions, Event};
 use quicmq_proto::mqtt::{Properties, QoS, ReasonCode, SubscriptionOptions};
-use quicmq_tests::{options_for, ClusterProcesses};
+use quicmq_tests::ClusterProcesses;
 use rand::{Rng, SeedableRng};
 
 fn options(cluster: &ClusterProcesses, node: usize, client_id: &str) -> ClientOptions {
-    options_for(
-        cluster.nodes[node].tcp,
-        Transport::Tcp,
-        client_id,
-        &cluster.nodes[node].data_dir.join("dev-cert.pem"),
-    )
+    cluster.tcp_options(node, client_id)
 }
 
 async fn connect(cluster: &ClusterProcesses, node: usize, client_id: &str) -> Client {

@@ -5,23 +5,12 @@
 
 use std::time::{Duration, Instant};
 
-use quicmq_node::client::{Client, ClientOptions, Event, Transport};
+use quicmq_node::client::{Client, ClientOptions, Event};
 use quicmq_proto::mqtt::{LastWill, Properties, QoS, ReasonCode, SubscriptionOptions};
-use quicmq_tests::{options_for, ClusterProcesses};
+use quicmq_tests::{persistent, ClusterProcesses};
 
 fn options(cluster: &ClusterProcesses, node: usize, client_id: &str) -> ClientOptions {
-    options_for(
-        cluster.nodes[node].tcp,
-        Transport::Tcp,
-        client_id,
-        &cluster.nodes[node].data_dir.join("dev-cert.pem"),
-    )
-}
-
-fn persistent(mut options: ClientOptions) -> ClientOptions {
-    options.clean_start = false;
-    options.session_expiry_interval = Some(600);
-    options
+    cluster.tcp_options(node, client_id)
 }
 
 async fn subscribe(client: &Client, filter: &str) {

@@ -96,13 +96,7 @@ async fn router_metric(router: &RouterProcess, name: &str) -> f64 {
 }
 
 fn node_of(connack: &ConnAck) -> String {
-    connack
-        .properties
-        .user_properties
-        .iter()
-        .find(|(k, _)| k == "quicmq-node")
-        .map(|(_, v)| v.clone())
-        .expect("CONNACK names the node")
+    quicmq_tests::connack_node(connack).expect("CONNACK names the node")
 }
 
 /// Subscribe to `topic`, publish to it and get it back: every packet of the

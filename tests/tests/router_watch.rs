@@ -37,13 +37,7 @@ async fn connect(vip: SocketAddr, client_id: &str) -> (Client, String) {
 }
 
 fn node_of(connack: &ConnAck) -> String {
-    connack
-        .properties
-        .user_properties
-        .iter()
-        .find(|(k, _)| k == "quicmq-node")
-        .map(|(_, v)| v.clone())
-        .expect("CONNACK names the node")
+    quicmq_tests::connack_node(connack).expect("CONNACK names the node")
 }
 
 /// Subscribe, publish, get it back: the connection's packets reach its node.
