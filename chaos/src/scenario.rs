@@ -303,9 +303,9 @@ pub async fn run(spec: &Spec) -> Result<Report, ScenarioError> {
                 .get(&node)
                 .ok_or_else(|| setup(format!("no member with server ID {node}")))?;
             if let Fault::Pause(d) = &spec.fault {
-                signal(cluster.nodes[index].pid(), libc::SIGSTOP);
+                cluster.nodes[index].pause();
                 tokio::time::sleep(*d).await;
-                signal(cluster.nodes[index].pid(), libc::SIGCONT);
+                cluster.nodes[index].resume();
             } else {
                 tokio::task::block_in_place(|| cluster.nodes[index].kill9());
                 survivors.retain(|i| *i != index);
@@ -409,16 +409,6 @@ pub async fn run(spec: &Spec) -> Result<Report, ScenarioError> {
     drop(cluster);
     Ok(report)
 }
-
-fn signal(pid: u32, sig: libc::c_int) {
-    if let Ok(pid) = libc::pid_t::try_from(pid) {
-        // SAFETY: kill(2) with a child's PID and a valid signal number.
-        unsafe {
-            libc::kill(pid, sig);
-        }
-    }
-}
-
 async fn follow_subscriber(client: ReconnectingClient, index: usize, shared: Arc<Shared>) {
     while let Some(event) = client.recv().await {
         match event {

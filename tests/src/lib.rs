@@ -347,6 +347,25 @@ impl NodeProcess {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
     }
 
+    /// `SIGSTOP`: the process stops answering anything (a hung or
+    /// partitioned node) until [`NodeProcess::resume`]; `kill9` still works.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// `SIGCONT` after [`NodeProcess::pause`].
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill")
+                .args([signal, &child.id().to_string()])
+                .status();
+        }
+    }
+
     /// `kill -9`.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {

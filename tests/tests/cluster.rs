@@ -5,11 +5,12 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use quicmq_node::client::{Client, Transport};
+use quicmq_node::client::{Client, QoS, Transport};
 use quicmq_proto::cluster::v1::{
     admin_client::AdminClient, raft_client::RaftClient, JoinRequest, RaftEncoding, RaftHeader,
     RaftRequest,
 };
+use quicmq_proto::mqtt::ReasonCode;
 use quicmq_tests::{binary, options_for, ClusterProcesses};
 use serde_json::Value;
 
@@ -182,6 +183,47 @@ async fn killed_follower_and_leader_recover_and_the_cluster_keeps_accepting_writ
         })
         .await;
     assert_ne!(leader(&status), 0);
+}
+
+/// A leader cut off from both followers (SIGSTOP) still appends a retained
+/// PUBLISH but can never commit it: the publisher gets PUBACK 0x80 once the
+/// propose timeout (5 s) passes, not an acknowledgement and not silence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_cut_off_from_the_majority_refuses_a_retained_publish() {
+    let cluster = ClusterProcesses::start(3, &[]);
+    let status = cluster
+        .wait_status(0, Duration::from_secs(10), |s| {
+            active_voters(s) == 3 && leader(s) != 0
+        })
+        .await;
+    let leader_index = leader(&status) as usize - 1;
+    let (client, _) = Client::connect(cluster.tcp_options(leader_index, "cut-off"))
+        .await
+        .expect("connect to the leader");
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        if i != leader_index {
+            node.pause();
+        }
+    }
+    let sent = Instant::now();
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(15),
+        client.publish("cut/off", "never", QoS::AtLeastOnce, true),
+    )
+    .await;
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        if i != leader_index {
+            node.resume();
+        }
+    }
+    let reason = outcome
+        .expect("PUBACK within 15 s (propose timeout 5 s)")
+        .expect("publish");
+    println!(
+        "cut-off leader answered {reason:?} after {:?}",
+        sent.elapsed()
+    );
+    assert_eq!(reason, ReasonCode::UNSPECIFIED_ERROR);
 }
 
 #[tokio::test]

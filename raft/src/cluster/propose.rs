@@ -37,7 +37,7 @@ pub(super) async fn propose(
             Some(leader) if leader != node.node_id() => {
                 remote(node, leader, &command, deadline).await?
             }
-            _ => local(node, command.clone()).await?,
+            _ => local(node, command.clone(), deadline).await?,
         };
         match attempt {
             Attempt::Done(response) => {
@@ -74,8 +74,25 @@ fn classify(
     }
 }
 
-async fn local(node: &ClusterNode, command: Command) -> Result<Attempt, ClusterError> {
-    classify(node.raft().client_write(command).await)
+/// Appends on this node. A leader cut off from the majority still takes
+/// the entry but can never commit it: the deadline bounds that wait, so
+/// the proposer gets an error (and the client a refusal) instead of
+/// waiting forever.
+async fn local(
+    node: &ClusterNode,
+    command: Command,
+    deadline: Instant,
+) -> Result<Attempt, ClusterError> {
+    match tokio::time::timeout_at(deadline, node.raft().client_write(command)).await {
+        Ok(result) => classify(result),
+        Err(_) => {
+            metrics::counter!("quicmq_raft_propose_failures_total").increment(1);
+            tracing::warn!(
+                "proposal not committed within the propose timeout (cut off from the majority?)"
+            );
+            Err(ClusterError::NoLeader(node.config().timing.propose_timeout))
+        }
+    }
 }
 
 async fn remote(
