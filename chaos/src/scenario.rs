@@ -197,13 +197,7 @@ pub async fn run(spec: &Spec) -> Result<Report, ScenarioError> {
             .collect()
     });
     // Server ID (hex, as CONNACK names it) → node index.
-    let mut by_server_id = BTreeMap::new();
-    let status = cluster.status(0).await;
-    for m in status["members"].as_array().into_iter().flatten() {
-        if let (Some(sid), Some(id)) = (m["server_id"].as_str(), m["node_id"].as_u64()) {
-            by_server_id.insert(sid.to_string(), id as usize - 1);
-        }
-    }
+    let by_server_id = cluster.indices_by_server_id(0).await;
     let proxy = match &spec.fault {
         Fault::Impair(_) | Fault::NatRebind => Some(UdpProxy::start(listen).await.map_err(setup)?),
         _ => None,

@@ -65,6 +65,15 @@ pub const TLS_TICKETS_OPENED: &str = "quicmq_tls_tickets_opened_total";
 /// TLS session tickets refused, by `reason` (malformed, unknown_key,
 /// expired, forged): the client falls back to a full handshake.
 pub const TLS_TICKETS_REFUSED: &str = "quicmq_tls_tickets_refused_total";
+/// Node-local TLS sessions stored for returning QUIC clients (their tickets
+/// allow 0-RTT, on this node only).
+pub const TLS_HOME_SESSIONS_STORED: &str = "quicmq_tls_home_sessions_stored_total";
+/// Node-local TLS sessions resumed (each at most once: replay protection).
+pub const TLS_HOME_SESSIONS_RESUMED: &str = "quicmq_tls_home_sessions_resumed_total";
+/// Node-local TLS sessions held now.
+pub const TLS_HOME_SESSIONS: &str = "quicmq_tls_home_sessions";
+/// MQTT connections over QUIC whose CONNECT arrived as 0-RTT early data.
+pub const QUIC_ZERO_RTT_CONNECTS: &str = "quicmq_quic_zero_rtt_connects_total";
 
 /// Install the process-wide Prometheus recorder and return the handle
 /// that renders it.
@@ -131,6 +140,19 @@ fn describe() {
     describe_counter!(
         TLS_TICKETS_REFUSED,
         "TLS session tickets refused by reason; the client does a full handshake"
+    );
+    describe_counter!(
+        TLS_HOME_SESSIONS_STORED,
+        "Node-local TLS sessions stored for returning QUIC clients (0-RTT capable)"
+    );
+    describe_counter!(
+        TLS_HOME_SESSIONS_RESUMED,
+        "Node-local TLS sessions resumed (each at most once)"
+    );
+    describe_gauge!(TLS_HOME_SESSIONS, "Node-local TLS sessions held");
+    describe_counter!(
+        QUIC_ZERO_RTT_CONNECTS,
+        "MQTT over QUIC connections whose CONNECT came as 0-RTT early data"
     );
     describe_gauge!(SUBSCRIPTIONS, "Subscriptions");
     describe_gauge!(RETAINED, "Retained messages");

@@ -180,19 +180,29 @@ impl RunningNode {
         if config.quic_addr.is_some() || config.routed_addr.is_some() {
             let lb = LbCodec::new(joined.quic_lb)
                 .map_err(|e| StartError::Config(format!("quic_lb: {e}")))?;
-            let (endpoint, socket) = bind_quic(QuicSetup {
+            // Returning QUIC clients get node-local sessions (0-RTT here).
+            let home_sessions = tls::HomeSessionStore::new(
+                tickets.clone(),
+                tls::DEFAULT_HOME_SESSIONS,
+                u64::try_from(config.tls_ticket_lifetime.as_millis()).unwrap_or(u64::MAX),
+            );
+            let bound = bind_quic(QuicSetup {
                 public: config.quic_addr,
                 routed: config.routed_addr,
-                tls: tls::quic_server_config(&identity, &tickets)?,
+                tls: tls::quic_server_configs(&identity, &tickets, &home_sessions)?,
                 lb: Arc::new(lb),
                 server_id: joined.server_id,
                 reset_key: joined.reset_key,
                 token_key: joined.token_key,
             })?;
-            addrs.quic = socket.public_addr();
-            addrs.routed = socket.routed_addr();
-            tasks.spawn(serve_quic(broker.clone(), endpoint.clone()));
-            quic = Some((endpoint, socket));
+            addrs.quic = bound.socket.public_addr();
+            addrs.routed = bound.socket.routed_addr();
+            tasks.spawn(serve_quic(
+                broker.clone(),
+                bound.endpoint.clone(),
+                bound.returning,
+            ));
+            quic = Some((bound.endpoint, bound.socket));
         }
         // Ports chosen by the OS (port 0) are known now: advertise them.
         let advertised = |a: Option<std::net::SocketAddr>| {

@@ -5,7 +5,7 @@
 
 use std::io::{self, IoSliceMut};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use quicmq_proto::envelope::{self, ProxyHeader, MAX_HEADER_LEN};
@@ -14,6 +14,7 @@ use quinn_udp::{RecvMeta, Transmit, UdpSocketState};
 use tokio::io::Interest;
 use tokio::sync::Notify;
 
+use crate::affinity::HandshakeAffinity;
 use crate::config::{ClusterSource, RouterConfig};
 use crate::health::{alive_at, is_probe_answer, probe_datagram};
 use crate::metrics::{NodeCounters, RouterMetrics};
@@ -23,6 +24,10 @@ use crate::steering::{DropReason, Steer, Steering, Via};
 
 /// Datagrams received per system call (recvmmsg) on the public socket.
 const BATCH: usize = 32;
+/// Token-steered handshakes remembered at once (a few MiB at most).
+const HANDSHAKE_AFFINITY_CAPACITY: usize = 65_536;
+/// How long a handshake's 0-RTT packets follow its Initial.
+const HANDSHAKE_AFFINITY_TTL_MS: u64 = 5_000;
 /// Kernel socket buffers requested for the router's sockets.
 const SOCKET_BUFFER: usize = 8 * 1024 * 1024;
 /// Receive buffer per batch slot: room for a GRO-coalesced train.
@@ -174,6 +179,8 @@ impl Routing {
 /// A running router.
 pub struct Router {
     routing: RwLock<Option<Arc<Routing>>>,
+    /// Recent token-steered handshakes (their 0-RTT packets follow them).
+    affinity: Mutex<HandshakeAffinity>,
     table_changed: Notify,
     public: UdpIo,
     internal: UdpIo,
@@ -209,6 +216,10 @@ impl Router {
         }
         Ok(Arc::new(Router {
             routing: RwLock::new(routing),
+            affinity: Mutex::new(HandshakeAffinity::new(
+                HANDSHAKE_AFFINITY_CAPACITY,
+                HANDSHAKE_AFFINITY_TTL_MS,
+            )),
             table_changed: Notify::new(),
             metrics: RouterMetrics::new(),
             public,
@@ -319,7 +330,24 @@ impl Router {
         dst_ip: Option<IpAddr>,
         buf: &mut [u8],
     ) {
-        match routing.steering.steer(datagram, &routing.table) {
+        // Only long headers (handshakes) look at the affinity table.
+        let long_header = datagram.first().is_some_and(|b| b & 0x80 != 0);
+        let steer = if !long_header {
+            routing.steering.steer(datagram, &routing.table)
+        } else {
+            let mut affinity = match self.affinity.lock() {
+                Ok(guard) => guard,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            routing.steering.steer_handshake(
+                datagram,
+                &routing.table,
+                client,
+                self.now_ms(),
+                &mut affinity,
+            )
+        };
+        match steer {
             Steer::Forward { node, via } => {
                 let Some(routed_addr) = routing
                     .table
@@ -356,6 +384,7 @@ impl Router {
                 match via {
                     Via::Hash => self.metrics.hashed.increment(1),
                     Via::Token => self.metrics.token_steered.increment(1),
+                    Via::Affinity => self.metrics.affinity_steered.increment(1),
                     Via::ServerId => {}
                 }
             }

@@ -17,6 +17,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod affinity;
 pub mod config;
 pub mod forward;
 pub mod header;

@@ -20,6 +20,9 @@ pub const RESETS: &str = "quicmq_router_stateless_resets_total";
 pub const HASHED: &str = "quicmq_router_fallback_hashed_total";
 /// Initials steered by the server ID in their token.
 pub const TOKEN_STEERED: &str = "quicmq_router_token_steered_total";
+/// 0-RTT (and other long-header) packets sent after their client's
+/// token-steered Initial.
+pub const AFFINITY_STEERED: &str = "quicmq_router_affinity_steered_total";
 /// 1 if the node answers health probes, by `node`.
 pub const NODE_ALIVE: &str = "quicmq_router_node_alive";
 /// Events received on the cluster watch stream.
@@ -63,6 +66,8 @@ pub struct RouterMetrics {
     pub hashed: Counter,
     /// Token-steered Initials.
     pub token_steered: Counter,
+    /// Packets steered after their token-steered Initial.
+    pub affinity_steered: Counter,
     /// Datagrams returned to clients.
     pub returned: Counter,
     /// Datagrams from nodes that could not be unwrapped.
@@ -92,6 +97,7 @@ impl RouterMetrics {
             resets: metrics::counter!(RESETS),
             hashed: metrics::counter!(HASHED),
             token_steered: metrics::counter!(TOKEN_STEERED),
+            affinity_steered: metrics::counter!(AFFINITY_STEERED),
             returned: metrics::counter!(RETURNED_PACKETS),
             bad_returns: metrics::counter!(DROPPED, "reason" => "bad_envelope"),
             watch_events: metrics::counter!(WATCH_EVENTS),

@@ -5,6 +5,9 @@ use quicmq_proto::envelope::MAX_HEADER_LEN;
 use quicmq_proto::quic_lb::{LbCodec, LbConfig};
 use quicmq_proto::token_trailer;
 
+use std::net::SocketAddr;
+
+use crate::affinity::HandshakeAffinity;
 use crate::header::{parse, QuicHeader};
 use crate::node_table::NodeTable;
 
@@ -56,6 +59,9 @@ pub enum Via {
     ServerId,
     /// The server ID in an Initial's token.
     Token,
+    /// The node an earlier token-steered Initial of the same client and
+    /// DCID went to (its 0-RTT packets).
+    Affinity,
     /// Rendezvous hashing of a client-chosen or unroutable DCID.
     Hash,
 }
@@ -124,11 +130,25 @@ impl Steering {
                 },
                 Some(_) => match header {
                     QuicHeader::Short { .. } => Steer::Reset,
+                    // An Initial's DCID is the client's choice: it names a
+                    // dead node only by chance.
+                    QuicHeader::Long { initial: true, .. } => self.unroutable(header, table),
                     QuicHeader::Long { .. } => Steer::Drop(DropReason::DeadNode),
                 },
+                // A client-chosen DCID (Initial, 0-RTT) may decode to a
+                // server ID by chance: those fall back to the token and
+                // the hash, as the draft asks for unroutable long headers.
+                None if matches!(header, QuicHeader::Long { .. }) => self.unroutable(header, table),
                 None => Steer::Drop(DropReason::UnknownServerId),
             };
         }
+        self.unroutable(header, table)
+    }
+
+    /// A long header whose DCID names no node (a client's own choice), or
+    /// any unroutable short header: the Initial's token, else the hash.
+    fn unroutable(&self, header: QuicHeader<'_>, table: &NodeTable) -> Steer {
+        let dcid = header.dcid();
         if let QuicHeader::Long {
             initial_token: Some(token),
             ..
@@ -153,6 +173,46 @@ impl Steering {
                 via: Via::Hash,
             },
             None => Steer::Drop(DropReason::NoLiveNode),
+        }
+    }
+}
+
+impl Steering {
+    /// [`steer`](Self::steer), keeping a returning client's handshake on
+    /// one node: a token-steered Initial from `client` is remembered in
+    /// `affinity`, and the long-header packets that follow it under the
+    /// same DCID (0-RTT) go where it went instead of being hashed.
+    pub fn steer_handshake(
+        &self,
+        datagram: &[u8],
+        table: &NodeTable,
+        client: SocketAddr,
+        now_ms: u64,
+        affinity: &mut HandshakeAffinity,
+    ) -> Steer {
+        let steer = self.steer(datagram, table);
+        let Steer::Forward { node, via } = steer else {
+            return steer;
+        };
+        let Ok(QuicHeader::Long { dcid, .. }) = parse(datagram, self.cid_len()) else {
+            return steer;
+        };
+        match via {
+            Via::Token => {
+                if let Some(entry) = table.nodes().get(node) {
+                    affinity.record(client, dcid, entry.server_id, now_ms);
+                }
+                steer
+            }
+            Via::Hash => affinity
+                .lookup(client, dcid, now_ms)
+                .and_then(|server_id| table.by_server_id(&server_id))
+                .filter(|(_, entry)| entry.takes_new_connections())
+                .map_or(steer, |(node, _)| Steer::Forward {
+                    node,
+                    via: Via::Affinity,
+                }),
+            Via::ServerId | Via::Affinity => steer,
         }
     }
 }
@@ -224,6 +284,17 @@ mod tests {
             s.steer(&short(&stranger), &t),
             Steer::Drop(DropReason::UnknownServerId)
         );
+        // A client may choose an Initial DCID that decodes to a server ID
+        // (unknown or dead) by chance: it is hashed like any other.
+        for dcid in [&stranger, &cid] {
+            assert!(matches!(
+                s.steer(&initial(dcid, &[]), &t),
+                Steer::Forward {
+                    node: 0,
+                    via: Via::Hash
+                }
+            ));
+        }
     }
 
     #[test]
@@ -266,6 +337,81 @@ mod tests {
         assert_eq!(
             s.steer(&initial(&[3; 8], &token), &t),
             Steer::Drop(DropReason::NoLiveNode)
+        );
+    }
+
+    #[test]
+    fn zero_rtt_packets_follow_a_token_steered_initial() {
+        let (s, t, _) = setup();
+        let mut token = b"sealed-by-node-2".to_vec();
+        token_trailer::append(&mut token, &ServerId::new(&[0, 2]).unwrap());
+        token.extend_from_slice(&[1; 16]);
+        let client: SocketAddr = "192.0.2.9:5000".parse().unwrap();
+        let mut affinity = HandshakeAffinity::new(16, 1_000);
+        // DCIDs whose hash picks node 0, while the token names node 1.
+        let dcids: Vec<[u8; 8]> = (0..40u8)
+            .map(|d| [d; 8])
+            .filter(|d| {
+                let mut p = initial(d, &[]);
+                p[0] = 0xd0;
+                s.steer(&p, &t)
+                    == Steer::Forward {
+                        node: 0,
+                        via: Via::Hash,
+                    }
+            })
+            .collect();
+        assert!(!dcids.is_empty());
+        for (i, dcid) in dcids.iter().enumerate() {
+            let t0 = i as u64 * 2_000;
+            let mut zero_rtt = initial(dcid, &[]);
+            zero_rtt[0] = 0xd0;
+            assert_eq!(
+                s.steer_handshake(&initial(dcid, &token), &t, client, t0, &mut affinity),
+                Steer::Forward {
+                    node: 1,
+                    via: Via::Token
+                }
+            );
+            assert_eq!(
+                s.steer_handshake(&zero_rtt, &t, client, t0 + 10, &mut affinity),
+                Steer::Forward {
+                    node: 1,
+                    via: Via::Affinity
+                },
+                "0-RTT of the same client and DCID"
+            );
+            let stranger: SocketAddr = "192.0.2.10:5000".parse().unwrap();
+            assert_eq!(
+                s.steer_handshake(&zero_rtt, &t, stranger, t0 + 10, &mut affinity),
+                Steer::Forward {
+                    node: 0,
+                    via: Via::Hash
+                },
+                "another address is hashed"
+            );
+            assert_eq!(
+                s.steer_handshake(&zero_rtt, &t, client, t0 + 1_000, &mut affinity),
+                Steer::Forward {
+                    node: 0,
+                    via: Via::Hash
+                },
+                "forgotten after the TTL"
+            );
+        }
+        // A node that stopped taking connections is not held to.
+        let dcid = dcids[0];
+        let t0 = dcids.len() as u64 * 2_000;
+        let mut zero_rtt = initial(&dcid, &[]);
+        zero_rtt[0] = 0xd0;
+        s.steer_handshake(&initial(&dcid, &token), &t, client, t0, &mut affinity);
+        t.nodes()[1].set_alive(false);
+        assert_eq!(
+            s.steer_handshake(&zero_rtt, &t, client, t0 + 10, &mut affinity),
+            Steer::Forward {
+                node: 0,
+                via: Via::Hash
+            }
         );
     }
 

@@ -846,6 +846,24 @@ impl ClusterProcesses {
         cluster_status(self.nodes[index].admin).await
     }
 
+    /// Server ID (hex, as CONNACK names the node) → index in `nodes`, from
+    /// node `asked`'s view of the members.
+    pub async fn indices_by_server_id(
+        &self,
+        asked: usize,
+    ) -> std::collections::BTreeMap<String, usize> {
+        let status = self.status(asked).await;
+        let mut by_server_id = std::collections::BTreeMap::new();
+        for m in status["members"].as_array().into_iter().flatten() {
+            if let (Some(sid), Some(id)) = (m["server_id"].as_str(), m["node_id"].as_u64()) {
+                if let Some(index) = usize::try_from(id).ok().and_then(|id| id.checked_sub(1)) {
+                    by_server_id.insert(sid.to_string(), index);
+                }
+            }
+        }
+        by_server_id
+    }
+
     /// Polls node `index`'s status until `check` holds, for up to
     /// `timeout`; returns the last status.
     pub async fn wait_status(

@@ -70,6 +70,7 @@ struct Handle {
     closed_reported: AtomicBool,
     local_addr: Option<SocketAddr>,
     tls_resumed: Option<bool>,
+    zero_rtt: bool,
 }
 
 impl Drop for Handle {
@@ -169,6 +170,15 @@ impl Client {
     /// every node.
     pub fn tls_resumed(&self) -> Option<bool> {
         self.handle.tls_resumed
+    }
+
+    /// Over QUIC: whether the CONNECT (and
+    /// [`connect_publish`](super::ClientOptions::connect_publish)) travelled
+    /// as 0-RTT early data the node accepted, a round trip saved. That takes
+    /// a ticket of the node the client returned to (see
+    /// [`Resumption`](super::Resumption)). `false` over TCP and TLS.
+    pub fn zero_rtt_accepted(&self) -> bool {
+        self.handle.zero_rtt
     }
 
     /// QoS 1 and 2 publishes of the connection waiting for their final
@@ -515,6 +525,7 @@ impl Client {
                 closed_reported: AtomicBool::new(false),
                 local_addr: None,
                 tls_resumed: self.handle.tls_resumed,
+                zero_rtt: self.handle.zero_rtt,
             }),
         })
     }
@@ -579,24 +590,37 @@ fn connect_packet(opts: &ClientOptions) -> Packet {
 }
 
 async fn connect(opts: &ClientOptions) -> Result<(Client, ConnAck), ClientError> {
+    let mut wire = BytesMut::new();
+    encode(&connect_packet(opts), opts.protocol, &mut wire)?;
+    if let Some(publish) = &opts.connect_publish {
+        if publish.qos != QoS::AtMostOnce || publish.topic.is_empty() {
+            return Err(ClientError::InvalidArgument(
+                "connect_publish must be a QoS 0 PUBLISH with a topic name".into(),
+            ));
+        }
+        encode(&Packet::Publish(publish.clone()), opts.protocol, &mut wire)?;
+    }
+    let flight = wire.freeze();
     let Established {
         link,
         mut reader,
         mut writer,
         local_addr,
         tls_resumed,
-    } = transport::establish(opts).await?;
+        flight_sent,
+        zero_rtt,
+    } = transport::establish(opts, &flight).await?;
     let abandon = |link: &Link, why: &str| {
         if let Link::Quic { connection, .. } = link {
             connection.close(0u32.into(), why.as_bytes());
         }
     };
 
-    let mut wire = BytesMut::new();
-    encode(&connect_packet(opts), opts.protocol, &mut wire)?;
-    if let Err(e) = writer.write_chunks(&mut vec![wire.freeze()]).await {
-        abandon(&link, "write failed");
-        return Err(ClientError::Io(e));
+    if !flight_sent {
+        if let Err(e) = writer.write_chunks(&mut vec![flight]).await {
+            abandon(&link, "write failed");
+            return Err(ClientError::Io(e));
+        }
     }
 
     let max = opts.maximum_packet_size.unwrap_or(MAX_PACKET_SIZE);
@@ -672,6 +696,7 @@ async fn connect(opts: &ClientOptions) -> Result<(Client, ConnAck), ClientError>
             closed_reported: AtomicBool::new(false),
             local_addr,
             tls_resumed,
+            zero_rtt,
         }),
     };
     Ok((client, connack))

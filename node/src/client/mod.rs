@@ -41,6 +41,7 @@ mod packet_ids;
 mod quota;
 mod reconnect;
 mod requests;
+mod resumption;
 mod stream;
 #[cfg(test)]
 mod tests;
@@ -52,6 +53,7 @@ pub use event::Event;
 pub use handle::Client;
 pub use options::{ClientOptions, TlsOptions, Transport};
 pub use reconnect::{Backoff, ReconnectEvent, ReconnectingClient};
+pub use resumption::Resumption;
 
 pub use quicmq_proto::mqtt::{
     ConnAck, Disconnect, LastWill, Properties, ProtocolVersion, Publish, QoS, ReasonCode,

@@ -6,7 +6,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use quicmq_proto::mqtt::{LastWill, Properties, ProtocolVersion};
+use quicmq_proto::mqtt::{LastWill, Properties, ProtocolVersion, Publish};
+
+use super::resumption::Resumption;
 
 /// The transport that carries MQTT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -176,6 +178,23 @@ pub struct ClientOptions {
     /// and routers steer the client back to the node that issued the token.
     /// `false` makes every connection look new (tokens link connections).
     pub quic_reuse_tokens: bool,
+    /// QUIC: the TLS session tickets and address-validation tokens kept
+    /// between connections. By default one store per process
+    /// ([`Resumption::shared`]); give each long-lived client its own
+    /// ([`Resumption::new`]) so that its reconnections find their tickets.
+    pub resumption: Resumption,
+    /// QUIC: send the CONNECT (and [`connect_publish`](Self::connect_publish))
+    /// as 0-RTT early data when a ticket of the node allows it, saving a
+    /// round trip (default `true`). The node accepts each ticket's early
+    /// data once, so a replayed flight is refused; when the node refuses
+    /// early data the client sends the same packets again once the
+    /// handshake is done. [`Client::zero_rtt_accepted`](super::Client::zero_rtt_accepted)
+    /// tells which happened.
+    pub zero_rtt: bool,
+    /// A QoS 0 PUBLISH sent right behind the CONNECT, before the CONNACK
+    /// (MQTT allows it): with 0-RTT, the message leaves in the client's
+    /// first flight. Lost if the server refuses the connection.
+    pub connect_publish: Option<Publish>,
 }
 
 impl ClientOptions {
@@ -206,6 +225,9 @@ impl ClientOptions {
             quic_idle_timeout: Duration::from_secs(30),
             quic_endpoint: None,
             quic_reuse_tokens: true,
+            resumption: Resumption::shared(),
+            zero_rtt: true,
+            connect_publish: None,
         }
     }
 
@@ -262,6 +284,10 @@ impl fmt::Debug for ClientOptions {
                     .as_ref()
                     .map(|endpoint| endpoint.local_addr().ok()),
             )
+            .field("quic_reuse_tokens", &self.quic_reuse_tokens)
+            .field("resumption", &self.resumption)
+            .field("zero_rtt", &self.zero_rtt)
+            .field("connect_publish", &self.connect_publish)
             .finish()
     }
 }

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::{mpsc, watch, Mutex};
 
-use super::{Client, ClientError, ClientOptions, ConnAck, Event, QoS, ReasonCode};
+use super::{Client, ClientError, ClientOptions, ConnAck, Event, QoS, ReasonCode, Resumption};
 
 /// How long to wait before each reconnection attempt: `initial`, doubled
 /// per failed attempt up to `max`, each wait then shortened by a random
@@ -131,10 +131,18 @@ impl ReconnectingClient {
     /// keeps the client connected in the background. Reconnections use
     /// clean start 0 when the session outlives its connection
     /// (`session_expiry_interval` above 0), so the session resumes.
+    ///
+    /// Over QUIC the client keeps tickets and tokens of its own (unless
+    /// `options.resumption` is already its own): after a lost connection it
+    /// resumes the TLS session on whichever node takes it (a cluster
+    /// ticket), and back on its node it connects in 0-RTT.
     pub async fn connect(
-        options: ClientOptions,
+        mut options: ClientOptions,
         backoff: Backoff,
     ) -> Result<(ReconnectingClient, ConnAck), ClientError> {
+        if options.resumption.is_shared() {
+            options.resumption = Resumption::new();
+        }
         let (client, connack) = Client::connect(options.clone()).await?;
         let (current_tx, current) = watch::channel(Some(client.clone()));
         let (events_tx, events) = mpsc::unbounded_channel();
@@ -270,6 +278,8 @@ async fn keep_connected(
         }
         let _ = current.send(None);
         let _ = events.send(ReconnectEvent::Lost(why));
+        // The node may be gone: offer a ticket any node opens.
+        options.resumption.set_failover(true);
         let lost_at = Instant::now();
         let mut attempt = 0u32;
         client = loop {
@@ -281,6 +291,7 @@ async fn keep_connected(
             }
             match Client::connect(options.clone()).await {
                 Ok((client, connack)) => {
+                    options.resumption.set_failover(false);
                     let _ = current.send(Some(client.clone()));
                     let _ = events.send(ReconnectEvent::Reconnected {
                         connack: Box::new(connack),

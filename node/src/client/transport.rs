@@ -4,6 +4,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use tokio::net::TcpStream;
 
 use super::conn::Link;
@@ -22,6 +23,11 @@ pub(crate) struct Established {
     /// Whether the TLS handshake resumed a session (`None`: plain TCP, or
     /// QUIC, whose handshake kind quinn does not expose).
     pub(crate) tls_resumed: Option<bool>,
+    /// Whether the first flight (CONNECT, ...) was already written: QUIC
+    /// writes it itself, as 0-RTT early data where it can.
+    pub(crate) flight_sent: bool,
+    /// Whether the server accepted the first flight as 0-RTT early data.
+    pub(crate) zero_rtt: bool,
 }
 
 /// Resolves `host:port`, IPv4 addresses first.
@@ -41,8 +47,13 @@ pub(crate) async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, Cl
     Ok(addrs)
 }
 
-/// Opens the transport `opts` asks for.
-pub(crate) async fn establish(opts: &ClientOptions) -> Result<Established, ClientError> {
+/// Opens the transport `opts` asks for. QUIC also writes `flight` (the
+/// encoded CONNECT and what goes with it) on the control stream, in 0-RTT
+/// when it can; other transports leave that to the caller.
+pub(crate) async fn establish(
+    opts: &ClientOptions,
+    flight: &Bytes,
+) -> Result<Established, ClientError> {
     let addrs = resolve(&opts.host, opts.port).await?;
     match opts.transport {
         Transport::Tcp => {
@@ -55,6 +66,8 @@ pub(crate) async fn establish(opts: &ClientOptions) -> Result<Established, Clien
                 writer: StreamWriter::Io(Box::new(writer)),
                 local_addr,
                 tls_resumed: None,
+                flight_sent: false,
+                zero_rtt: false,
             })
         }
         Transport::Tls => {
@@ -75,9 +88,11 @@ pub(crate) async fn establish(opts: &ClientOptions) -> Result<Established, Clien
                 writer: StreamWriter::Io(Box::new(writer)),
                 local_addr,
                 tls_resumed: Some(resumed),
+                flight_sent: false,
+                zero_rtt: false,
             })
         }
-        Transport::Quic => connect_quic(opts, addrs[0]).await,
+        Transport::Quic => connect_quic(opts, addrs[0], flight).await,
     }
 }
 
@@ -100,17 +115,18 @@ async fn connect_tcp(addrs: &[SocketAddr]) -> Result<TcpStream, ClientError> {
     })))
 }
 
-/// The process-wide store of QUIC address-validation tokens.
-fn token_store() -> Arc<dyn quinn::TokenStore> {
-    static STORE: std::sync::OnceLock<Arc<dyn quinn::TokenStore>> = std::sync::OnceLock::new();
-    STORE
-        .get_or_init(|| Arc::new(quinn::TokenMemoryCache::default()))
-        .clone()
-}
-
-async fn connect_quic(opts: &ClientOptions, addr: SocketAddr) -> Result<Established, ClientError> {
-    let crypto = tls::client_config(&opts.tls, true)?;
-    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(crypto)
+async fn connect_quic(
+    opts: &ClientOptions,
+    addr: SocketAddr,
+    flight: &Bytes,
+) -> Result<Established, ClientError> {
+    // The cached configuration with this client's ticket store: tickets
+    // resume only under the same certificate verifier, which the clone
+    // keeps.
+    let mut crypto = (*tls::client_config(&opts.tls, true)?).clone();
+    crypto.resumption = rustls::client::Resumption::store(opts.resumption.session_store(addr));
+    crypto.enable_early_data = opts.zero_rtt;
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(Arc::new(crypto))
         .map_err(|e| ClientError::Tls(e.to_string()))?;
     let mut transport = quinn::TransportConfig::default();
     transport.keep_alive_interval(opts.quic_keep_alive_interval);
@@ -119,11 +135,11 @@ async fn connect_quic(opts: &ClientOptions, addr: SocketAddr) -> Result<Establis
     transport.max_idle_timeout(Some(idle));
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
     config.transport_config(Arc::new(transport));
-    // Address-validation tokens from earlier connections (NEW_TOKEN) are
-    // kept per process: a returning client presents one, skips address
-    // validation, and routers steer it back to the node that issued it.
+    // Address-validation tokens from earlier connections (NEW_TOKEN): a
+    // returning client presents one, skips address validation, and routers
+    // steer it back to the node that issued it.
     if opts.quic_reuse_tokens {
-        config.token_store(token_store());
+        config.token_store(opts.resumption.token_store(addr));
     } else {
         config.token_store(Arc::new(quinn::NoneTokenStore));
     }
@@ -144,15 +160,40 @@ async fn connect_quic(opts: &ClientOptions, addr: SocketAddr) -> Result<Establis
         .strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))
         .unwrap_or(name);
-    let connection = endpoint
+    let connecting = endpoint
         .connect_with(config, addr, name)
-        .map_err(|e| ClientError::Quic(e.to_string()))?
-        .await
-        .map_err(connection_error)?;
-    let (send, recv) = match connection.open_bi().await {
-        Ok(streams) => streams,
-        Err(e) => return Err(connection_error(e)),
+        .map_err(|e| ClientError::Quic(e.to_string()))?;
+    let (connection, zero_rtt, control) = match connecting.into_0rtt() {
+        // A ticket allowing early data: the control stream and the flight
+        // go out with the handshake.
+        Ok((connection, accepted)) => {
+            let early = match open_control(&connection, flight).await {
+                Ok(streams) => Some(streams),
+                Err(e) => {
+                    tracing::debug!(error = %e, "0-RTT control stream failed");
+                    None
+                }
+            };
+            let accepted = accepted.await;
+            match early {
+                Some(streams) if accepted => (connection, true, streams),
+                // Refused early data is not delivered: send it again.
+                _ => {
+                    if let Some(reason) = connection.close_reason() {
+                        return Err(connection_error(reason));
+                    }
+                    let streams = open_control(&connection, flight).await?;
+                    (connection, false, streams)
+                }
+            }
+        }
+        Err(connecting) => {
+            let connection = connecting.await.map_err(connection_error)?;
+            let streams = open_control(&connection, flight).await?;
+            (connection, false, streams)
+        }
     };
+    let (send, recv) = control;
     Ok(Established {
         link: Link::Quic {
             endpoint,
@@ -163,7 +204,22 @@ async fn connect_quic(opts: &ClientOptions, addr: SocketAddr) -> Result<Establis
         local_addr: None,
         // quinn does not expose rustls' handshake kind.
         tls_resumed: None,
+        flight_sent: true,
+        zero_rtt,
     })
+}
+
+/// Opens the control stream and writes `flight` on it.
+async fn open_control(
+    connection: &quinn::Connection,
+    flight: &Bytes,
+) -> Result<(quinn::SendStream, quinn::RecvStream), ClientError> {
+    let (mut send, recv) = connection.open_bi().await.map_err(connection_error)?;
+    send.write_all(flight).await.map_err(|e| match e {
+        quinn::WriteError::ConnectionLost(reason) => connection_error(reason),
+        other => ClientError::Quic(other.to_string()),
+    })?;
+    Ok((send, recv))
 }
 
 /// Classifies a QUIC connection error; handshake failures of TLS (crypto

@@ -6,10 +6,15 @@
 //! reuses it on later starts.
 //!
 //! Session tickets are sealed with the cluster's ticket keys
-//! ([`tickets`]), so a client resumes its TLS session on any node.
+//! ([`tickets`]), so a client resumes its TLS session on any node. QUIC
+//! clients that come back to the node they were on (they hold its
+//! address-validation token) get node-local, single-use sessions instead
+//! ([`home_sessions`]), with which rustls accepts 0-RTT.
 
+mod home_sessions;
 mod tickets;
 
+pub use home_sessions::{HomeSessionStore, DEFAULT_HOME_SESSIONS};
 pub use tickets::{ClusterTicketer, TicketKeyRing, TicketRefused};
 
 use std::path::{Path, PathBuf};
@@ -120,20 +125,44 @@ pub fn tcp_server_config(
     Ok(Arc::new(config))
 }
 
-/// The rustls server configuration of the QUIC listener (TLS 1.3, ALPN
-/// `mqtt`); session tickets are sealed with `tickets`, so they resume on
-/// any node of the cluster.
-pub fn quic_server_config(
+/// The rustls server configurations of the QUIC listener (TLS 1.3, ALPN
+/// `mqtt`).
+pub struct QuicTlsConfigs {
+    /// For new clients: tickets sealed with the cluster's keys resume on any
+    /// node (no 0-RTT).
+    pub cluster: rustls::ServerConfig,
+    /// For clients returning with this node's address-validation token:
+    /// tickets of node-local, single-use sessions that allow 0-RTT here
+    /// (cluster tickets still resume, without 0-RTT).
+    pub home: rustls::ServerConfig,
+}
+
+/// The QUIC listener's configurations: `tickets` seal cluster tickets,
+/// `home` keeps the node-local sessions.
+pub fn quic_server_configs(
     identity: &Identity,
     tickets: &Arc<TicketKeyRing>,
-) -> Result<rustls::ServerConfig, TlsError> {
-    let mut config = rustls::ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_no_client_auth()
-        .with_single_cert(identity.chain.clone(), identity.key.clone_key())?;
-    config.alpn_protocols = vec![ALPN_MQTT.to_vec()];
-    config.ticketer = Arc::new(ClusterTicketer::new(tickets.clone()));
-    Ok(config)
+    home: &Arc<HomeSessionStore>,
+) -> Result<QuicTlsConfigs, TlsError> {
+    let base = || -> Result<rustls::ServerConfig, TlsError> {
+        let mut config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_no_client_auth()
+            .with_single_cert(identity.chain.clone(), identity.key.clone_key())?;
+        config.alpn_protocols = vec![ALPN_MQTT.to_vec()];
+        Ok(config)
+    };
+    let mut cluster = base()?;
+    cluster.ticketer = Arc::new(ClusterTicketer::with_home(tickets.clone(), home.clone()));
+    let mut home_config = base()?;
+    // No ticketer: stateful resumption, the condition for early data.
+    home_config.session_storage = home.clone();
+    // QUIC allows only 0 or u32::MAX; the real bound is flow control.
+    home_config.max_early_data_size = u32::MAX;
+    Ok(QuicTlsConfigs {
+        cluster,
+        home: home_config,
+    })
 }
 
 #[cfg(test)]
@@ -148,8 +177,12 @@ mod tests {
         assert_eq!(first.chain, again.chain);
         let ring = TicketKeyRing::new();
         tcp_server_config(&first, &ring).unwrap();
-        let quic = quic_server_config(&first, &ring).unwrap();
-        assert_eq!(quic.alpn_protocols, vec![b"mqtt".to_vec()]);
+        let home = HomeSessionStore::new(ring.clone(), 10, 1_000);
+        let quic = quic_server_configs(&first, &ring, &home).unwrap();
+        assert_eq!(quic.cluster.alpn_protocols, vec![b"mqtt".to_vec()]);
+        assert!(quic.cluster.ticketer.enabled());
+        assert!(!quic.home.ticketer.enabled(), "stateful: 0-RTT possible");
+        assert_eq!(quic.home.max_early_data_size, u32::MAX);
     }
 
     #[test]

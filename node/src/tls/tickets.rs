@@ -20,6 +20,7 @@ use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use quicmq_raft::command::TicketKeyRecord;
 use quicmq_raft::state::ticket_key_accepted_until;
 
+use super::HomeSessionStore;
 use crate::broker::now_ms;
 use crate::metrics::{TLS_TICKETS_ISSUED, TLS_TICKETS_OPENED, TLS_TICKETS_REFUSED};
 
@@ -193,17 +194,44 @@ impl TicketRefused {
     }
 }
 
+/// Opens a cluster ticket with `ring`, counting the outcome.
+pub(super) fn open_cluster_ticket(ring: &TicketKeyRing, ticket: &[u8]) -> Option<Vec<u8>> {
+    match ring.open(ticket, now_ms()) {
+        Ok(plain) => {
+            metrics::counter!(TLS_TICKETS_OPENED).increment(1);
+            Some(plain)
+        }
+        Err(e) => {
+            metrics::counter!(TLS_TICKETS_REFUSED, "reason" => e.label()).increment(1);
+            tracing::debug!("TLS session ticket refused: {e}");
+            None
+        }
+    }
+}
+
 /// rustls' ticket producer over a [`TicketKeyRing`]: what one node seals,
-/// every node of the cluster opens.
+/// every node of the cluster opens. With a [`HomeSessionStore`], it also
+/// resumes the node-local sessions of that store (without their 0-RTT: a
+/// connection served with this ticketer never accepts early data).
 #[derive(Debug, Clone)]
 pub struct ClusterTicketer {
     ring: Arc<TicketKeyRing>,
+    home: Option<Arc<HomeSessionStore>>,
 }
 
 impl ClusterTicketer {
     /// A ticketer sealing with `ring`'s keys.
     pub fn new(ring: Arc<TicketKeyRing>) -> ClusterTicketer {
-        ClusterTicketer { ring }
+        ClusterTicketer { ring, home: None }
+    }
+
+    /// A ticketer sealing with `ring`'s keys that also opens the tickets of
+    /// `home`'s sessions.
+    pub fn with_home(ring: Arc<TicketKeyRing>, home: Arc<HomeSessionStore>) -> ClusterTicketer {
+        ClusterTicketer {
+            ring,
+            home: Some(home),
+        }
     }
 }
 
@@ -225,17 +253,10 @@ impl rustls::server::ProducesTickets for ClusterTicketer {
     }
 
     fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
-        match self.ring.open(cipher, now_ms()) {
-            Ok(plain) => {
-                metrics::counter!(TLS_TICKETS_OPENED).increment(1);
-                Some(plain)
-            }
-            Err(e) => {
-                metrics::counter!(TLS_TICKETS_REFUSED, "reason" => e.label()).increment(1);
-                tracing::debug!("TLS session ticket refused: {e}");
-                None
-            }
+        if let Some(session) = self.home.as_ref().and_then(|h| h.take_local(cipher)) {
+            return Some(session);
         }
+        open_cluster_ticket(&self.ring, cipher)
     }
 }
 

@@ -14,6 +14,7 @@ use crate::connection::stream::{open_data_stream, spawn_stream};
 use crate::connection::{serve, Link};
 use crate::keys::RESET_KEY_LEN;
 use crate::node::StartError;
+use crate::tls;
 use crate::transport::routable_cid::RoutableCidGenerator;
 use crate::transport::routable_token::RoutableTokenKey;
 use crate::transport::routed_socket::RoutedSocket;
@@ -28,8 +29,8 @@ pub struct QuicSetup {
     pub public: Option<SocketAddr>,
     /// Routed port for datagrams from routers.
     pub routed: Option<SocketAddr>,
-    /// TLS configuration (ALPN `mqtt`).
-    pub tls: rustls::ServerConfig,
+    /// TLS configurations (ALPN `mqtt`): for new and for returning clients.
+    pub tls: tls::QuicTlsConfigs,
     /// QUIC-LB codec of the cluster.
     pub lb: Arc<LbCodec>,
     /// This node's server ID.
@@ -40,16 +41,25 @@ pub struct QuicSetup {
     pub token_key: [u8; RESET_KEY_LEN],
 }
 
+/// The QUIC endpoint, and the server configuration for returning clients
+/// (the endpoint's own serves new ones).
+pub struct QuicEndpoint {
+    /// The endpoint on the public and routed ports.
+    pub endpoint: quinn::Endpoint,
+    /// The socket under it.
+    pub socket: Arc<RoutedSocket>,
+    /// For connections whose Initial carried a valid address-validation
+    /// token: node-local TLS sessions, 0-RTT accepted.
+    pub returning: Arc<quinn::ServerConfig>,
+}
+
 /// Bind the QUIC endpoint on the public and routed ports.
-pub fn bind_quic(setup: QuicSetup) -> Result<(quinn::Endpoint, Arc<RoutedSocket>), StartError> {
+pub fn bind_quic(setup: QuicSetup) -> Result<QuicEndpoint, StartError> {
     let bind_error = |e: String| StartError::Bind {
         key: "quic_addr",
         addr: format!("{:?} / {:?}", setup.public, setup.routed),
         reason: e,
     };
-    let crypto = QuicServerConfig::try_from(setup.tls)
-        .map_err(|e| bind_error(format!("QUIC TLS configuration: {e}")))?;
-    let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     let mut transport = quinn::TransportConfig::default();
     transport.max_concurrent_bidi_streams(MAX_STREAMS.into());
     transport.max_concurrent_uni_streams(0u32.into());
@@ -58,12 +68,22 @@ pub fn bind_quic(setup: QuicSetup) -> Result<(quinn::Endpoint, Arc<RoutedSocket>
     transport.max_idle_timeout(Some(quinn::IdleTimeout::from(quinn::VarInt::from_u32(
         300_000,
     ))));
-    server.transport_config(Arc::new(transport));
-    server.migration(true);
-    server.token_key(Arc::new(RoutableTokenKey::new(
+    let transport = Arc::new(transport);
+    let token_key: Arc<dyn quinn::crypto::HandshakeTokenKey> = Arc::new(RoutableTokenKey::new(
         crate::keys::token_prk(&setup.token_key),
         setup.server_id,
-    )));
+    ));
+    let server_config = |crypto: rustls::ServerConfig| {
+        let crypto = QuicServerConfig::try_from(crypto)
+            .map_err(|e| bind_error(format!("QUIC TLS configuration: {e}")))?;
+        let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+        server.transport_config(transport.clone());
+        server.migration(true);
+        server.token_key(token_key.clone());
+        Ok::<_, StartError>(server)
+    };
+    let server = server_config(setup.tls.cluster)?;
+    let returning = Arc::new(server_config(setup.tls.home)?);
     let generator = RoutableCidGenerator::new(setup.lb, setup.server_id)
         .map_err(|e| StartError::Config(e.to_string()))?;
     let mut endpoint_config =
@@ -79,11 +99,21 @@ pub fn bind_quic(setup: QuicSetup) -> Result<(quinn::Endpoint, Arc<RoutedSocket>
         Arc::new(quinn::TokioRuntime),
     )
     .map_err(|e| bind_error(e.to_string()))?;
-    Ok((endpoint, socket))
+    Ok(QuicEndpoint {
+        endpoint,
+        socket,
+        returning,
+    })
 }
 
-/// Accept MQTT-over-QUIC connections until the broker shuts down.
-pub async fn serve_quic(broker: Arc<Broker>, endpoint: quinn::Endpoint) {
+/// Accept MQTT-over-QUIC connections until the broker shuts down;
+/// connections of returning clients (a valid address-validation token in
+/// their Initial) are served with `returning`.
+pub async fn serve_quic(
+    broker: Arc<Broker>,
+    endpoint: quinn::Endpoint,
+    returning: Arc<quinn::ServerConfig>,
+) {
     let mut shutdown = broker.shutdown_signal();
     loop {
         let incoming = tokio::select! {
@@ -91,31 +121,70 @@ pub async fn serve_quic(broker: Arc<Broker>, endpoint: quinn::Endpoint) {
             _ = crate::broker::shutdown_started(&mut shutdown) => return,
         };
         let Some(incoming) = incoming else { return };
-        tokio::spawn(serve_connection(broker.clone(), incoming));
+        tokio::spawn(serve_connection(
+            broker.clone(),
+            incoming,
+            returning.clone(),
+        ));
     }
 }
 
-async fn serve_connection(broker: Arc<Broker>, incoming: quinn::Incoming) {
+async fn serve_connection(
+    broker: Arc<Broker>,
+    incoming: quinn::Incoming,
+    returning: Arc<quinn::ServerConfig>,
+) {
     let peer = incoming.remote_address();
     let timeout = broker.settings().connect_timeout;
-    let connection = match tokio::time::timeout(timeout, incoming).await {
-        Ok(Ok(connection)) => connection,
-        Ok(Err(e)) => {
-            tracing::debug!(%peer, error = %e, "QUIC handshake failed");
-            return;
-        }
-        Err(_) => {
-            tracing::debug!(%peer, "QUIC handshake timed out");
+    // A valid token means the client was on a node of this cluster before
+    // and routers steered it to the node that issued the token: here, its
+    // node-local TLS session (and 0-RTT) may be waiting.
+    let connecting = if incoming.remote_address_validated() {
+        incoming.accept_with(returning)
+    } else {
+        incoming.accept()
+    };
+    let connecting = match connecting {
+        Ok(connecting) => connecting,
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "QUIC connection refused");
             return;
         }
     };
+    // 0.5-RTT (on a server, quinn always allows it): the control stream,
+    // and a CONNECT sent in 0-RTT early data, are served before the
+    // handshake completes; the CONNACK leaves with the server's first
+    // flight. Early data is accepted at most once per session ticket
+    // (single-use node-local sessions), so a replayed flight gets nowhere.
+    // A handshake that fails ends the connection and its streams.
+    let connection = match connecting.into_0rtt() {
+        Ok((connection, _)) => connection,
+        Err(connecting) => match tokio::time::timeout(timeout, connecting).await {
+            Ok(Ok(connection)) => connection,
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "QUIC handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "QUIC handshake timed out");
+                return;
+            }
+        },
+    };
     let control = match tokio::time::timeout(timeout, connection.accept_bi()).await {
         Ok(Ok(streams)) => streams,
-        _ => {
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "QUIC connection ended before its control stream");
+            return;
+        }
+        Err(_) => {
             connection.close(0u32.into(), b"no control stream");
             return;
         }
     };
+    if control.1.is_0rtt() {
+        metrics::counter!(crate::metrics::QUIC_ZERO_RTT_CONNECTS).increment(1);
+    }
     let (ctx, inbound) = stream_context(&broker, "quic");
     let (send, recv) = control;
     let control = spawn_stream(&ctx, 0, recv, send);
