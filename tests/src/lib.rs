@@ -554,6 +554,17 @@ where
     }
 }
 
+/// The sum of every series of metric `name` on the `/metrics` of the
+/// admin endpoint at `admin` (0 when there is none).
+pub async fn metric_sum(admin: SocketAddr, name: &str) -> f64 {
+    let (status, body) = http_get(admin, "/metrics").await;
+    assert_eq!(status, 200, "GET /metrics of {admin}");
+    body.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+        .sum()
+}
+
 /// A plain HTTP/1.1 GET to the admin endpoint; returns the status code and
 /// the body. Bounded by 5 s.
 pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {

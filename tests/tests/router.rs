@@ -85,16 +85,6 @@ impl Fleet {
     }
 }
 
-/// Sum of every series of a metric on a router's `/metrics`.
-async fn router_metric(router: &RouterProcess, name: &str) -> f64 {
-    let (status, body) = http_get(router.admin, "/metrics").await;
-    assert_eq!(status, 200);
-    body.lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
-        .sum()
-}
-
 fn node_of(connack: &ConnAck) -> String {
     quicmq_tests::connack_node(connack).expect("CONNACK names the node")
 }
@@ -230,7 +220,8 @@ async fn killing_one_of_two_routers_does_not_break_sessions() {
         clients.push(client);
     }
     for router in &fleet.routers {
-        let forwarded = router_metric(router, "quicmq_router_forwarded_packets_total").await;
+        let forwarded =
+            quicmq_tests::metric_sum(router.admin, "quicmq_router_forwarded_packets_total").await;
         assert!(
             forwarded > 0.0,
             "both routers carry traffic before the kill"
@@ -293,7 +284,11 @@ async fn a_dead_nodes_clients_get_a_stateless_reset_and_reconnect_elsewhere() {
     }
     let reset_after = killed.elapsed();
     println!("kill -9 → every client of the dead node reset: {reset_after:?}");
-    let resets = router_metric(&fleet.routers[0], "quicmq_router_stateless_resets_total").await;
+    let resets = quicmq_tests::metric_sum(
+        fleet.routers[0].admin,
+        "quicmq_router_stateless_resets_total",
+    )
+    .await;
     assert!(
         resets >= on_second.len() as f64,
         "{resets} resets for {} clients",
@@ -345,7 +340,8 @@ async fn a_returning_client_is_steered_home_by_its_token() {
             .await
             .unwrap();
     }
-    let steered = router_metric(&fleet.routers[0], "quicmq_router_token_steered_total").await;
+    let steered =
+        quicmq_tests::metric_sum(fleet.routers[0].admin, "quicmq_router_token_steered_total").await;
     assert!(steered >= 8.0, "{steered} Initials steered by token");
 }
 
@@ -365,7 +361,11 @@ async fn malformed_datagrams_are_dropped_counted_and_harmless() {
         cid_too_long,
         vec![0x80, 0, 0, 0, 0, 4, 1, 2, 3, 4, 0],
     ];
-    let before = router_metric(&fleet.routers[0], "quicmq_router_dropped_packets_total").await;
+    let before = quicmq_tests::metric_sum(
+        fleet.routers[0].admin,
+        "quicmq_router_dropped_packets_total",
+    )
+    .await;
     for _ in 0..10 {
         for case in &cases {
             junk.send_to(case, fleet.vip).await.unwrap();
@@ -375,8 +375,12 @@ async fn malformed_datagrams_are_dropped_counted_and_harmless() {
         junk.send_to(&noise, fleet.vip).await.unwrap();
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let dropped =
-        router_metric(&fleet.routers[0], "quicmq_router_dropped_packets_total").await - before;
+    let dropped = quicmq_tests::metric_sum(
+        fleet.routers[0].admin,
+        "quicmq_router_dropped_packets_total",
+    )
+    .await
+        - before;
     assert!(
         dropped >= 50.0,
         "every malformed datagram counted: {dropped}"

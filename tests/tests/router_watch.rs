@@ -94,16 +94,6 @@ async fn wait_live(router: &RouterProcess, expected: &[&str], timeout: Duration)
     }
 }
 
-/// Sum of every series of a metric on a router's `/metrics`.
-async fn router_metric(router: &RouterProcess, name: &str) -> f64 {
-    let (status, body) = http_get(router.admin, "/metrics").await;
-    assert_eq!(status, 200);
-    body.lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
-        .sum()
-}
-
 #[tokio::test]
 async fn routers_follow_the_cluster_through_a_join_and_a_kill() {
     let mut cluster =
@@ -123,7 +113,9 @@ async fn routers_follow_the_cluster_through_a_join_and_a_kill() {
             "{table:#}"
         );
         assert_eq!(table["quic_lb"]["encrypted"], true, "the cluster's key");
-        assert!(router_metric(router, "quicmq_router_watch_events_total").await >= 1.0);
+        assert!(
+            quicmq_tests::metric_sum(router.admin, "quicmq_router_watch_events_total").await >= 1.0
+        );
     }
 
     // New connections spread over all three nodes, and every packet of a
@@ -185,7 +177,7 @@ async fn routers_follow_the_cluster_through_a_join_and_a_kill() {
     let doomed = by_node.remove(&victim_sid).unwrap_or_default();
     assert!(!doomed.is_empty(), "clients on {victim_sid}");
     let reconnects_before =
-        router_metric(&routers[0], "quicmq_router_watch_reconnects_total").await;
+        quicmq_tests::metric_sum(routers[0].admin, "quicmq_router_watch_reconnects_total").await;
     cluster.nodes[victim].kill9();
     let killed = Instant::now();
     for client in &doomed {
@@ -211,7 +203,8 @@ async fn routers_follow_the_cluster_through_a_join_and_a_kill() {
     assert!(reset_after < Duration::from_secs(3), "{reset_after:?}");
     let mut resets = 0.0;
     for router in &routers {
-        resets += router_metric(router, "quicmq_router_stateless_resets_total").await;
+        resets +=
+            quicmq_tests::metric_sum(router.admin, "quicmq_router_stateless_resets_total").await;
     }
     assert!(resets >= 1.0, "{resets} resets");
     let mut alive: Vec<&str> = vec!["0001", "0002", "0003", "0004"];
@@ -232,7 +225,7 @@ async fn routers_follow_the_cluster_through_a_join_and_a_kill() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(
-        router_metric(&routers[0], "quicmq_router_watch_reconnects_total").await
+        quicmq_tests::metric_sum(routers[0].admin, "quicmq_router_watch_reconnects_total").await
             > reconnects_before
     );
 

@@ -195,7 +195,9 @@ async fn through_routers_a_client_gets_home_in_0rtt_and_resumes_elsewhere_when_h
     let (zero_rtt, node) = connect_and_leave(o).await;
     assert_eq!(node, home);
     assert!(zero_rtt, "0-RTT accepted at home through the router");
-    assert!(router_metric(&router, "quicmq_router_affinity_steered_total").await >= 1.0);
+    assert!(
+        quicmq_tests::metric_sum(router.admin, "quicmq_router_affinity_steered_total").await >= 1.0
+    );
 
     // Its node dies. The client, told it lost its connection, offers a
     // cluster ticket: another node resumes the TLS session.
@@ -247,13 +249,4 @@ async fn through_routers_a_client_gets_home_in_0rtt_and_resumes_elsewhere_when_h
         opened_after > opened_before,
         "the new node resumed the session with the cluster ticket"
     );
-}
-
-async fn router_metric(router: &RouterProcess, name: &str) -> f64 {
-    let (status, body) = http_get(router.admin, "/metrics").await;
-    assert_eq!(status, 200);
-    body.lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
-        .sum()
 }
