@@ -17,7 +17,9 @@
 #      `quicmq bench sub` on node 1 (same node) or node 2 (cross node), then
 #      -- once node 1's route table (`/api/cluster/status` on node 1) lists
 #      the subscriber's node for the filter -- `quicmq bench pub` on node 1:
-#      QoS 1 throughput 1 -> 1, QoS 1 fan-out 1 -> FANOUT_SUBS, and the
+#      QoS 1 throughput 1 -> 1 (to a clean and to a persistent session,
+#      whose messages go through the durable queue), QoS 1 fan-out 1 ->
+#      FANOUT_SUBS, and the
 #      end-to-end latency at LAT_RATE msgs/s for LAT_SECS s; every run has its
 #      own topic prefix, so routes of earlier runs never match;
 #   4. retained messages through Raft: `quicmq bench pub --retain` QoS 1 to
@@ -35,7 +37,7 @@
 #
 # Sizes can be changed through the environment (defaults in brackets):
 #   TRANSPORTS ["tcp quic"]  ROUNDS [2]
-#   THR_N [50000]                          (1 -> 1 throughput, messages)
+#   THR_N [50000]                          (1 -> 1 throughput, clean and durable)
 #   FANOUT_SUBS [20]  FANOUT_N [5000]      (fan-out, messages published)
 #   LAT_RATE [1000]  LAT_SECS [10]         (latency run)
 #   RETAIN_N [3000]  RETAIN_SERIAL_N [300] (retained publishes per client)
@@ -49,7 +51,7 @@ OUT_FILE=""
 while [ $# -gt 0 ]; do
     case "$1" in
         -o) OUT_FILE=$2; shift 2 ;;
-        -h|--help) sed -n '2,42p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,44p' "$0"; exit 0 ;;
         *) echo "usage: bash bench/cluster.sh [-o FILE]" >&2; exit 2 ;;
     esac
 done
@@ -303,6 +305,7 @@ run_delivery() {
 
 declare -a CASES=(
     "thr|-c 1 -q 1 -n $THR_N|-c 1 -q 1 -n $THR_N -d $PUB_CAP"
+    "durable|-c 1 -q 1 -n $THR_N --session-expiry 300|-c 1 -q 1 -n $THR_N -d $PUB_CAP"
     "fanout|-c $FANOUT_SUBS -q 1 -n $FANOUT_N|-c 1 -q 1 -n $FANOUT_N -d $PUB_CAP"
     "latency|-c 1 -q 1 -n $((LAT_RATE * LAT_SECS))|-c 1 -q 1 -r $LAT_RATE -d $LAT_SECS"
 )
@@ -483,6 +486,7 @@ fi
 case_title() {
     case "$1" in
         thr) echo "QoS 1 throughput, 1 publisher → 1 subscriber ($THR_N msgs)" ;;
+        durable) echo "QoS 1 throughput to a persistent session (durable queue through Raft), 1 publisher → 1 subscriber ($THR_N msgs)" ;;
         fanout) echo "QoS 1 fan-out, 1 publisher → $FANOUT_SUBS subscribers ($FANOUT_N msgs)" ;;
         latency) echo "QoS 1 latency, 1 publisher at $LAT_RATE msgs/s for $LAT_SECS s → 1 subscriber" ;;
     esac
@@ -511,7 +515,7 @@ report() {
     echo "messages acknowledged to the publisher and their rate; errors of both"
     echo "sides; CPU seconds each node used during the run."
     local c
-    for c in thr fanout latency; do
+    for c in thr durable fanout latency; do
         echo
         echo "##### $(case_title "$c")"
         echo
@@ -536,14 +540,14 @@ report() {
         def g(x): if x == null then "—" else (x * 1000 | round / 1000 | tostring) end;
         . as $all
         | ($all | map(.transport) | unique) as $ts
-        | ["thr", "fanout", "latency"][] as $c
+        | ["thr", "durable", "fanout", "latency"][] as $c
         | $ts[] as $t
         | [$all[] | select(.case == $c and .transport == $t)] as $rows
         | select($rows | length > 0)
         | ($rows | map(select(.placement == "same"))) as $s
         | ($rows | map(select(.placement == "cross"))) as $x
         | mean($s | map(.sub.rate)) as $sr | mean($x | map(.sub.rate)) as $xr
-        | "| \($t) | \({thr: "1 → 1 throughput", fanout: "fan-out 1 → N", latency: "latency at fixed rate"} | .[$c]) | \(f($sr)) | \(f($xr)) | \(if $sr == null or $xr == null or $sr == 0 then "—" else ($xr / $sr * 100 | round / 100 | tostring) end) | \(g(mean($s | map(.sub.p50_ms)))) / \(g(mean($s | map(.sub.p99_ms)))) | \(g(mean($x | map(.sub.p50_ms)))) / \(g(mean($x | map(.sub.p99_ms)))) |"' \
+        | "| \($t) | \({thr: "1 → 1 throughput", durable: "1 → 1 throughput, durable", fanout: "fan-out 1 → N", latency: "latency at fixed rate"} | .[$c]) | \(f($sr)) | \(f($xr)) | \(if $sr == null or $xr == null or $sr == 0 then "—" else ($xr / $sr * 100 | round / 100 | tostring) end) | \(g(mean($s | map(.sub.p50_ms)))) / \(g(mean($s | map(.sub.p99_ms)))) | \(g(mean($x | map(.sub.p50_ms)))) / \(g(mean($x | map(.sub.p99_ms)))) |"' \
         "$DELIVERY"
     echo
     echo "#### Retained messages through Raft"

@@ -8,12 +8,15 @@
 //!   QoS 1 subscribers and paced publishers through the routers, one fault
 //!   mid-session (kill -9 of the owner node, the leader or a router,
 //!   SIGSTOP, an impaired client path, NAT rebinding).
+//! - [`handshake`]: connect → CONNACK of full, resumed and 0-RTT QUIC
+//!   handshakes over a path with a set round-trip time.
 //! - [`report`]: what was published, acknowledged, delivered, lost and
 //!   duplicated, failover times, retained-state equality; the invariants.
 //!
 //! `cargo test -p quicmq-chaos` runs short versions; the `quicmq-chaos`
 //! binary runs any scenario at any size and writes the report.
 
+pub mod handshake;
 pub mod impairment;
 pub mod report;
 pub mod scenario;

@@ -19,13 +19,17 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::impairment::{Impairer, Impairment};
@@ -61,6 +65,67 @@ struct Inner {
     impairer: Mutex<Impairer>,
     flows: Mutex<HashMap<SocketAddr, Flow>>,
     counters: ProxyCounters,
+    delay_line: mpsc::UnboundedSender<Delayed>,
+    /// Order of arrival of delayed datagrams.
+    sequence: AtomicU64,
+}
+
+/// A send due at `at`; `seq` keeps datagrams due at the same instant in
+/// the order they came.
+struct Delayed {
+    at: Instant,
+    seq: u64,
+    send: Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>,
+}
+
+impl PartialEq for Delayed {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+
+impl Eq for Delayed {}
+
+impl PartialOrd for Delayed {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Delayed {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
+/// Sends delayed datagrams in order of due time, then arrival: a path that
+/// only delays keeps the order (a timer per datagram would not: timers of
+/// one tick fire in any order), while a held-back datagram (reordering)
+/// is overtaken as it should be.
+async fn run_delay_line(mut incoming: mpsc::UnboundedReceiver<Delayed>) {
+    let mut due: BinaryHeap<Reverse<Delayed>> = BinaryHeap::new();
+    loop {
+        let next = due.peek().map(|Reverse(d)| d.at);
+        tokio::select! {
+            item = incoming.recv() => match item {
+                Some(item) => due.push(Reverse(item)),
+                None => return,
+            },
+            _ = async {
+                match next {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                let now = Instant::now();
+                while due.peek().is_some_and(|Reverse(d)| d.at <= now) {
+                    if let Some(Reverse(d)) = due.pop() {
+                        let _ = d.send.await;
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// An impaired UDP path to one upstream address; stops when dropped.
@@ -68,6 +133,7 @@ pub struct UdpProxy {
     inner: Arc<Inner>,
     addr: SocketAddr,
     task: JoinHandle<()>,
+    delay_task: JoinHandle<()>,
 }
 
 impl UdpProxy {
@@ -80,15 +146,24 @@ impl UdpProxy {
     pub async fn start(upstream: SocketAddr) -> std::io::Result<UdpProxy> {
         let public = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
         let addr = public.local_addr()?;
+        let (delay_line, delayed) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             public,
             upstream,
             impairer: Mutex::new(Impairer::new(Impairment::default(), u64::from(addr.port()))),
             flows: Mutex::new(HashMap::new()),
             counters: ProxyCounters::default(),
+            delay_line,
+            sequence: AtomicU64::new(0),
         });
         let task = tokio::spawn(relay_from_clients(inner.clone()));
-        Ok(UdpProxy { inner, addr, task })
+        let delay_task = tokio::spawn(run_delay_line(delayed));
+        Ok(UdpProxy {
+            inner,
+            addr,
+            task,
+            delay_task,
+        })
     }
 
     /// The address clients send to.
@@ -122,6 +197,7 @@ impl UdpProxy {
 impl Drop for UdpProxy {
     fn drop(&mut self) {
         self.task.abort();
+        self.delay_task.abort();
         lock(&self.inner.flows).clear();
     }
 }
@@ -197,8 +273,8 @@ async fn relay_to_client(
 }
 
 /// Sends `datagram` with `send` at the instants the impairer picks: at
-/// once (in order, on the relaying task) when undelayed, from a timer
-/// task per copy when delayed.
+/// once (in order, on the relaying task) when undelayed, through the delay
+/// line when delayed.
 async fn send_impaired<F, Fut>(inner: &Inner, datagram: Vec<u8>, send: F)
 where
     F: Fn(Vec<u8>) -> Fut + Send + 'static,
@@ -221,11 +297,11 @@ where
         return;
     }
     for at in times {
-        let datagram = datagram.clone();
-        let send = send(datagram);
-        tokio::spawn(async move {
-            tokio::time::sleep_until(at.into()).await;
-            let _ = send.await;
+        let seq = inner.sequence.fetch_add(1, Ordering::Relaxed);
+        let _ = inner.delay_line.send(Delayed {
+            at,
+            seq,
+            send: Box::pin(send(datagram.clone())),
         });
     }
 }

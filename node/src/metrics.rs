@@ -72,6 +72,8 @@ pub const TLS_HOME_SESSIONS_STORED: &str = "quicmq_tls_home_sessions_stored_tota
 pub const TLS_HOME_SESSIONS_RESUMED: &str = "quicmq_tls_home_sessions_resumed_total";
 /// Node-local TLS sessions held now.
 pub const TLS_HOME_SESSIONS: &str = "quicmq_tls_home_sessions";
+/// Acknowledgements served by one flush of the data store (group commit).
+pub const STORE_FLUSH_GROUP: &str = "quicmq_store_flush_group_size";
 /// MQTT connections over QUIC whose CONNECT arrived as 0-RTT early data.
 pub const QUIC_ZERO_RTT_CONNECTS: &str = "quicmq_quic_zero_rtt_connects_total";
 
@@ -150,6 +152,10 @@ fn describe() {
         "Node-local TLS sessions resumed (each at most once)"
     );
     describe_gauge!(TLS_HOME_SESSIONS, "Node-local TLS sessions held");
+    describe_histogram!(
+        STORE_FLUSH_GROUP,
+        "Acknowledgements served by one flush of the data store"
+    );
     describe_counter!(
         QUIC_ZERO_RTT_CONNECTS,
         "MQTT over QUIC connections whose CONNECT came as 0-RTT early data"

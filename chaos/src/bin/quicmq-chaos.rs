@@ -5,6 +5,7 @@
 //! ```text
 //! quicmq-chaos kill-owner --subscribers 1000 --publishers 50 --rate 20 --after 60
 //! quicmq-chaos impair --loss 0.05 --delay-ms 20 --reorder 0.1 --report impair.json
+//! quicmq-chaos handshake --rtt-ms 40 --connections 200
 //! ```
 
 use std::time::Duration;
@@ -28,6 +29,9 @@ enum Scenario {
     Impair,
     /// Every client's address changes mid-session.
     NatRebind,
+    /// No fault: connect → CONNACK time of full, resumed and 0-RTT QUIC
+    /// handshakes over a path of --rtt-ms (one node).
+    Handshake,
 }
 
 /// Runs a fault scenario against a real quicmq cluster (node and router
@@ -80,6 +84,12 @@ struct Args {
     /// subscriber notices a dead node at its next keep-alive).
     #[arg(long, default_value_t = 1000)]
     keep_alive_ms: u64,
+    /// `handshake`: connections per handshake kind.
+    #[arg(long, default_value_t = 200)]
+    connections: usize,
+    /// `handshake`: round-trip time of the path, milliseconds.
+    #[arg(long, default_value_t = 40)]
+    rtt_ms: u64,
     /// Write the report as JSON to this file.
     #[arg(long)]
     report: Option<std::path::PathBuf>,
@@ -94,7 +104,21 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
     let fault = match args.scenario {
+        Scenario::Handshake => {
+            let dir = tempfile::tempdir().context("data directory")?;
+            let report = runtime.block_on(quicmq_chaos::handshake::measure(
+                dir.path(),
+                Duration::from_millis(args.rtt_ms),
+                args.connections.max(1),
+            ))?;
+            print!("{report}");
+            return Ok(());
+        }
         Scenario::KillOwner => Fault::KillOwner,
         Scenario::KillLeader => Fault::KillLeader,
         Scenario::KillRouter => Fault::KillRouter,
@@ -129,10 +153,6 @@ fn main() -> anyhow::Result<()> {
         settle: Duration::from_secs(args.settle),
         keep_alive: Duration::from_millis(args.keep_alive_ms.max(100)),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("tokio runtime")?;
     let report = runtime.block_on(run(&spec))?;
     println!("{report}");
     if let Some(path) = &args.report {

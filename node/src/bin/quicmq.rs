@@ -7,7 +7,7 @@
 //!            [--transport ...] [--cafile FILE | --insecure] [-V 5|311]
 //! quicmq bench pub  [-c CLIENTS] [-t TOPIC] [-q N] [-s SIZE] [-r RATE] [-n COUNT] [-d SECS]
 //!                   [--retain] [--inflight N] [--json] [connection flags]
-//! quicmq bench sub  [-c CLIENTS] [-t FILTER] [-q N] [--share GROUP] [-n COUNT] [--idle SECS]
+//! quicmq bench sub  [-c CLIENTS] [-t FILTER] [-q N] [--share GROUP] [-n COUNT] [--idle SECS] [--session-expiry SECS]
 //!                   [-d SECS] [--receive-maximum N] [--json] [connection flags]
 //! quicmq bench conn [-c CLIENTS] [--rate N] [--max-pending N] [-d SECS]
 //!                   [--endpoint-per-connection] [--json] [connection flags]
@@ -393,6 +393,11 @@ struct BenchSubArgs {
     /// none announced, i.e. 65535].
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     receive_maximum: Option<u16>,
+    /// Session Expiry Interval of the subscribers, seconds: above 0 their
+    /// sessions are persistent, so in a cluster every QoS 1/2 message to
+    /// them is committed to a durable queue before PUBACK [default: 0].
+    #[arg(long)]
+    session_expiry: Option<u32>,
     /// Print the summary as one JSON object.
     #[arg(long)]
     json: bool,
@@ -624,6 +629,7 @@ async fn bench(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Sub(args) => {
             let mut options = args.conn.bench_options();
             options.receive_maximum = args.receive_maximum;
+            options.session_expiry_interval = args.session_expiry;
             let settings = SubSettings {
                 options,
                 clients: args.clients,

@@ -7,6 +7,7 @@
 //! (deliveries are queued into it directly). Session takeover hands the
 //! session from the old connection task to the new one through the cell.
 
+mod flush_group;
 mod message;
 mod retained;
 mod session;
@@ -329,6 +330,13 @@ impl Broker {
     /// Make durable everything written so far.
     pub async fn flush(&self) -> Result<(), StoreError> {
         self.store.flush().await
+    }
+
+    /// Learns when everything written so far is durable, sharing one flush
+    /// with every other caller meanwhile (group commit); `false` if the
+    /// flush failed.
+    pub fn flushed(&self) -> tokio::sync::oneshot::Receiver<bool> {
+        self.store.flushed()
     }
 
     /// Attach connection `conn_id` to the session of `client_id`, taking it

@@ -90,6 +90,7 @@ pub struct LoadedDelivery {
 #[derive(Clone)]
 pub struct SessionStore {
     db: sled::Db,
+    flushes: std::sync::Arc<super::flush_group::FlushGroup>,
     sessions: sled::Tree,
     deliveries: sled::Tree,
     sent: sled::Tree,
@@ -125,6 +126,7 @@ impl SessionStore {
             .flush_every_ms(Some(200))
             .open()?;
         Ok(SessionStore {
+            flushes: std::sync::Arc::new(super::flush_group::FlushGroup::new(db.clone())),
             sessions: db.open_tree("sessions")?,
             deliveries: db.open_tree("deliveries")?,
             sent: db.open_tree("sent")?,
@@ -283,6 +285,13 @@ impl SessionStore {
     pub async fn flush(&self) -> Result<(), StoreError> {
         self.db.flush_async().await?;
         Ok(())
+    }
+
+    /// Learns, without waiting here, when everything written so far is
+    /// durable (`false`: the flush failed); one flush serves many callers.
+    /// Call from within the tokio runtime.
+    pub fn flushed(&self) -> tokio::sync::oneshot::Receiver<bool> {
+        self.flushes.flushed()
     }
 }
 

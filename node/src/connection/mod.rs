@@ -740,14 +740,12 @@ impl Connection {
         };
         // A persistent session's unreleased QoS 2 packet ID must be durable
         // before PUBREC, or a resend after a restart would be routed twice.
+        // The acknowledgement waits for a flush shared with every other
+        // write meanwhile (in order with the earlier acknowledgements), not
+        // for a flush of its own before the next packet is read.
         let qos2_state = qos == QoS::ExactlyOnce && self.session.is_persistent();
         if outcome.persisted || qos2_state {
-            if let Err(e) = self.broker.flush().await {
-                tracing::error!(error = %e, "could not flush the data store");
-                return Err(
-                    self.protocol_error("data store failure", ReasonCode::UNSPECIFIED_ERROR)
-                );
-            }
+            outcome.durable.push(self.broker.flushed());
         }
         let reason_code = if outcome.matched == 0 {
             ReasonCode::NO_MATCHING_SUBSCRIBERS
