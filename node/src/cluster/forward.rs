@@ -14,6 +14,7 @@
 //!   could not be).
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -32,6 +33,9 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::broker::{now_ms, Broker, Message};
+
+/// A boxed completion (whether a forwarded batch is durably queued).
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 /// The longest a route barrier waits on this node, milliseconds.
 const BARRIER_MAX_WAIT_MS: u64 = 5_000;
@@ -371,6 +375,22 @@ impl forward_server::Forward for ForwardService {
             .await
             .map_err(|_| Status::internal("stream closed"))?;
         let handled = self.handled.clone();
+        // Batches are delivered as they come; their acknowledgements wait
+        // (in order, in the acker) for the commits and the flush they need,
+        // so a batch's durable queueing overlaps the next batches'.
+        let (pending_tx, mut pending_rx) = mpsc::channel::<(u64, BoxFuture<bool>)>(UNACKED_MAX + 2);
+        let ack_tx = tx.clone();
+        tokio::spawn(async move {
+            while let Some((seq, completion)) = pending_rx.recv().await {
+                let incomplete = !completion.await;
+                let ack = ForwardResponse {
+                    frame: Some(forward_response::Frame::Ack(ForwardAck { seq, incomplete })),
+                };
+                if ack_tx.send(Ok(ack)).await.is_err() {
+                    return;
+                }
+            }
+        });
         tokio::spawn(async move {
             let mut last = last_seq;
             loop {
@@ -390,22 +410,19 @@ impl forward_server::Forward for ForwardService {
                         return;
                     }
                 };
-                let mut incomplete = false;
-                if batch.seq > last {
-                    incomplete = !deliver_batch(&broker, &batch).await;
+                let completion: BoxFuture<bool> = if batch.seq > last {
+                    let completion = deliver_batch(&broker, &batch);
                     last = batch.seq;
                     handled
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .insert(key, last);
-                }
-                let ack = ForwardResponse {
-                    frame: Some(forward_response::Frame::Ack(ForwardAck {
-                        seq: batch.seq,
-                        incomplete,
-                    })),
+                    Box::pin(completion)
+                } else {
+                    // Delivered before (a resend after a reconnect).
+                    Box::pin(std::future::ready(true))
                 };
-                if tx.send(Ok(ack)).await.is_err() {
+                if pending_tx.send((batch.seq, completion)).await.is_err() {
                     return;
                 }
             }
@@ -414,9 +431,10 @@ impl forward_server::Forward for ForwardService {
     }
 }
 
-/// Delivers a batch; returns whether every delivery to a persistent
-/// session was durably queued.
-async fn deliver_batch(broker: &Broker, batch: &ForwardBatch) -> bool {
+/// Delivers a batch now; the returned future tells whether every delivery
+/// to a persistent session was durably queued (flushed here and committed
+/// to its durable queue).
+fn deliver_batch(broker: &Broker, batch: &ForwardBatch) -> impl Future<Output = bool> + Send {
     let now = now_ms();
     let mut persisted = false;
     let mut durable = Vec::new();
@@ -431,14 +449,10 @@ async fn deliver_batch(broker: &Broker, batch: &ForwardBatch) -> bool {
         durable.extend(outcome.durable);
     }
     metrics::counter!("quicmq_forward_received_total").increment(batch.publishes.len() as u64);
-    let mut complete = true;
     if persisted {
-        if let Err(e) = broker.flush().await {
-            tracing::error!("could not flush forwarded deliveries: {e}");
-            complete = false;
-        }
+        durable.push(broker.flushed());
     }
-    complete && crate::cluster::durable::all_committed(durable, DURABLE_TIMEOUT).await
+    crate::cluster::durable::all_committed(durable, DURABLE_TIMEOUT)
 }
 
 /// The forwarding form of a message.
