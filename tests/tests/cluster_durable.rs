@@ -157,3 +157,36 @@ async fn without_a_majority_a_durable_publish_is_refused_not_acknowledged() {
         }
     }
 }
+
+/// A publish routed to a session on a node that just died is refused
+/// (0x80) once the node has been unreachable for about a second, not
+/// after the 8 s durable-queue timeout: the publisher learns early and
+/// may send again. Nothing is acknowledged that no live node queued.
+#[tokio::test]
+async fn a_publish_to_a_dead_nodes_session_is_refused_within_seconds() {
+    let mut cluster = ClusterProcesses::start(3, &[]);
+    let (sub, _) = Client::connect(persistent(options(&cluster, 1, "stranded")))
+        .await
+        .unwrap();
+    subscribe(&sub, "stranded/#").await;
+    let (publisher, _) = Client::connect(options(&cluster, 0, "pub")).await.unwrap();
+    let code = publisher
+        .publish("stranded/x", "before", QoS::AtLeastOnce, false)
+        .await
+        .expect("PUBACK");
+    assert_eq!(code, ReasonCode::SUCCESS);
+
+    cluster.nodes[1].kill9();
+    let sent = Instant::now();
+    let code = tokio::time::timeout(
+        Duration::from_secs(20),
+        publisher.publish("stranded/x", "after", QoS::AtLeastOnce, false),
+    )
+    .await
+    .expect("a PUBACK at all")
+    .expect("PUBACK");
+    let took = sent.elapsed();
+    println!("PUBACK {code:?} after {took:?}");
+    assert_eq!(code, ReasonCode::UNSPECIFIED_ERROR, "not acknowledged");
+    assert!(took < Duration::from_secs(5), "refused after {took:?}");
+}

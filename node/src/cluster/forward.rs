@@ -46,6 +46,11 @@ const PEER_QUEUE: usize = 65_536;
 const BATCH_MAX: usize = 512;
 /// Batches sent and not yet acknowledged, per peer, at most.
 const UNACKED_MAX: usize = 64;
+/// A peer unreachable for this long is taken for dead: what waits for it
+/// fails (the publishers get PUBACK 0x80 now, not at the durable timeout)
+/// and is not sent again. Its sessions resume on other nodes, and new
+/// routes send their messages there.
+const PEER_DOWN_AFTER: Duration = Duration::from_secs(1);
 
 /// Sends published messages to peers.
 pub struct Forwarder {
@@ -147,8 +152,11 @@ async fn run_peer(
     incarnation: u64,
     mut queue: mpsc::Receiver<Outgoing>,
 ) {
-    let mut unacked: VecDeque<Unacked> = VecDeque::new();
-    let mut next_seq = 1u64;
+    let mut state = PeerState {
+        unacked: VecDeque::new(),
+        next_seq: 1,
+        down_since: None,
+    };
     let mut backoff = Duration::from_millis(50);
     loop {
         let addr = node
@@ -158,26 +166,59 @@ async fn run_peer(
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         };
-        match stream_to(
-            &node,
-            peer,
-            &addr,
-            incarnation,
-            &mut queue,
-            &mut unacked,
-            &mut next_seq,
-        )
-        .await
-        {
+        match stream_to(&node, peer, &addr, incarnation, &mut queue, &mut state).await {
             Ok(()) => return,
             Err(e) => {
                 metrics::counter!("quicmq_forward_reconnects_total").increment(1);
                 tracing::debug!(peer, %addr, "forwarding stream ended: {e}");
             }
         }
+        let since = *state
+            .down_since
+            .get_or_insert_with(tokio::time::Instant::now);
+        if since.elapsed() >= PEER_DOWN_AFTER {
+            fail_waiting(peer, &mut state.unacked, &mut queue);
+        }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(1));
     }
+}
+
+/// Fails everything sent to or queued for an unreachable peer.
+fn fail_waiting(
+    peer: NodeId,
+    unacked: &mut VecDeque<Unacked>,
+    queue: &mut mpsc::Receiver<Outgoing>,
+) {
+    let mut failed = 0u64;
+    for batch in unacked.drain(..) {
+        failed += batch.batch.publishes.len() as u64;
+        batch.complete(false);
+    }
+    while let Ok((_, done)) = queue.try_recv() {
+        failed += 1;
+        if let Some(done) = done {
+            let _ = done.send(false);
+        }
+    }
+    if failed > 0 {
+        tracing::warn!(
+            peer,
+            failed,
+            "peer unreachable: its forwarded messages are not acknowledged"
+        );
+        metrics::counter!("quicmq_messages_dropped_total", "reason" => "peer_unreachable")
+            .increment(failed);
+    }
+}
+
+/// What the stream to one peer keeps across reconnections.
+struct PeerState {
+    /// Sent, not acknowledged (resent on the next stream).
+    unacked: VecDeque<Unacked>,
+    next_seq: u64,
+    /// Since when no stream to the peer has been up (`None`: one is).
+    down_since: Option<tokio::time::Instant>,
 }
 
 /// One forwarding stream: hello, resend what the peer has not handled,
@@ -188,9 +229,13 @@ async fn stream_to(
     addr: &str,
     incarnation: u64,
     queue: &mut mpsc::Receiver<Outgoing>,
-    unacked: &mut VecDeque<Unacked>,
-    next_seq: &mut u64,
+    state: &mut PeerState,
 ) -> Result<(), String> {
+    let PeerState {
+        unacked,
+        next_seq,
+        down_since,
+    } = state;
     let channel = node.channels().get(addr).map_err(|e| e.to_string())?;
     let mut client = ForwardClient::new(channel)
         .max_decoding_message_size(quicmq_raft::network::MAX_MESSAGE_SIZE)
@@ -216,6 +261,7 @@ async fn stream_to(
         }) => w,
         _ => return Err("no welcome".into()),
     };
+    *down_since = None;
     // Handled before the stream broke, but whether completely is unknown:
     // not acknowledged as complete.
     while unacked
