@@ -33,6 +33,9 @@ pub enum Fault {
     /// `SIGSTOP` of the node holding the subscribers for a while, then
     /// `SIGCONT`.
     Pause(Duration),
+    /// `kill -9` of the node holding the subscribers, restarted from its
+    /// data directory after a while: it must rejoin and catch up.
+    Restart(Duration),
     /// The client path (clients ↔ router) impaired from the start.
     Impair(Impairment),
     /// Every client's address changes (NAT rebinding) at the fault.
@@ -46,6 +49,9 @@ impl Fault {
             Fault::KillLeader => "kill -9 of the Raft leader".into(),
             Fault::KillRouter => "kill -9 of one of two routers".into(),
             Fault::Pause(d) => format!("SIGSTOP of the subscribers' node for {d:?}"),
+            Fault::Restart(d) => {
+                format!("kill -9 of the subscribers' node, restarted after {d:?}")
+            }
             Fault::Impair(i) => format!(
                 "client path: {:.0} % loss, {:?} delay, {:.0} % reordered, {:.0} % duplicated",
                 i.loss * 100.0,
@@ -68,7 +74,7 @@ impl Fault {
     /// Whether all subscribers must sit on one node (the one the fault
     /// hits).
     fn gathers_subscribers(&self) -> bool {
-        matches!(self, Fault::KillOwner | Fault::Pause(_))
+        matches!(self, Fault::KillOwner | Fault::Pause(_) | Fault::Restart(_))
     }
 }
 
@@ -291,18 +297,28 @@ pub async fn run(spec: &Spec) -> Result<Report, ScenarioError> {
     let fault_at = Instant::now();
     let mut survivors: Vec<usize> = (0..spec.nodes).collect();
     match &spec.fault {
-        Fault::KillOwner | Fault::Pause(_) => {
+        Fault::KillOwner | Fault::Pause(_) | Fault::Restart(_) => {
             let node = gathered_on.clone().unwrap_or_default();
             let index = *by_server_id
                 .get(&node)
                 .ok_or_else(|| setup(format!("no member with server ID {node}")))?;
-            if let Fault::Pause(d) = &spec.fault {
-                cluster.nodes[index].pause();
-                tokio::time::sleep(*d).await;
-                cluster.nodes[index].resume();
-            } else {
-                tokio::task::block_in_place(|| cluster.nodes[index].kill9());
-                survivors.retain(|i| *i != index);
+            match &spec.fault {
+                Fault::Pause(d) => {
+                    cluster.nodes[index].pause();
+                    tokio::time::sleep(*d).await;
+                    cluster.nodes[index].resume();
+                }
+                Fault::Restart(d) => {
+                    // Back from its data directory; it counts among the
+                    // nodes whose retained state must match.
+                    tokio::task::block_in_place(|| cluster.nodes[index].kill9());
+                    tokio::time::sleep(*d).await;
+                    tokio::task::block_in_place(|| cluster.nodes[index].restart());
+                }
+                _ => {
+                    tokio::task::block_in_place(|| cluster.nodes[index].kill9());
+                    survivors.retain(|i| *i != index);
+                }
             }
         }
         Fault::KillLeader => {

@@ -25,6 +25,9 @@ enum Scenario {
     KillRouter,
     /// SIGSTOP of the subscribers' node for --pause-ms, then SIGCONT.
     Pause,
+    /// kill -9 of the subscribers' node, restarted from its data
+    /// directory after --pause-ms.
+    Restart,
     /// Loss, delay, reordering and duplication on the client path.
     Impair,
     /// Every client's address changes mid-session.
@@ -62,7 +65,8 @@ struct Args {
     /// Longest wait, seconds, for deliveries and resumptions at the end.
     #[arg(long, default_value_t = 60)]
     settle: u64,
-    /// `pause`: how long the node stays stopped, milliseconds.
+    /// `pause`, `restart`: how long the node stays stopped or dead,
+    /// milliseconds.
     #[arg(long, default_value_t = 3000)]
     pause_ms: u64,
     /// `impair`: loss probability.
@@ -123,6 +127,7 @@ fn main() -> anyhow::Result<()> {
         Scenario::KillLeader => Fault::KillLeader,
         Scenario::KillRouter => Fault::KillRouter,
         Scenario::Pause => Fault::Pause(Duration::from_millis(args.pause_ms)),
+        Scenario::Restart => Fault::Restart(Duration::from_millis(args.pause_ms)),
         Scenario::NatRebind => Fault::NatRebind,
         Scenario::Impair => {
             let path = Impairment {
