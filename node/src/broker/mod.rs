@@ -405,6 +405,22 @@ impl Broker {
             }
             Slot::Offline { session, .. } => Some(*session),
         };
+        // A local copy of a session another node owned since (this node
+        // died and came back, or lost it in a takeover it did not see
+        // yet) is stale: what the other node delivered and queued is in
+        // the cluster's record and durable queue, not here.
+        let old = match old {
+            Some(stale) if resumed_elsewhere.as_ref().is_some_and(|c| c.moved) => {
+                tracing::debug!(client_id = %client_id, "local copy of a session another node owned dropped");
+                self.discard_subscriptions(&stale);
+                if let Err(e) = self.store.remove_session(&client_id) {
+                    tracing::error!(client_id = %client_id, error = %e, "could not remove a stale session from the store");
+                }
+                None
+            }
+            old => old,
+        };
+        let resumed_elsewhere = resumed_elsewhere.map(|c| c.record);
         let (mut session, session_present) = match old {
             Some(session) if !clean_start => (session, true),
             None if resumed_elsewhere.is_some() => {

@@ -44,6 +44,18 @@ enum RouteRequest {
     Changed(String, Option<oneshot::Sender<Result<(), String>>>),
 }
 
+/// The cluster's record of a session this node just claimed.
+#[derive(Debug, Clone)]
+pub struct ClaimedSession {
+    /// The session as the cluster knows it.
+    pub record: SessionRecord,
+    /// Whether another node owned it until now: a copy this node still
+    /// holds from before is stale (the other node may have queued and
+    /// delivered since), and the session resumes from the cluster's
+    /// record and durable queue instead.
+    pub moved: bool,
+}
+
 /// The broker's handle on the cluster.
 pub struct ClusterLink {
     node: ClusterNode,
@@ -112,7 +124,7 @@ impl ClusterLink {
         client_id: &str,
         record: SessionRecord,
         clean_start: bool,
-    ) -> Result<Option<SessionRecord>, ClusterError> {
+    ) -> Result<Option<ClaimedSession>, ClusterError> {
         let response = self
             .node
             .propose(Command::ClaimSession {
@@ -135,7 +147,12 @@ impl ClusterLink {
                         "session taken over from another node"
                     );
                 }
-                Ok(previous.filter(|_| !clean_start))
+                Ok(previous
+                    .filter(|_| !clean_start)
+                    .map(|record| ClaimedSession {
+                        record,
+                        moved: previous_owner.is_some_and(|owner| owner != self.node_id()),
+                    }))
             }
             other => Err(ClusterError::Refused(format!(
                 "unexpected claim response {other:?}"
