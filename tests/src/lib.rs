@@ -554,6 +554,29 @@ where
     }
 }
 
+/// Subscribes `client` to `topic` (QoS 1), publishes `payload` there and
+/// gets it back within 5 s: every packet of the connection reached the
+/// node that owns it.
+pub async fn echo(client: &quicmq_node::client::Client, topic: &str, payload: &str) {
+    use quicmq_node::client::{Event, QoS, ReasonCode, SubscriptionOptions};
+    client
+        .subscribe(
+            vec![(topic.into(), SubscriptionOptions::new(QoS::AtLeastOnce))],
+            quicmq_proto::mqtt::Properties::default(),
+        )
+        .await
+        .expect("SUBACK");
+    let r = client
+        .publish(topic, payload.to_string(), QoS::AtLeastOnce, false)
+        .await
+        .expect("PUBACK");
+    assert_eq!(r, ReasonCode::SUCCESS);
+    match tokio::time::timeout(Duration::from_secs(5), client.recv()).await {
+        Ok(Some(Event::Publish(p))) => assert_eq!(&p.payload[..], payload.as_bytes()),
+        other => panic!("{topic}: {other:?}"),
+    }
+}
+
 /// The sum of every series of metric `name` on the `/metrics` of the
 /// admin endpoint at `admin` (0 when there is none).
 pub async fn metric_sum(admin: SocketAddr, name: &str) -> f64 {

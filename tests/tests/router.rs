@@ -89,27 +89,6 @@ fn node_of(connack: &ConnAck) -> String {
     quicmq_tests::connack_node(connack).expect("CONNACK names the node")
 }
 
-/// Subscribe to `topic`, publish to it and get it back: every packet of the
-/// connection reached the node that owns it.
-async fn echo(client: &Client, topic: &str, payload: &str) {
-    client
-        .subscribe(
-            vec![(topic.into(), SubscriptionOptions::new(QoS::AtLeastOnce))],
-            Properties::default(),
-        )
-        .await
-        .expect("SUBACK");
-    let r = client
-        .publish(topic, payload.to_string(), QoS::AtLeastOnce, false)
-        .await
-        .expect("PUBACK");
-    assert_eq!(r, ReasonCode::SUCCESS);
-    match tokio::time::timeout(Duration::from_secs(5), client.recv()).await {
-        Ok(Some(Event::Publish(p))) => assert_eq!(&p.payload[..], payload.as_bytes()),
-        other => panic!("{topic}: {other:?}"),
-    }
-}
-
 #[tokio::test]
 async fn routers_steer_every_connection_to_one_node_and_spread_new_ones() {
     let fleet = fleet(2, 2);
@@ -130,7 +109,7 @@ async fn routers_steer_every_connection_to_one_node_and_spread_new_ones() {
         "Initials spread over both nodes: {per_node:?}"
     );
     for (i, client) in clients.iter().enumerate() {
-        echo(client, &format!("steer/{i}"), &format!("m{i}")).await;
+        quicmq_tests::echo(client, &format!("steer/{i}"), &format!("m{i}")).await;
     }
 }
 
@@ -298,7 +277,7 @@ async fn a_dead_nodes_clients_get_a_stateless_reset_and_reconnect_elsewhere() {
     assert!(reset_after < Duration::from_secs(5), "{reset_after:?}");
     let (client, node) = fleet.connect("doomed-back").await;
     assert_eq!(node, server_id(0), "new connections go to the live node");
-    echo(&client, "back/1", "alive").await;
+    quicmq_tests::echo(&client, "back/1", "alive").await;
     println!(
         "kill -9 → reconnected to a live node: {:?}",
         killed.elapsed()
@@ -395,7 +374,7 @@ async fn malformed_datagrams_are_dropped_counted_and_harmless() {
             "{reason} counted"
         );
     }
-    echo(&client, "still/here", "yes").await;
+    quicmq_tests::echo(&client, "still/here", "yes").await;
 }
 
 fn rand_byte() -> u8 {

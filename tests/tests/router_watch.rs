@@ -7,8 +7,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use quicmq_node::client::{Client, ClientOptions, Event, Transport};
-use quicmq_proto::mqtt::{ConnAck, Properties, QoS, ReasonCode, SubscriptionOptions};
+use quicmq_node::client::{Client, ClientOptions, Transport};
+use quicmq_proto::mqtt::{ConnAck, QoS};
 use quicmq_tests::{
     free_tcp_port, free_udp_port, http_get, metric, ClusterProcesses, RouterProcess,
 };
@@ -38,26 +38,6 @@ async fn connect(vip: SocketAddr, client_id: &str) -> (Client, String) {
 
 fn node_of(connack: &ConnAck) -> String {
     quicmq_tests::connack_node(connack).expect("CONNACK names the node")
-}
-
-/// Subscribe, publish, get it back: the connection's packets reach its node.
-async fn echo(client: &Client, topic: &str, payload: &str) {
-    client
-        .subscribe(
-            vec![(topic.into(), SubscriptionOptions::new(QoS::AtLeastOnce))],
-            Properties::default(),
-        )
-        .await
-        .expect("SUBACK");
-    let r = client
-        .publish(topic, payload.to_string(), QoS::AtLeastOnce, false)
-        .await
-        .expect("PUBACK");
-    assert_eq!(r, ReasonCode::SUCCESS);
-    match tokio::time::timeout(Duration::from_secs(5), client.recv()).await {
-        Ok(Some(Event::Publish(p))) => assert_eq!(&p.payload[..], payload.as_bytes()),
-        other => panic!("{topic}: {other:?}"),
-    }
 }
 
 /// The router's `/api/nodes`.
@@ -123,7 +103,7 @@ async fn routers_follow_the_cluster_through_a_join_and_a_kill() {
     let mut by_node: HashMap<String, Vec<Client>> = HashMap::new();
     for i in 0..60 {
         let (client, node) = connect(vip, &format!("watch-{i}")).await;
-        echo(&client, &format!("watch/{i}"), &format!("m{i}")).await;
+        quicmq_tests::echo(&client, &format!("watch/{i}"), &format!("m{i}")).await;
         by_node.entry(node).or_default().push(client);
         if by_node.len() == 3 && i >= 11 {
             break;
@@ -158,7 +138,7 @@ async fn routers_follow_the_cluster_through_a_join_and_a_kill() {
     let reached = reached.expect("a new connection reached node 0004");
     println!("node 4 serving → its first connection through the routers: {reached:?}");
     assert!(reached < Duration::from_secs(5), "{reached:?}");
-    echo(&by_node["0004"][0], "joined/4", "hello").await;
+    quicmq_tests::echo(&by_node["0004"][0], "joined/4", "hello").await;
     let table = nodes(&routers[0]).await;
     assert!(
         table["revision"].as_u64().unwrap_or(0) > revision_before,
@@ -231,12 +211,12 @@ async fn routers_follow_the_cluster_through_a_join_and_a_kill() {
 
     // The survivors keep working, and new connections avoid the dead node.
     for (node, clients) in &by_node {
-        echo(&clients[0], &format!("after/{node}"), "still").await;
+        quicmq_tests::echo(&clients[0], &format!("after/{node}"), "still").await;
     }
     for i in 0..8 {
         let (client, node) = connect(vip, &format!("after-{i}")).await;
         assert_ne!(node, victim_sid);
-        echo(&client, &format!("after/{i}"), "ok").await;
+        quicmq_tests::echo(&client, &format!("after/{i}"), "ok").await;
     }
 }
 
