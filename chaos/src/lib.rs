@@ -4,10 +4,14 @@
 //!   jitter, reordering, duplication).
 //! - [`udp_proxy`]: `UdpProxy`, our own impaired UDP path (the kernel has
 //!   no netem), with NAT rebinding.
+//! - [`egress_proxy`]: `EgressProxy`, the HTTP `CONNECT` proxy each node
+//!   dials its peers through in the partition scenario; it black-holes
+//!   chosen node-to-node links.
 //! - [`scenario`]: a cluster of node processes behind routers, persistent
 //!   QoS 1 subscribers and paced publishers through the routers, one fault
 //!   mid-session (kill -9 of the owner node, the leader or a router,
-//!   SIGSTOP, an impaired client path, NAT rebinding).
+//!   SIGSTOP, a restart, a partition between nodes, an impaired client
+//!   path, NAT rebinding).
 //! - [`handshake`]: connect → CONNACK of full, resumed and 0-RTT QUIC
 //!   handshakes over a path with a set round-trip time.
 //! - [`report`]: what was published, acknowledged, delivered, lost and
@@ -16,6 +20,7 @@
 //! `cargo test -p quicmq-chaos` runs short versions; the `quicmq-chaos`
 //! binary runs any scenario at any size and writes the report.
 
+pub mod egress_proxy;
 pub mod handshake;
 pub mod impairment;
 pub mod report;

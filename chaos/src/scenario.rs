@@ -17,6 +17,7 @@ use quicmq_node::client::{
 use quicmq_proto::mqtt::{Properties, SubscriptionOptions};
 use quicmq_tests::{free_udp_port, ClusterProcesses, RouterProcess};
 
+use crate::egress_proxy::EgressProxy;
 use crate::impairment::Impairment;
 use crate::report::{Deliveries, MessageId, Report};
 use crate::udp_proxy::UdpProxy;
@@ -36,6 +37,11 @@ pub enum Fault {
     /// `kill -9` of the node holding the subscribers, restarted from its
     /// data directory after a while: it must rejoin and catch up.
     Restart(Duration),
+    /// The Raft leader cut off from the other nodes (their links
+    /// black-holed in each node's egress proxy) for a while, then healed.
+    /// Clients keep their connections; what cannot be committed while the
+    /// leader is cut off is refused, never acknowledged and lost.
+    Partition(Duration),
     /// The client path (clients ↔ router) impaired from the start.
     Impair(Impairment),
     /// Every client's address changes (NAT rebinding) at the fault.
@@ -52,6 +58,9 @@ impl Fault {
             Fault::Restart(d) => {
                 format!("kill -9 of the subscribers' node, restarted after {d:?}")
             }
+            Fault::Partition(d) => {
+                format!("the Raft leader cut off from the other nodes for {d:?}, then healed")
+            }
             Fault::Impair(i) => format!(
                 "client path: {:.0} % loss, {:?} delay, {:.0} % reordered, {:.0} % duplicated",
                 i.loss * 100.0,
@@ -67,7 +76,7 @@ impl Fault {
     fn keeps_connections(&self) -> bool {
         matches!(
             self,
-            Fault::KillRouter | Fault::Impair(_) | Fault::NatRebind
+            Fault::KillRouter | Fault::Impair(_) | Fault::NatRebind | Fault::Partition(_)
         )
     }
 
@@ -189,7 +198,24 @@ fn backoff() -> Backoff {
 ///
 /// When the fleet or the clients cannot be set up.
 pub async fn run(spec: &Spec) -> Result<Report, ScenarioError> {
-    let mut cluster = tokio::task::block_in_place(|| ClusterProcesses::start(spec.nodes, &[]));
+    // For a partition, every node dials its peers through its own egress
+    // proxy, which can cut its links.
+    let mut egress = Vec::new();
+    if matches!(spec.fault, Fault::Partition(_)) {
+        for _ in 0..spec.nodes {
+            egress.push(EgressProxy::start().await.map_err(setup)?);
+        }
+    }
+    let mut cluster = tokio::task::block_in_place(|| {
+        if egress.is_empty() {
+            return ClusterProcesses::start(spec.nodes, &[]);
+        }
+        let mut cluster = ClusterProcesses::start(0, &[]);
+        for proxy in &egress {
+            cluster.add_node_with(&["--peer-proxy", &proxy.addr().to_string()]);
+        }
+        cluster
+    });
     let seeds: Vec<SocketAddr> = cluster.nodes.iter().map(|n| n.grpc).collect();
     let listen: SocketAddr = ([127, 0, 0, 1], free_udp_port()).into();
     let router_count = if matches!(spec.fault, Fault::KillRouter) {
@@ -331,6 +357,22 @@ pub async fn run(spec: &Spec) -> Result<Report, ScenarioError> {
         }
         Fault::KillRouter => {
             tokio::task::block_in_place(|| routers[0].kill9());
+        }
+        Fault::Partition(d) => {
+            let leader = cluster.status(0).await["leader_node_id"]
+                .as_u64()
+                .unwrap_or(1) as usize
+                - 1;
+            let grpc = |i: usize| cluster.nodes[i].grpc.to_string();
+            let others: Vec<usize> = (0..spec.nodes).filter(|i| *i != leader).collect();
+            egress[leader].block(others.iter().map(|i| grpc(*i)));
+            for &i in &others {
+                egress[i].block([grpc(leader)]);
+            }
+            tokio::time::sleep(*d).await;
+            for proxy in &egress {
+                proxy.heal();
+            }
         }
         Fault::NatRebind => {
             if let Some(proxy) = &proxy {

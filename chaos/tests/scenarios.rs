@@ -37,3 +37,26 @@ async fn loss_delay_and_reordering_on_the_client_path_lose_nothing_and_reconnect
     let path = Impairment::lossy(0.05, Duration::from_millis(20), 0.1);
     passes(Spec::short("impair", Fault::Impair(path))).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscribers_node_killed_and_restarted_loses_no_acknowledged_message() {
+    // Back after 2 s: the subscribers have resumed elsewhere by then, and
+    // the node must not take (and acknowledge) what was routed to the
+    // sessions it held.
+    let spec = Spec::short("restart", Fault::Restart(Duration::from_secs(2)));
+    let report = run(&spec).await.expect("scenario set-up");
+    println!("{report}");
+    assert!(report.failures().is_empty(), "{report}");
+    assert_eq!(report.resumed, report.disconnected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cutting_the_leader_off_from_the_other_nodes_loses_no_acknowledged_message() {
+    // Longer than the 5 s propose timeout: what the cut-off leader cannot
+    // commit is refused; clients keep their connections throughout.
+    let spec = Spec::short("partition", Fault::Partition(Duration::from_secs(6)));
+    let report = run(&spec).await.expect("scenario set-up");
+    println!("{report}");
+    assert!(report.failures().is_empty(), "{report}");
+    assert_eq!(report.disconnected, 0);
+}

@@ -116,6 +116,11 @@ pub struct Overrides {
     /// Failure domain (availability zone, rack) of this node. Default empty.
     #[arg(long, env = "QUICMQ_ZONE")]
     pub zone: Option<String>,
+    /// HOST:PORT of an HTTP CONNECT proxy through which this node dials its
+    /// peers (Raft, forwarding, joins), for networks where nodes reach
+    /// each other only through an egress proxy. Default: dial directly.
+    #[arg(long, env = "QUICMQ_PEER_PROXY")]
+    pub peer_proxy: Option<String>,
     /// Raft log entries between snapshots (the log before a snapshot is
     /// purged; a lagging or new node then catches up from the snapshot).
     /// Default 10000.
@@ -229,6 +234,8 @@ pub struct ClusterSettings {
     pub voters: usize,
     /// Failure domain.
     pub zone: String,
+    /// HTTP `CONNECT` proxy for dialling peers.
+    pub peer_proxy: Option<String>,
     /// Raft log entries between snapshots.
     pub raft_snapshot_logs: u64,
 }
@@ -389,6 +396,19 @@ impl NodeConfig {
             }
             None => grpc_addr.ip().to_string(),
         };
+        let peer_proxy = o.peer_proxy.filter(|p| !p.is_empty());
+        if let Some(proxy) = &peer_proxy {
+            if proxy
+                .rsplit_once(':')
+                .and_then(|(host, p)| p.parse::<u16>().ok().filter(|_| !host.is_empty()))
+                .is_none()
+            {
+                return Err(invalid(
+                    "peer_proxy",
+                    format!("`{proxy}` is not HOST:PORT of an HTTP CONNECT proxy"),
+                ));
+            }
+        }
         let raft_snapshot_logs = o.raft_snapshot_logs.unwrap_or(10_000);
         if raft_snapshot_logs < 10 {
             return Err(invalid("raft_snapshot_logs", "must be at least 10"));
@@ -438,6 +458,7 @@ impl NodeConfig {
                 join,
                 voters,
                 zone: o.zone.unwrap_or_default(),
+                peer_proxy,
                 raft_snapshot_logs,
             },
             reset_key,
@@ -538,7 +559,7 @@ macro_rules! merge_fields {
 fn merge(cli: Overrides, file: Overrides) -> Overrides {
     merge_fields!(cli, file;
         data_dir, quic_addr, routed_addr, node_id, cluster_id, grpc_addr, advertise_addr, join,
-        voters, zone, raft_snapshot_logs, server_id_len, quic_lb_config_id, quic_lb_nonce_len,
+        voters, zone, peer_proxy, raft_snapshot_logs, server_id_len, quic_lb_config_id, quic_lb_nonce_len,
         quic_lb_key, reset_key, token_key, tcp_addr, tls_addr, admin_addr, cert, key,
         max_packet_size, receive_maximum, topic_alias_maximum, max_keep_alive,
         max_session_expiry, tls_ticket_lifetime, max_queued_messages, queue_drop_policy, log,
@@ -613,6 +634,12 @@ mod tests {
         let err =
             NodeConfig::resolve(Overrides::default(), file("reset_key = \"abc\"")).unwrap_err();
         assert_eq!(err.key, "reset_key");
+        let err =
+            NodeConfig::resolve(Overrides::default(), file("peer_proxy = \"proxy\"")).unwrap_err();
+        assert_eq!(err.key, "peer_proxy");
+        let c = NodeConfig::resolve(Overrides::default(), file("peer_proxy = \"egress:3128\""))
+            .unwrap();
+        assert_eq!(c.cluster.peer_proxy.as_deref(), Some("egress:3128"));
         let err = NodeConfig::resolve(Overrides::default(), file("cert = \"c.pem\"")).unwrap_err();
         assert_eq!(err.key, "key");
         let err = toml::from_str::<Overrides>("max_pakcet_size = 3").unwrap_err();

@@ -28,6 +28,9 @@ enum Scenario {
     /// kill -9 of the subscribers' node, restarted from its data
     /// directory after --pause-ms.
     Restart,
+    /// The Raft leader cut off from the other nodes (through each node's
+    /// egress proxy) for --pause-ms, then healed.
+    Partition,
     /// Loss, delay, reordering and duplication on the client path.
     Impair,
     /// Every client's address changes mid-session.
@@ -65,8 +68,8 @@ struct Args {
     /// Longest wait, seconds, for deliveries and resumptions at the end.
     #[arg(long, default_value_t = 60)]
     settle: u64,
-    /// `pause`, `restart`: how long the node stays stopped or dead,
-    /// milliseconds.
+    /// `pause`, `restart`, `partition`: how long the node stays stopped,
+    /// dead or cut off, milliseconds.
     #[arg(long, default_value_t = 3000)]
     pause_ms: u64,
     /// `impair`: loss probability.
@@ -128,6 +131,7 @@ fn main() -> anyhow::Result<()> {
         Scenario::KillRouter => Fault::KillRouter,
         Scenario::Pause => Fault::Pause(Duration::from_millis(args.pause_ms)),
         Scenario::Restart => Fault::Restart(Duration::from_millis(args.pause_ms)),
+        Scenario::Partition => Fault::Partition(Duration::from_millis(args.pause_ms)),
         Scenario::NatRebind => Fault::NatRebind,
         Scenario::Impair => {
             let path = Impairment {

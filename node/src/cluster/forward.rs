@@ -156,6 +156,7 @@ async fn run_peer(
         unacked: VecDeque::new(),
         next_seq: 1,
         down_since: None,
+        peer_incarnation: None,
     };
     let mut backoff = Duration::from_millis(50);
     loop {
@@ -177,16 +178,41 @@ async fn run_peer(
             .down_since
             .get_or_insert_with(tokio::time::Instant::now);
         if since.elapsed() >= PEER_DOWN_AFTER {
-            fail_waiting(peer, &mut state.unacked, &mut queue);
+            fail_waiting(
+                peer,
+                FailReason::Unreachable,
+                &mut state.unacked,
+                &mut queue,
+            );
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(1));
     }
 }
 
-/// Fails everything sent to or queued for an unreachable peer.
+/// Why what waits for a peer fails.
+#[derive(Debug, Clone, Copy)]
+enum FailReason {
+    /// No stream to the peer for [`PEER_DOWN_AFTER`].
+    Unreachable,
+    /// The peer came back as a new process: what was routed to it before
+    /// was routed to sessions it may no longer hold.
+    Restarted,
+}
+
+impl FailReason {
+    fn label(self) -> &'static str {
+        match self {
+            FailReason::Unreachable => "peer_unreachable",
+            FailReason::Restarted => "peer_restarted",
+        }
+    }
+}
+
+/// Fails everything sent to or queued for a peer.
 fn fail_waiting(
     peer: NodeId,
+    reason: FailReason,
     unacked: &mut VecDeque<Unacked>,
     queue: &mut mpsc::Receiver<Outgoing>,
 ) {
@@ -205,9 +231,10 @@ fn fail_waiting(
         tracing::warn!(
             peer,
             failed,
-            "peer unreachable: its forwarded messages are not acknowledged"
+            reason = reason.label(),
+            "forwarded messages not acknowledged: the peer was unreachable or restarted"
         );
-        metrics::counter!("quicmq_messages_dropped_total", "reason" => "peer_unreachable")
+        metrics::counter!("quicmq_messages_dropped_total", "reason" => reason.label())
             .increment(failed);
     }
 }
@@ -219,6 +246,8 @@ struct PeerState {
     next_seq: u64,
     /// Since when no stream to the peer has been up (`None`: one is).
     down_since: Option<tokio::time::Instant>,
+    /// The peer process's incarnation as its last welcome named it.
+    peer_incarnation: Option<u64>,
 }
 
 /// One forwarding stream: hello, resend what the peer has not handled,
@@ -235,6 +264,7 @@ async fn stream_to(
         unacked,
         next_seq,
         down_since,
+        peer_incarnation,
     } = state;
     let channel = node.channels().get(addr).map_err(|e| e.to_string())?;
     let mut client = ForwardClient::new(channel)
@@ -262,6 +292,16 @@ async fn stream_to(
         _ => return Err("no welcome".into()),
     };
     *down_since = None;
+    // A peer that restarted lost its view of what it was sent, and the
+    // sessions these messages were routed to may have moved while it was
+    // down (its copies are dropped when it comes back): delivering them
+    // there would acknowledge messages no session received.
+    if welcome.incarnation != 0 {
+        if peer_incarnation.is_some_and(|known| known != welcome.incarnation) {
+            fail_waiting(peer, FailReason::Restarted, unacked, queue);
+        }
+        *peer_incarnation = Some(welcome.incarnation);
+    }
     // Handled before the stream broke, but whether completely is unknown:
     // not acknowledged as complete.
     while unacked
@@ -330,6 +370,8 @@ pub struct ForwardService {
     node_id: NodeId,
     /// Last batch handled per (sender, incarnation).
     handled: Arc<Mutex<HashMap<(NodeId, u64), u64>>>,
+    /// This process's incarnation, named in every welcome.
+    incarnation: u64,
 }
 
 impl ForwardService {
@@ -341,6 +383,7 @@ impl ForwardService {
             cluster_id: cluster_id.to_owned(),
             node_id,
             handled: Arc::default(),
+            incarnation: rand::random::<u64>().max(1),
         }
     }
 }
@@ -415,6 +458,7 @@ impl forward_server::Forward for ForwardService {
             frame: Some(forward_response::Frame::Welcome(ForwardWelcome {
                 node_id: self.node_id,
                 last_seq,
+                incarnation: self.incarnation,
             })),
         };
         tx.send(Ok(welcome))

@@ -87,6 +87,7 @@ pub fn cluster_config(
         routed_addr: advertise(config.routed_addr.map(|a| a.port())),
         public_addr: advertise(config.quic_addr.map(|a| a.port())),
         zone: c.zone.clone(),
+        peer_proxy: c.peer_proxy.clone(),
         join: c.join.clone(),
         voters: c.voters,
         bootstrap: BootstrapRecord {

@@ -165,6 +165,7 @@ fn forward_stream_frames() {
         frame: Some(forward_response::Frame::Welcome(ForwardWelcome {
             node_id: 1,
             last_seq: 41,
+            incarnation: 7,
         })),
     });
     roundtrip(&ForwardResponse {

@@ -100,6 +100,7 @@ impl Forward for Node {
                     forward_response::Frame::Welcome(ForwardWelcome {
                         node_id: hello.to_node_id,
                         last_seq: 0,
+                        incarnation: 1,
                     })
                 }
                 Some(forward_request::Frame::Batch(batch)) => {
@@ -343,6 +344,7 @@ async fn bidirectional_forwarding() {
         std::iter::once(forward_response::Frame::Welcome(ForwardWelcome {
             node_id: 1,
             last_seq: 0,
+            incarnation: 1,
         }))
         .chain((1..=3).map(|seq| {
             forward_response::Frame::Ack(ForwardAck {

@@ -24,6 +24,9 @@ pub struct ClusterConfig {
     pub public_addr: String,
     /// Failure domain.
     pub zone: String,
+    /// `HOST:PORT` of an HTTP `CONNECT` proxy through which this node dials
+    /// its peers' gRPC addresses (`None`: directly).
+    pub peer_proxy: Option<String>,
     /// gRPC addresses of existing members to join through; empty:
     /// bootstrap a new cluster.
     pub join: Vec<String>,
@@ -173,6 +176,7 @@ mod tests {
             routed_addr: String::new(),
             public_addr: String::new(),
             zone: String::new(),
+            peer_proxy: None,
             join: join.iter().map(|s| s.to_string()).collect(),
             voters: 3,
             bootstrap: BootstrapRecord {

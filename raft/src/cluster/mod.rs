@@ -88,7 +88,7 @@ impl ClusterNode {
         let shared = SharedState::new();
         let log_store = LogStore::open(&db)?;
         let state_machine = StateMachineStore::open(&db, shared.clone())?;
-        let channels = PeerChannels::default();
+        let channels = PeerChannels::new(config.peer_proxy.as_deref());
         let network = GrpcNetwork::new(&config.cluster_id, config.node_id, channels.clone());
         let raft_config = config.timing.openraft_config(&config.cluster_id)?;
         let raft = Raft::new(
@@ -166,7 +166,27 @@ impl ClusterNode {
                 );
             }
         }
-        self.wait_ready(config.timing.ready_timeout).await
+        let me = self.wait_ready(config.timing.ready_timeout).await?;
+        if initialized {
+            self.catch_up().await;
+        }
+        Ok(me)
+    }
+
+    /// Waits until this node has applied everything the cluster committed
+    /// before the call: a restarted node's own log ends where it died, and
+    /// what other nodes did meanwhile (sessions they took over, routes
+    /// they added) must be known here before it serves clients. An empty
+    /// entry goes through the leader; proposing waits until it is applied
+    /// here. Without a leader within the propose timeout, this node serves
+    /// what it has and says so (its proposals fail until a leader exists).
+    pub async fn catch_up(&self) {
+        match self.propose(Command::Batch(Vec::new())).await {
+            Ok(_) => tracing::debug!("caught up with the cluster"),
+            Err(e) => tracing::warn!(
+                "could not catch up with the cluster before serving ({e}); serving the state this node has"
+            ),
+        }
     }
 
     /// This node's ID.

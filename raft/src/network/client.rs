@@ -29,18 +29,32 @@ pub const MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
 
 /// A lazily connected channel to `addr` (`HOST:PORT`): nothing is dialled
 /// until the first call, and tonic reconnects by itself after failures.
+/// With `proxy` (`HOST:PORT` of an HTTP `CONNECT` proxy), every connection
+/// is a tunnel through it.
 ///
 /// # Errors
 ///
 /// When `addr` does not form a valid URI.
-pub fn lazy_channel(addr: &str) -> Result<Channel, tonic::transport::Error> {
-    Ok(Endpoint::from_shared(format!("http://{addr}"))?
+pub fn lazy_channel(addr: &str, proxy: Option<&str>) -> Result<Channel, tonic::transport::Error> {
+    let endpoint = Endpoint::from_shared(format!("http://{addr}"))?
         .connect_timeout(Duration::from_millis(500))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(5))
         .keep_alive_timeout(Duration::from_secs(5))
-        .keep_alive_while_idle(true)
-        .connect_lazy())
+        .keep_alive_while_idle(true);
+    let Some(proxy) = proxy else {
+        return Ok(endpoint.connect_lazy());
+    };
+    let proxy: Arc<str> = proxy.into();
+    let target: Arc<str> = addr.into();
+    let connector = tower::service_fn(move |_: tonic::transport::Uri| {
+        let (proxy, target) = (proxy.clone(), target.clone());
+        async move {
+            let stream = super::connect_proxy::tunnel(&proxy, &target).await?;
+            Ok::<_, super::connect_proxy::ProxyError>(hyper_util::rt::TokioIo::new(stream))
+        }
+    });
+    Ok(endpoint.connect_with_connector_lazy(connector))
 }
 
 /// Channels to peers, shared by everything in a node that dials them (Raft
@@ -48,9 +62,20 @@ pub fn lazy_channel(addr: &str) -> Result<Channel, tonic::transport::Error> {
 #[derive(Debug, Clone, Default)]
 pub struct PeerChannels {
     by_addr: Arc<Mutex<HashMap<String, Channel>>>,
+    /// The `CONNECT` proxy peers are dialled through, if any.
+    proxy: Option<Arc<str>>,
 }
 
 impl PeerChannels {
+    /// Channels dialled directly (`proxy` `None`) or through the HTTP
+    /// `CONNECT` proxy at `proxy` (`HOST:PORT`).
+    pub fn new(proxy: Option<&str>) -> PeerChannels {
+        PeerChannels {
+            by_addr: Arc::default(),
+            proxy: proxy.map(Into::into),
+        }
+    }
+
     /// The channel to `addr`, made on first use.
     ///
     /// # Errors
@@ -61,7 +86,7 @@ impl PeerChannels {
         if let Some(ch) = map.get(addr) {
             return Ok(ch.clone());
         }
-        let ch = lazy_channel(addr)?;
+        let ch = lazy_channel(addr, self.proxy.as_deref())?;
         map.insert(addr.to_owned(), ch.clone());
         Ok(ch)
     }
