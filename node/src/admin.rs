@@ -42,6 +42,7 @@ pub async fn serve_admin(
         .route("/api/cluster/status", get(cluster_status))
         .route("/api/cluster/leave", post(cluster_leave))
         .route("/api/cluster/remove/{node_id}", post(cluster_remove))
+        .route("/api/auth/reload", post(auth_reload))
         .with_state(AdminState {
             broker,
             cluster,
@@ -66,6 +67,32 @@ async fn ready(State(state): State<AdminState>) -> (StatusCode, &'static str) {
 }
 
 type JsonReply = (StatusCode, String);
+
+/// Re-reads the password file and the ACL (as SIGHUP does); connected
+/// clients stay. 422 with the reason when a file is unusable (the rules in
+/// force stay).
+async fn auth_reload(State(state): State<AdminState>) -> JsonReply {
+    match state.broker.settings().auth.reload() {
+        Ok(r) => {
+            tracing::info!(
+                users = r.users,
+                acl_rules = r.rules,
+                "reloaded the password file and the ACL"
+            );
+            (
+                StatusCode::OK,
+                json!({ "users": r.users, "acl_rules": r.rules }).to_string() + "\n",
+            )
+        }
+        Err(e) => {
+            tracing::error!("reload refused, the previous rules stay: {e}");
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({ "error": e }).to_string() + "\n",
+            )
+        }
+    }
+}
 
 async fn cluster_status(State(state): State<AdminState>) -> JsonReply {
     let status = state.cluster.status(true);

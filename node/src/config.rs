@@ -164,6 +164,21 @@ pub struct Overrides {
     /// PEM private key of `cert`.
     #[arg(long, env = "QUICMQ_KEY")]
     pub key: Option<PathBuf>,
+    /// Password file (`user:argon2id-hash` lines; `quicmq passwd` writes
+    /// them). Clients that give a user name must match it. Default: none.
+    #[arg(long, env = "QUICMQ_PASSWORD_FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Whether clients without a user name may connect. Default: true only
+    /// for the single-node development default (no `cert`, no `join`),
+    /// false otherwise.
+    #[arg(long, env = "QUICMQ_ALLOW_ANONYMOUS", value_parser = clap::builder::BoolishValueParser::new())]
+    pub allow_anonymous: Option<bool>,
+    /// ACL file (`allow|deny publish|subscribe|both all|user:NAME|client:ID
+    /// FILTER` lines, first match wins, deny when no rule matches).
+    /// Reloaded with the password file on SIGHUP. Default: none (every
+    /// client may publish and subscribe to everything).
+    #[arg(long, env = "QUICMQ_ACL_FILE")]
+    pub acl_file: Option<PathBuf>,
     /// Largest MQTT packet accepted from clients, bytes. Default 1048576.
     #[arg(long, env = "QUICMQ_MAX_PACKET_SIZE")]
     pub max_packet_size: Option<u32>,
@@ -265,6 +280,15 @@ pub struct NodeConfig {
     pub admin_addr: Option<SocketAddr>,
     /// Certificate and key files, if configured.
     pub cert_and_key: Option<(PathBuf, PathBuf)>,
+    /// Password file, if configured.
+    pub password_file: Option<PathBuf>,
+    /// Whether clients without a user name may connect.
+    pub allow_anonymous: bool,
+    /// ACL file, if configured.
+    pub acl_file: Option<PathBuf>,
+    /// Whether `allow_anonymous` is on only because this is the
+    /// single-node development default (said loudly at start-up).
+    pub anonymous_by_default: bool,
     /// Largest packet accepted.
     pub max_packet_size: u32,
     /// Receive Maximum announced.
@@ -409,6 +433,11 @@ impl NodeConfig {
                 ));
             }
         }
+        let password_file = o.password_file.filter(|p| !p.as_os_str().is_empty());
+        let acl_file = o.acl_file.filter(|p| !p.as_os_str().is_empty());
+        let dev_default = cert_and_key.is_none() && join.is_empty() && password_file.is_none();
+        let allow_anonymous = o.allow_anonymous.unwrap_or(dev_default);
+        let anonymous_by_default = allow_anonymous && o.allow_anonymous.is_none();
         let raft_snapshot_logs = o.raft_snapshot_logs.unwrap_or(10_000);
         if raft_snapshot_logs < 10 {
             return Err(invalid("raft_snapshot_logs", "must be at least 10"));
@@ -467,6 +496,10 @@ impl NodeConfig {
             tls_addr: addr(o.tls_addr, "0.0.0.0:8883"),
             admin_addr: addr(o.admin_addr, "0.0.0.0:8080"),
             cert_and_key,
+            password_file,
+            allow_anonymous,
+            acl_file,
+            anonymous_by_default,
             max_packet_size,
             receive_maximum,
             topic_alias_maximum: o.topic_alias_maximum.unwrap_or(64),
@@ -563,6 +596,7 @@ fn merge(cli: Overrides, file: Overrides) -> Overrides {
         quic_lb_key, reset_key, token_key, tcp_addr, tls_addr, admin_addr, cert, key,
         max_packet_size, receive_maximum, topic_alias_maximum, max_keep_alive,
         max_session_expiry, tls_ticket_lifetime, max_queued_messages, queue_drop_policy, log,
+        password_file, allow_anonymous, acl_file,
     )
 }
 

@@ -5,12 +5,15 @@
 //! - [`connection`]: the MQTT protocol of one client connection over one or
 //!   more streams.
 //! - [`transport`]: the QUIC, TCP and TLS listeners.
+//! - [`auth`]: who may connect (password file with argon2id hashes,
+//!   anonymous access).
 //! - [`node`]: a running node wired from a [`config::NodeConfig`].
 //! - [`client`]: the async MQTT client used by the `quicmq` CLI and tests.
 //! - [`bench`]: the load generator behind `quicmq bench`.
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod auth;
 pub mod bench;
 pub mod broker;
 pub mod client;

@@ -5,6 +5,12 @@
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+/// CONNECT credential checks, by `result` (allowed, bad_credentials,
+/// not_authorized, bad_method).
+pub const AUTH: &str = "quicmq_auth_total";
+/// PUBLISH (wills included) and SUBSCRIBE filters the ACL refused, by
+/// `access` (publish, subscribe).
+pub const ACL_DENIED: &str = "quicmq_acl_denied_total";
 /// Open connections, by `transport` (quic, tcp, tls).
 pub const CONNECTIONS: &str = "quicmq_connections";
 /// Connections accepted, by `transport`.
@@ -100,6 +106,14 @@ fn describe() {
         "Client connections accepted by transport"
     );
     describe_counter!(PACKETS_RECEIVED, "MQTT packets received by type");
+    describe_counter!(
+        AUTH,
+        "CONNECT credential checks by result (allowed, bad_credentials, not_authorized, bad_method)"
+    );
+    describe_counter!(
+        ACL_DENIED,
+        "PUBLISH topics (wills included) and SUBSCRIBE filters the ACL refused, by access"
+    );
     describe_counter!(PACKETS_SENT, "MQTT packets sent by type");
     describe_counter!(BYTES_RECEIVED, Unit::Bytes, "Bytes received by transport");
     describe_counter!(BYTES_SENT, Unit::Bytes, "Bytes sent by transport");

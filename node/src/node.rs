@@ -12,6 +12,7 @@ use tokio::task::JoinSet;
 use quicmq_raft::command::{Command, JoinRecord};
 use quicmq_raft::ClusterNode;
 
+use crate::auth::Authenticator;
 use crate::broker::{now_ms, Broker, SessionStore, StoreError};
 use crate::cluster;
 use crate::config::NodeConfig;
@@ -110,6 +111,7 @@ impl RunningNode {
             Some((cert, key)) => Identity::load(cert, key)?,
             None => Identity::development(&config.data_dir)?,
         };
+        let auth = Arc::new(authenticator(config)?);
 
         // The cluster first: it assigns this node's server ID and holds the
         // QUIC-LB configuration and keys every node must share.
@@ -147,6 +149,7 @@ impl RunningNode {
 
         let store = SessionStore::open(&config.data_dir.join("store"))?;
         let mut settings = config.broker_settings();
+        settings.auth = auth;
         settings.node_name = Some(joined.server_id.to_string());
         // Durable queues hold what a session may have queued and in flight.
         let durable_limit = u32::try_from(
@@ -324,4 +327,33 @@ impl RunningNode {
         self.grpc_server.abort();
         self.broker.flush().await
     }
+}
+
+/// The authentication rules of `config`: the password file and the ACL
+/// read and checked now (an unusable file stops the start), and a loud
+/// warning when anyone may connect.
+fn authenticator(config: &NodeConfig) -> Result<Authenticator, StartError> {
+    let auth = Authenticator::from_files(
+        config.password_file.clone(),
+        config.acl_file.clone(),
+        config.allow_anonymous,
+    )
+    .map_err(StartError::Config)?;
+    if config.password_file.is_some() || config.acl_file.is_some() {
+        tracing::info!(
+            users = auth.user_count(),
+            acl_rules = auth.acl_rules(),
+            "authentication and ACL loaded"
+        );
+    }
+    if config.anonymous_by_default {
+        tracing::warn!(
+            "THIS BROKER IS OPEN: anyone who reaches it may connect without a user name \
+             (the single-node development default). Set `password_file` and \
+             `allow_anonymous = false` before exposing it."
+        );
+    } else if config.allow_anonymous {
+        tracing::warn!("allow_anonymous is on: clients without a user name may connect");
+    }
+    Ok(auth)
 }

@@ -385,7 +385,8 @@ SAMPLE = {
     "binaries_sha256": "", "keys_arn": "arn:aws:secretsmanager:eu-west-1:1:secret:k",
     "log_filter": "info", "cluster_id": "quicmq", "voters": "3",
     "join": "node-1.quicmq.quicmq.internal:7000", "seeds": "node-1.quicmq.quicmq.internal:7000",
-    "zone_id": "Z123", "zone_name": "quicmq.quicmq.internal", "tls_arn": "",
+    "zone_id": "Z123", "zone_name": "quicmq.quicmq.internal", "tls_arn": "", "passwd_arn": "arn:aws:secretsmanager:eu-west-1:1:secret:p",
+    "anonymous": "false",
     "extra_config": "max_queued_messages = 100000",
 }
 

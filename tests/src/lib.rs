@@ -283,6 +283,19 @@ impl NodeProcess {
             })
             .args(["--routed-addr", &self.routed.to_string()])
             .args(["--grpc-addr", &self.grpc.to_string()])
+            // Test clusters are open unless a test sets up authentication
+            // (joined nodes refuse anonymous clients by default).
+            .args(
+                if self
+                    .extra
+                    .iter()
+                    .any(|a| a == "--allow-anonymous" || a == "--password-file")
+                {
+                    &[][..]
+                } else {
+                    &["--allow-anonymous", "true"][..]
+                },
+            )
             .args(&self.extra)
             .env(
                 "QUICMQ_LOG",
@@ -356,6 +369,21 @@ impl NodeProcess {
     /// `SIGCONT` after [`NodeProcess::pause`].
     pub fn resume(&self) {
         self.signal("-CONT");
+    }
+
+    /// `SIGHUP`: the node reloads its password file and ACL.
+    pub fn hangup(&self) {
+        self.signal("-HUP");
+    }
+
+    /// Options of an MQTT-over-TCP client of this node.
+    pub fn tcp_options(&self, client_id: &str) -> ClientOptions {
+        options_for(
+            self.tcp,
+            Transport::Tcp,
+            client_id,
+            &self.data_dir.join("dev-cert.pem"),
+        )
     }
 
     fn signal(&self, signal: &str) {
@@ -591,12 +619,24 @@ pub async fn metric_sum(admin: SocketAddr, name: &str) -> f64 {
 /// A plain HTTP/1.1 GET to the admin endpoint; returns the status code and
 /// the body. Bounded by 5 s.
 pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    http_request(addr, "GET", path).await
+}
+
+/// A plain HTTP/1.1 POST without a body to the admin endpoint; returns the
+/// status code and the body. Bounded by 5 s.
+pub async fn http_post(addr: SocketAddr, path: &str) -> (u16, String) {
+    http_request(addr, "POST", path).await
+}
+
+async fn http_request(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let exchange = async {
         let mut socket = tokio::net::TcpStream::connect(addr)
             .await
             .expect("admin connect");
-        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
         socket
             .write_all(request.as_bytes())
             .await

@@ -330,6 +330,31 @@ def check_node(r: Render, replicas: int, voters: int, join_all: bool) -> None:
         check(f"{r.scenario}: node {name}", fn)
 
 
+def check_auth(r: Render, secret: str | None, anonymous: bool) -> None:
+    """Nodes get allow_anonymous and, with a Secret, the password file."""
+    sts = r.get("StatefulSet", f"{RELEASE}-node")
+    pod = sts["spec"]["template"]["spec"]
+    c = container(sts, "node")
+    env = env_map(c)
+    mounts = {m["name"]: m for m in c.get("volumeMounts", [])}
+    vols = {v["name"]: v for v in pod["volumes"]}
+
+    def auth() -> None:
+        eq(env["QUICMQ_ALLOW_ANONYMOUS"]["value"], "true" if anonymous else "false",
+           "QUICMQ_ALLOW_ANONYMOUS")
+        if secret is None:
+            expect("QUICMQ_PASSWORD_FILE" not in env, "password file without a Secret")
+            expect("auth" not in vols, "auth volume without a Secret")
+            return
+        eq(env["QUICMQ_PASSWORD_FILE"]["value"], "/etc/quicmq/auth/passwd", "QUICMQ_PASSWORD_FILE")
+        eq(mounts["auth"]["mountPath"], "/etc/quicmq/auth", "auth mount")
+        expect(mounts["auth"].get("readOnly") is True, "auth mount must be read-only")
+        eq(vols["auth"]["secret"]["secretName"], secret, "auth Secret")
+        eq(vols["auth"]["secret"]["items"], [{"key": "passwd", "path": "passwd"}], "auth Secret items")
+
+    check(f"{r.scenario}: authentication settings", auth)
+
+
 def check_router(r: Render, kind: str, replicas: int, node_replicas: int) -> None:
     if not r.values["router"]["enabled"]:
         check(f"{r.scenario}: no router resources", lambda: expect(
@@ -401,7 +426,8 @@ def check_router(r: Render, kind: str, replicas: int, node_replicas: int) -> Non
 def check_common(r: Render) -> None:
     def references() -> None:
         # Every Secret/ConfigMap a pod refers to is rendered or declared external.
-        external = {r.values["clusterKeys"]["existingSecret"], r.values["tls"]["existingSecret"]}
+        external = {r.values["clusterKeys"]["existingSecret"], r.values["tls"]["existingSecret"],
+                    r.values["auth"]["passwordFileSecret"]}
         if r.values["tls"]["certManager"]["enabled"]:
             external.add(r.get("Certificate", RELEASE)["spec"]["secretName"])
         for w in r.all("StatefulSet") + r.all("Deployment") + r.all("DaemonSet"):
@@ -623,7 +649,12 @@ def main() -> int:
                 check(f"{r.scenario}: cluster_id", lambda: eq(toml_of(r, "node.toml")["cluster_id"], "test-cluster", "cluster_id")))),
             ("no-router", {"router": {"enabled": False}, "service": {"mqtt": {"enabled": False}},
                            "node": {"zone": "eu-west-1a"}},
-             lambda r: (check_node(r, 3, 3, False), check_router(r, "Deployment", 0, 3))),
+             lambda r: (check_node(r, 3, 3, False), check_router(r, "Deployment", 0, 3),
+                        check_auth(r, None, False))),
+            ("passwords", {"auth": {"passwordFileSecret": "fleet-passwd"}},
+             lambda r: (check_node(r, 3, 3, False), check_auth(r, "fleet-passwd", False))),
+            ("open-dev", {"auth": {"allowAnonymous": True}},
+             lambda r: check_auth(r, None, True)),
         ]
         for scenario, values, run in scenarios:
             try:

@@ -32,12 +32,29 @@ async fn run(config: NodeConfig) -> anyhow::Result<()> {
     // ports may already accept) shuts it down cleanly once it runs.
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("cannot listen for SIGTERM")?;
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot listen for SIGHUP")?;
     let node = RunningNode::start(&config).await.context("cannot start")?;
     let mut left = node.broker().shutdown_signal();
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: shutting down"),
-        _ = quicmq_node::broker::shutdown_started(&mut left) => {}
+    loop {
+        tokio::select! {
+            _ = term.recv() => {
+                tracing::info!("SIGTERM: shutting down");
+                break;
+            }
+            _ = tokio::signal::ctrl_c() => {
+                tracing::info!("interrupted: shutting down");
+                break;
+            }
+            _ = quicmq_node::broker::shutdown_started(&mut left) => break,
+            _ = hangup.recv() => {
+                // The password file and the ACL again; connections stay.
+                match node.broker().settings().auth.reload() {
+                    Ok(r) => tracing::info!(users = r.users, acl_rules = r.rules, "SIGHUP: reloaded the password file and the ACL"),
+                    Err(e) => tracing::error!("SIGHUP: reload refused, the previous rules stay: {e}"),
+                }
+            }
+        }
     }
     node.shutdown().await.context("flushing the data store")?;
     tracing::info!("stopped");

@@ -71,6 +71,25 @@ enum Command {
     /// answers `/health/ready` (or `/health/live`) with HTTP 200, else 1.
     /// For container health checks (the image has no shell or curl).
     Health(HealthArgs),
+    /// Add a user to a password file or change its password (argon2id),
+    /// like `mosquitto_passwd`; `-D` deletes. The file is created when
+    /// missing and rewritten atomically with mode 0600, comments kept.
+    Passwd(PasswdArgs),
+}
+
+#[derive(Args, Debug)]
+struct PasswdArgs {
+    /// The password file (`password_file` of the node).
+    file: PathBuf,
+    /// The user name.
+    username: String,
+    /// Delete the user instead of setting a password.
+    #[arg(short = 'D', long)]
+    delete: bool,
+    /// Read the password from the first line of standard input instead of
+    /// asking twice on the terminal (for scripts).
+    #[arg(long)]
+    stdin: bool,
 }
 
 #[derive(Args, Debug)]
@@ -460,6 +479,7 @@ fn main() -> ExitCode {
             Command::Bench(command) => bench(command).await,
             Command::Cluster(args) => cluster(args).await,
             Command::Health(args) => health(args).await,
+            Command::Passwd(args) => passwd(&args),
         }
     });
     match result {
@@ -757,6 +777,79 @@ async fn cluster(args: ClusterArgs) -> anyhow::Result<ExitCode> {
 
 /// `quicmq health`: one GET of `/health/ready` (or `/health/live`); exit 0
 /// on HTTP 200, 1 on anything else, no answer or no connection.
+fn passwd(args: &PasswdArgs) -> anyhow::Result<ExitCode> {
+    use quicmq_node::auth::{hash_password, PasswordFile};
+    let mut file = match std::fs::read_to_string(&args.file) {
+        Ok(text) => PasswordFile::parse(&text)
+            .with_context(|| format!("{} is not a usable password file", args.file.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !args.delete => {
+            PasswordFile::default()
+        }
+        Err(e) => bail!("cannot read {}: {e}", args.file.display()),
+    };
+    if args.delete {
+        if !file.remove(&args.username) {
+            bail!("user {:?} is not in {}", args.username, args.file.display());
+        }
+    } else {
+        let password = if args.stdin {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("reading the password from standard input")?;
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        } else {
+            let first = rpassword::prompt_password("Password: ")
+                .context("reading the password from the terminal (use --stdin in scripts)")?;
+            let again = rpassword::prompt_password("Reenter password: ")
+                .context("reading the password from the terminal")?;
+            if first != again {
+                bail!("the passwords do not match; nothing changed");
+            }
+            first
+        };
+        if password.is_empty() {
+            bail!("the password is empty; nothing changed");
+        }
+        let hash = hash_password(password.as_bytes())?;
+        file.set(&args.username, &hash)
+            .map_err(|e| anyhow::anyhow!("{}", e.reason))?;
+    }
+    write_private(&args.file, file.to_text().as_bytes())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same
+/// directory (mode 0600), renamed over it: a crash leaves the old file or
+/// the new one, never half of one.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("passwd"),
+        std::process::id()
+    ));
+    let mut out = options
+        .open(&tmp)
+        .with_context(|| format!("cannot create {}", tmp.display()))?;
+    let written = out.write_all(bytes).and_then(|()| out.sync_all());
+    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
+        let _ = std::fs::remove_file(&tmp);
+        bail!("cannot write {}: {e}", path.display());
+    }
+    Ok(())
+}
+
 async fn health(args: HealthArgs) -> anyhow::Result<ExitCode> {
     let path = if args.live {
         "/health/live"

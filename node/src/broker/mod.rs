@@ -61,6 +61,8 @@ pub struct BrokerSettings {
     /// This node's name, sent to clients in CONNACK as the user property
     /// `quicmq-node` (the server ID in hex).
     pub node_name: Option<String>,
+    /// Who may connect.
+    pub auth: Arc<crate::auth::Authenticator>,
 }
 
 impl Default for BrokerSettings {
@@ -77,6 +79,8 @@ impl Default for BrokerSettings {
             max_session_expiry: u32::MAX,
             connect_timeout: Duration::from_secs(10),
             node_name: None,
+            // An embedded broker without configuration is open.
+            auth: Arc::new(crate::auth::Authenticator::new(None, true)),
         }
     }
 }

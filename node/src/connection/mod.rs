@@ -26,6 +26,7 @@ use quicmq_proto::mqtt::{
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use crate::auth::{Access, AuthDecision};
 use crate::broker::{
     now_ms, Attached, Broker, ClientId, Delivery, Detach, Message, Session, SessionCell,
     SessionEvent, Subscription, Transmit,
@@ -174,6 +175,8 @@ struct Connection {
     scratch: BytesMut,
     early: Vec<Inbound>,
     pending_acks: VecDeque<PendingAck>,
+    /// The authenticated user name (`None`: anonymous), for the ACL.
+    username: Option<String>,
 }
 
 impl Connection {
@@ -195,7 +198,30 @@ impl Connection {
         };
         if v5 && connect.properties.authentication_method.is_some() {
             // No enhanced authentication method is configured.
+            metrics::counter!(m::AUTH, "result" => "bad_method").increment(1);
             refuse(ReasonCode::BAD_AUTHENTICATION_METHOD, &link);
+            return;
+        }
+        let decision = settings
+            .auth
+            .check(connect.username.as_deref(), connect.password.as_ref())
+            .await;
+        let username = match &decision {
+            AuthDecision::Allowed { username } => username.clone(),
+            _ => None,
+        };
+        let code = match &decision {
+            AuthDecision::Allowed { .. } => None,
+            AuthDecision::BadCredentials => Some(ReasonCode::BAD_USER_NAME_OR_PASSWORD),
+            AuthDecision::NotAuthorized => Some(ReasonCode::NOT_AUTHORIZED),
+        };
+        if let Some(code) = code {
+            settings.auth.log_failure(
+                &link.peer.to_string(),
+                connect.username.as_deref(),
+                &decision,
+            );
+            refuse(code, &link);
             return;
         }
         if let Some(will) = &connect.will {
@@ -204,6 +230,19 @@ impl Connection {
                 return;
             }
         }
+        // A will is a PUBLISH the client asks for now: one the ACL would
+        // refuse is refused with the CONNECT (the client ID is checked
+        // below, once assigned).
+        let will_refused = |client_id: &str| {
+            connect.will.as_ref().is_some_and(|will| {
+                !settings.auth.authorize(
+                    username.as_deref(),
+                    client_id,
+                    Access::Publish,
+                    &will.topic,
+                )
+            })
+        };
         let mut assigned = None;
         let client_id: ClientId = if connect.client_id.is_empty() {
             if !v5 && !connect.clean_start {
@@ -217,6 +256,11 @@ impl Connection {
         } else {
             Arc::from(connect.client_id.as_str())
         };
+        if will_refused(&client_id) {
+            tracing::debug!(client_id = %client_id, "will topic refused by the ACL");
+            refuse(ReasonCode::NOT_AUTHORIZED, &link);
+            return;
+        }
         let requested_expiry = if v5 {
             connect.properties.session_expiry_interval.unwrap_or(0)
         } else if connect.clean_start {
@@ -286,6 +330,7 @@ impl Connection {
             scratch: BytesMut::new(),
             early,
             pending_acks: VecDeque::new(),
+            username,
         };
         let mut properties = Properties::default();
         if v5 {
@@ -684,6 +729,33 @@ impl Connection {
         }
         let qos = publish.qos;
         let packet_id = publish.packet_id;
+        if !settings.auth.authorize(
+            self.username.as_deref(),
+            &self.client_id,
+            Access::Publish,
+            &publish.topic,
+        ) {
+            // Dropped. QoS 0 is told nothing; 5.0 gets 0x87; 3.1.1 has no
+            // negative acknowledgement and gets a positive one (§3.3.5).
+            metrics::counter!(m::MESSAGES_DROPPED, "reason" => "not_authorized").increment(1);
+            let Some(packet_id) = packet_id else {
+                return Ok(());
+            };
+            let response = if self.version == ProtocolVersion::V5 {
+                PublishResponse {
+                    packet_id,
+                    reason_code: ReasonCode::NOT_AUTHORIZED,
+                    properties: Properties::default(),
+                }
+            } else {
+                PublishResponse::success(packet_id)
+            };
+            let packet = match qos {
+                QoS::AtLeastOnce => Packet::PubAck(response),
+                _ => Packet::PubRec(response),
+            };
+            return self.send(stream, packet);
+        }
         if qos == QoS::ExactlyOnce {
             let id = packet_id.unwrap_or(0);
             let fresh = self.session.on_incoming_qos2(id);
@@ -836,6 +908,16 @@ impl Connection {
         for (filter, options) in subscribe.filters {
             if validate_topic_filter(&filter).is_err() {
                 reason_codes.push(ReasonCode::TOPIC_FILTER_INVALID);
+                continue;
+            }
+            if !self.broker.settings().auth.authorize(
+                self.username.as_deref(),
+                &self.client_id,
+                Access::Subscribe,
+                &filter,
+            ) {
+                // 0x87 (3.1.1: 0x80, failure) for this filter alone.
+                reason_codes.push(ReasonCode::NOT_AUTHORIZED);
                 continue;
             }
             let shared = parse_shared(&filter).is_some();

@@ -11,6 +11,8 @@ locals {
     zone_id      = local.zone_id
     zone_name    = local.zone_name
     tls_arn      = var.tls_secret_arn != null ? var.tls_secret_arn : ""
+    passwd_arn   = var.password_file_secret_arn != null ? var.password_file_secret_arn : ""
+    anonymous    = var.allow_anonymous
     extra_config = var.node_extra_config
     port_quic    = local.ports.quic
     port_routed  = local.ports.routed

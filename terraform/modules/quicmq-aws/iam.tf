@@ -5,6 +5,7 @@
 locals {
   keys_in_sm = can(regex("^arn:[^:]+:secretsmanager:", var.cluster_keys_secret_arn))
   tls_in_sm  = can(regex("^arn:[^:]+:secretsmanager:", var.tls_secret_arn))
+  pw_in_sm   = can(regex("^arn:[^:]+:secretsmanager:", var.password_file_secret_arn))
 }
 
 data "aws_iam_policy_document" "assume_ec2" {
@@ -58,6 +59,15 @@ data "aws_iam_policy_document" "node" {
       sid       = "ReadTlsCertificate"
       actions   = [local.tls_in_sm ? "secretsmanager:GetSecretValue" : "ssm:GetParameter"]
       resources = [var.tls_secret_arn]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = var.password_file_secret_arn != null ? [1] : []
+    content {
+      sid       = "ReadPasswordFile"
+      actions   = [local.pw_in_sm ? "secretsmanager:GetSecretValue" : "ssm:GetParameter"]
+      resources = [var.password_file_secret_arn]
     }
   }
 

@@ -197,6 +197,23 @@ variable "tls_secret_arn" {
   }
 }
 
+variable "password_file_secret_arn" {
+  description = "ARN of a Secrets Manager secret or SSM SecureString parameter whose text is a quicmq password file (user:argon2id-hash lines, written by `quicmq passwd`). Null: no password file."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.password_file_secret_arn == null || can(regex("^arn:[^:]+:(secretsmanager|ssm):", var.password_file_secret_arn))
+    error_message = "password_file_secret_arn must be a Secrets Manager secret ARN or an SSM parameter ARN."
+  }
+}
+
+variable "allow_anonymous" {
+  description = "Let MQTT clients without a user name connect. Off by default: set password_file_secret_arn so clients can log in."
+  type        = bool
+  default     = false
+}
+
 variable "log_filter" {
   description = "Log filter of nodes and routers (tracing EnvFilter syntax)."
   type        = string

@@ -1,0 +1,431 @@
+//! The ACL file: which client may publish to which topics and subscribe to
+//! which filters. Sans-IO: [`Acl::parse`] reads the text, [`Acl::check`]
+//! decides.
+//!
+//! One rule per line, `#` comments and blank lines ignored:
+//!
+//! ```text
+//! # allow|deny  publish|subscribe|both  all|user:NAME|client:ID  FILTER
+//! allow both      all               devices/%c/#
+//! allow subscribe user:dashboard    devices/#
+//! deny  publish   all               $SYS/#
+//! ```
+//!
+//! - `%u` in the filter is the client's user name, `%c` its client ID. A
+//!   rule with `%u` does not apply to anonymous clients. A rule whose
+//!   substituted value contains `/`, `+` or `#` does not apply either, so
+//!   an ID cannot widen the rule.
+//! - Rules are tried in file order and the **first** that applies decides.
+//!   When none applies, the answer is **deny**, as soon as the file has any
+//!   rule. An ACL without rules allows everything.
+//! - For PUBLISH (wills and retained messages too), a rule applies when its
+//!   filter matches the topic.
+//! - For SUBSCRIBE, an `allow` rule applies when its filter covers the
+//!   whole requested filter: every topic the subscription could match is
+//!   matched by the rule. A `deny` rule applies when the two filters share
+//!   any topic. So `allow subscribe all a/#` after `deny subscribe all
+//!   a/secret/#` refuses `a/#` but allows `a/public/#`. Shared
+//!   subscriptions (`$share/GROUP/FILTER`) are checked on FILTER.
+//!
+//! ```
+//! use quicmq_node::auth::acl::{Access, Acl, Client};
+//!
+//! let acl = Acl::parse("allow both all devices/%c/#\n").unwrap();
+//! let me = Client { username: None, client_id: "d1" };
+//! assert!(acl.check(&me, Access::Publish, "devices/d1/temp"));
+//! assert!(!acl.check(&me, Access::Publish, "devices/d2/temp"));
+//! assert!(acl.check(&me, Access::Subscribe, "devices/d1/+"));
+//! assert!(!acl.check(&me, Access::Subscribe, "devices/#"));
+//! ```
+
+use quicmq_proto::mqtt::topic::{matches, parse_shared, validate_topic_filter};
+
+use super::FileError;
+
+/// What a client asks to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Publish to a topic (a will and a retained message too).
+    Publish,
+    /// Subscribe to a filter.
+    Subscribe,
+}
+
+/// Who asks.
+#[derive(Debug, Clone, Copy)]
+pub struct Client<'a> {
+    /// The authenticated user name (`None`: anonymous).
+    pub username: Option<&'a str>,
+    /// The client ID.
+    pub client_id: &'a str,
+}
+
+/// Allow or deny.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Allow,
+    Deny,
+}
+
+/// Which accesses a rule covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Actions {
+    Publish,
+    Subscribe,
+    Both,
+}
+
+impl Actions {
+    fn covers(self, access: Access) -> bool {
+        matches!(
+            (self, access),
+            (Actions::Both, _)
+                | (Actions::Publish, Access::Publish)
+                | (Actions::Subscribe, Access::Subscribe)
+        )
+    }
+}
+
+/// Whom a rule applies to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Who {
+    All,
+    User(String),
+    ClientId(String),
+}
+
+#[derive(Debug, Clone)]
+struct Rule {
+    verdict: Verdict,
+    actions: Actions,
+    who: Who,
+    filter: String,
+}
+
+/// A parsed ACL.
+#[derive(Debug, Clone, Default)]
+pub struct Acl {
+    rules: Vec<Rule>,
+}
+
+impl Acl {
+    /// Parses an ACL file.
+    ///
+    /// # Errors
+    ///
+    /// The first line that is not a comment, a blank line or a rule.
+    pub fn parse(text: &str) -> Result<Acl, FileError> {
+        let mut rules = Vec::new();
+        for (index, raw) in text.lines().enumerate() {
+            let line = index + 1;
+            let trimmed = raw.trim();
+            if trimmed.is_empty() || trimmed.starts_with('#') {
+                continue;
+            }
+            let err = |reason: String| FileError { line, reason };
+            let words: Vec<&str> = trimmed.split_whitespace().collect();
+            let [verdict, actions, who, filter] = words[..] else {
+                return Err(err(format!(
+                    "expected `allow|deny publish|subscribe|both all|user:NAME|client:ID FILTER`, found {} words",
+                    words.len()
+                )));
+            };
+            let verdict = match verdict {
+                "allow" => Verdict::Allow,
+                "deny" => Verdict::Deny,
+                other => return Err(err(format!("`{other}`: expected allow or deny"))),
+            };
+            let actions = match actions {
+                "publish" => Actions::Publish,
+                "subscribe" => Actions::Subscribe,
+                "both" => Actions::Both,
+                other => {
+                    return Err(err(format!(
+                        "`{other}`: expected publish, subscribe or both"
+                    )))
+                }
+            };
+            let who = match who.split_once(':') {
+                None if who == "all" => Who::All,
+                Some(("user", name)) if !name.is_empty() => Who::User(name.to_owned()),
+                Some(("client", id)) if !id.is_empty() => Who::ClientId(id.to_owned()),
+                _ => {
+                    return Err(err(format!(
+                        "`{who}`: expected all, user:NAME or client:ID"
+                    )))
+                }
+            };
+            // Validate with placeholders filled in as a level each.
+            let sample = filter.replace("%u", "u").replace("%c", "c");
+            if parse_shared(filter).is_some() {
+                return Err(err(
+                    "write the filter without `$share/GROUP/`: shared subscriptions are checked on their filter".into(),
+                ));
+            }
+            validate_topic_filter(&sample)
+                .map_err(|e| err(format!("`{filter}` is not a topic filter: {e}")))?;
+            rules.push(Rule {
+                verdict,
+                actions,
+                who,
+                filter: filter.to_owned(),
+            });
+        }
+        Ok(Acl { rules })
+    }
+
+    /// Reads and parses the file at `path`.
+    ///
+    /// # Errors
+    ///
+    /// When it cannot be read (line 0) or does not parse.
+    pub fn load(path: &std::path::Path) -> Result<Acl, FileError> {
+        Acl::parse(&super::read_file(path)?)
+    }
+
+    /// Number of rules.
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Whether there are no rules (everything is allowed).
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Whether `client` may publish to topic `target` ([`Access::Publish`])
+    /// or subscribe to filter `target` ([`Access::Subscribe`]).
+    pub fn check(&self, client: &Client<'_>, access: Access, target: &str) -> bool {
+        if self.rules.is_empty() {
+            return true;
+        }
+        let target = match access {
+            Access::Subscribe => parse_shared(target).map_or(target, |(_, filter)| filter),
+            Access::Publish => target,
+        };
+        for rule in &self.rules {
+            if !rule.actions.covers(access) || !applies_to(&rule.who, client) {
+                continue;
+            }
+            let Some(filter) = substitute(&rule.filter, client) else {
+                continue;
+            };
+            let applies = match (access, rule.verdict) {
+                (Access::Publish, _) => matches(&filter, target),
+                (Access::Subscribe, Verdict::Allow) => covers(&filter, target),
+                (Access::Subscribe, Verdict::Deny) => intersects(&filter, target),
+            };
+            if applies {
+                return rule.verdict == Verdict::Allow;
+            }
+        }
+        false
+    }
+}
+
+fn applies_to(who: &Who, client: &Client<'_>) -> bool {
+    match who {
+        Who::All => true,
+        Who::User(name) => client.username == Some(name.as_str()),
+        Who::ClientId(id) => client.client_id == id,
+    }
+}
+
+/// The rule's filter with `%u` and `%c` filled in; `None` when the rule
+/// cannot apply (no user name, or a value that would change the levels).
+fn substitute(filter: &str, client: &Client<'_>) -> Option<String> {
+    let safe = |value: &str| !value.is_empty() && !value.contains(['/', '+', '#']);
+    let mut out = filter.to_owned();
+    if out.contains("%u") {
+        let name = client.username.filter(|n| safe(n))?;
+        out = out.replace("%u", name);
+    }
+    if out.contains("%c") {
+        if !safe(client.client_id) {
+            return None;
+        }
+        out = out.replace("%c", client.client_id);
+    }
+    Some(out)
+}
+
+/// Whether every topic `inner` matches is matched by `outer`.
+pub fn covers(outer: &str, inner: &str) -> bool {
+    // A wildcard-first rule never matches `$` topics.
+    if outer.starts_with(['+', '#']) && inner.starts_with('$') {
+        return false;
+    }
+    let mut o = outer.split('/');
+    let mut i = inner.split('/');
+    loop {
+        match (o.next(), i.next()) {
+            (Some("#"), _) => return true,
+            (Some(_), Some("#")) => return false,
+            (Some("+"), Some(_)) => {}
+            (Some(a), Some(b)) if a == b && b != "+" => {}
+            // (`outer` = `a/#` covering `inner` = `a` took the first arm.)
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+/// Whether some topic is matched by both `a` and `b`.
+pub fn intersects(a: &str, b: &str) -> bool {
+    let dollar = |f: &str| f.starts_with('$');
+    let wild_first = |f: &str| f.starts_with(['+', '#']);
+    if (wild_first(a) && dollar(b)) || (wild_first(b) && dollar(a)) {
+        return false;
+    }
+    let mut x = a.split('/');
+    let mut y = b.split('/');
+    loop {
+        match (x.next(), y.next()) {
+            (Some("#"), _) | (_, Some("#")) => return true,
+            (Some("+"), Some(_)) | (Some(_), Some("+")) => {}
+            (Some(p), Some(q)) if p == q => {}
+            // (`a/#` meeting `a` took the first arm.)
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALICE: Client<'static> = Client {
+        username: Some("alice"),
+        client_id: "a1",
+    };
+    const ANON: Client<'static> = Client {
+        username: None,
+        client_id: "x9",
+    };
+
+    #[test]
+    fn coverage_of_filters() {
+        for (outer, inner, want) in [
+            ("a/#", "a/b/c", true),
+            ("a/#", "a", true),
+            ("a/#", "a/#", true),
+            ("a/+", "a/b", true),
+            ("a/+", "a/+", true),
+            ("a/+", "a/#", false),
+            ("a/b", "a/+", false),
+            ("a/+/c", "a/b/c", true),
+            ("a/+/c", "a/b/d", false),
+            ("#", "a/b", true),
+            ("#", "$SYS/x", false),
+            ("$SYS/#", "$SYS/x", true),
+            ("a", "a/b", false),
+            ("a/b", "a", false),
+        ] {
+            assert_eq!(covers(outer, inner), want, "{outer} ⊇ {inner}");
+        }
+    }
+
+    #[test]
+    fn intersection_of_filters() {
+        for (a, b, want) in [
+            ("a/#", "a/secret/#", true),
+            ("a/secret/#", "a/+", true),
+            ("a/secret/#", "a/public/#", false),
+            ("a/+/c", "a/b/+", true),
+            ("a/b", "a/c", false),
+            ("a/#", "a", true),
+            ("a", "a/#", true),
+            ("#", "$SYS/#", false),
+            ("a/b/c", "a/b", false),
+        ] {
+            assert_eq!(intersects(a, b), want, "{a} ∩ {b}");
+            assert_eq!(intersects(b, a), want, "{b} ∩ {a}");
+        }
+    }
+
+    #[test]
+    fn without_rules_everything_is_allowed_with_any_rule_the_rest_is_denied() {
+        let open = Acl::parse("# nothing\n\n").unwrap();
+        assert!(open.is_empty());
+        assert!(open.check(&ANON, Access::Publish, "any/topic"));
+        let acl = Acl::parse("allow publish all public/#\n").unwrap();
+        assert!(acl.check(&ANON, Access::Publish, "public/x"));
+        assert!(!acl.check(&ANON, Access::Publish, "private/x"));
+        assert!(
+            !acl.check(&ANON, Access::Subscribe, "public/x"),
+            "publish only"
+        );
+    }
+
+    #[test]
+    fn the_first_rule_that_applies_decides() {
+        let acl = Acl::parse(
+            "deny subscribe all a/secret/#\n\
+             allow both all a/#\n",
+        )
+        .unwrap();
+        assert!(
+            !acl.check(&ANON, Access::Subscribe, "a/#"),
+            "overlaps the deny"
+        );
+        assert!(acl.check(&ANON, Access::Subscribe, "a/public/#"));
+        assert!(!acl.check(&ANON, Access::Subscribe, "a/secret/x"));
+        assert!(
+            acl.check(&ANON, Access::Publish, "a/secret/x"),
+            "deny is subscribe only"
+        );
+        let reversed = Acl::parse("allow both all a/#\ndeny subscribe all a/secret/#\n").unwrap();
+        assert!(reversed.check(&ANON, Access::Subscribe, "a/secret/x"));
+    }
+
+    #[test]
+    fn rules_per_user_and_client_with_substitution() {
+        let acl = Acl::parse(
+            "allow both user:alice admin/#\n\
+             allow both client:x9 legacy/x9\n\
+             allow publish all users/%u/out\n\
+             allow subscribe all clients/%c/in\n",
+        )
+        .unwrap();
+        assert!(acl.check(&ALICE, Access::Publish, "admin/reboot"));
+        assert!(!acl.check(&ANON, Access::Publish, "admin/reboot"));
+        assert!(acl.check(&ANON, Access::Publish, "legacy/x9"));
+        assert!(!acl.check(&ALICE, Access::Publish, "legacy/x9"));
+        assert!(acl.check(&ALICE, Access::Publish, "users/alice/out"));
+        assert!(!acl.check(&ALICE, Access::Publish, "users/bob/out"));
+        assert!(
+            !acl.check(&ANON, Access::Publish, "users//out"),
+            "%u needs a user"
+        );
+        assert!(acl.check(&ALICE, Access::Subscribe, "clients/a1/in"));
+        assert!(!acl.check(&ALICE, Access::Subscribe, "clients/x9/in"));
+        assert!(
+            acl.check(&ALICE, Access::Subscribe, "$share/g/clients/a1/in"),
+            "shared subscriptions are checked on their filter"
+        );
+        let sneaky = Client {
+            username: Some("+"),
+            client_id: "#",
+        };
+        assert!(!acl.check(&sneaky, Access::Publish, "users/+/out"));
+        assert!(!acl.check(&sneaky, Access::Subscribe, "clients/#/in"));
+    }
+
+    #[test]
+    fn bad_lines_name_their_number() {
+        for (text, line, words) in [
+            ("allow publish all\n", 1, "found 3 words"),
+            ("# c\npermit publish all a\n", 2, "allow or deny"),
+            ("allow read all a\n", 1, "publish, subscribe or both"),
+            ("allow both bob a\n", 1, "user:NAME"),
+            ("allow both user: a\n", 1, "user:NAME"),
+            ("allow both all a/#/b\n", 1, "not a topic filter"),
+            ("allow both all $share/g/a\n", 1, "$share"),
+        ] {
+            let err = Acl::parse(text).unwrap_err();
+            assert_eq!(err.line, line, "{text:?}: {err}");
+            assert!(err.to_string().contains(words), "{text:?}: {err}");
+        }
+    }
+}

@@ -1,0 +1,386 @@
+//! Who may connect and what they may do: user names and passwords from a
+//! [`PasswordFile`] (argon2id), anonymous clients only when
+//! `allow_anonymous` says so, and an [`Acl`] for PUBLISH and SUBSCRIBE.
+//!
+//! [`Authenticator::check`] is the decision the CONNECT handler asks for;
+//! it runs the password hash on the blocking pool, counts outcomes
+//! (`quicmq_auth_total{result}`) and logs failures at most a few times a
+//! second ([`FailureLog`]). [`Authenticator::authorize`] answers the ACL
+//! for each PUBLISH, will and SUBSCRIBE filter; [`Authenticator::reload`]
+//! re-reads both files (SIGHUP, `POST /api/auth/reload`).
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use quicmq_node::auth::{AuthDecision, Authenticator};
+//!
+//! let open = Authenticator::new(None, true);
+//! assert!(matches!(open.check(None, None).await, AuthDecision::Allowed { .. }));
+//! let closed = Authenticator::new(None, false);
+//! assert_eq!(closed.check(None, None).await, AuthDecision::NotAuthorized);
+//! # });
+//! ```
+
+pub mod acl;
+pub mod password_file;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+pub use acl::{Access, Acl};
+pub use password_file::{hash_password, PasswordFile};
+
+/// A line of a password file or an ACL file that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {reason}")]
+pub struct FileError {
+    /// 1-based line number (0: not about one line, e.g. unreadable).
+    pub line: usize,
+    /// What is wrong, and how to fix it.
+    pub reason: String,
+}
+
+/// The text of the file at `path` (line 0 errors when unreadable).
+fn read_file(path: &std::path::Path) -> Result<String, FileError> {
+    std::fs::read_to_string(path).map_err(|e| FileError {
+        line: 0,
+        reason: format!("cannot read {}: {e}", path.display()),
+    })
+}
+
+/// What the broker answers a CONNECT's credentials with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthDecision {
+    /// Connect; `username` is the authenticated name (`None`: anonymous).
+    Allowed {
+        /// The user the client proved to be, if any.
+        username: Option<String>,
+    },
+    /// Wrong user name or password: CONNACK 0x86 (3.1.1: return code 4).
+    BadCredentials,
+    /// No credentials where they are required: CONNACK 0x87 (3.1.1:
+    /// return code 5).
+    NotAuthorized,
+}
+
+/// The node's authentication rules; reloadable.
+#[derive(Debug)]
+pub struct Authenticator {
+    passwords: RwLock<Option<Arc<PasswordFile>>>,
+    acl: RwLock<Arc<Acl>>,
+    allow_anonymous: bool,
+    /// Where [`Authenticator::reload`] reads from.
+    password_path: Option<PathBuf>,
+    acl_path: Option<PathBuf>,
+    log: FailureLog,
+}
+
+/// What a reload read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reloaded {
+    /// Users in the password file (0 without one).
+    pub users: usize,
+    /// Rules in the ACL (0 without one: everything allowed).
+    pub rules: usize,
+}
+
+impl Authenticator {
+    /// Rules from a password file (`None`: no user names are checked) and
+    /// whether clients without a user name may connect.
+    pub fn new(passwords: Option<PasswordFile>, allow_anonymous: bool) -> Authenticator {
+        Authenticator {
+            passwords: RwLock::new(passwords.map(Arc::new)),
+            acl: RwLock::new(Arc::new(Acl::default())),
+            allow_anonymous,
+            password_path: None,
+            acl_path: None,
+            log: FailureLog::new(Duration::from_secs(10), 5),
+        }
+    }
+
+    /// Reads the password file and the ACL file (either may be absent) and
+    /// remembers them for [`Authenticator::reload`].
+    ///
+    /// # Errors
+    ///
+    /// Which file is unusable, with its line and the fix.
+    pub fn from_files(
+        password_file: Option<PathBuf>,
+        acl_file: Option<PathBuf>,
+        allow_anonymous: bool,
+    ) -> Result<Authenticator, String> {
+        let mut auth = Authenticator::new(None, allow_anonymous);
+        auth.password_path = password_file;
+        auth.acl_path = acl_file;
+        auth.reload()?;
+        Ok(auth)
+    }
+
+    /// Re-reads the files it was made from; all or nothing (an unusable
+    /// file keeps the rules in force). Connected clients stay; the new
+    /// rules apply to their next PUBLISH and SUBSCRIBE.
+    ///
+    /// # Errors
+    ///
+    /// Which file is unusable, with its line and the fix.
+    pub fn reload(&self) -> Result<Reloaded, String> {
+        let passwords = match &self.password_path {
+            Some(path) => Some(
+                PasswordFile::load(path)
+                    .map_err(|e| format!("password_file {}: {e}", path.display()))?,
+            ),
+            None => None,
+        };
+        let acl = match &self.acl_path {
+            Some(path) => {
+                Acl::load(path).map_err(|e| format!("acl_file {}: {e}", path.display()))?
+            }
+            None => Acl::default(),
+        };
+        let reloaded = Reloaded {
+            users: passwords.as_ref().map_or(0, PasswordFile::len),
+            rules: acl.len(),
+        };
+        if let Some(passwords) = passwords {
+            self.set_passwords(passwords);
+        }
+        self.set_acl(acl);
+        Ok(reloaded)
+    }
+
+    /// Rules in the ACL in force.
+    pub fn acl_rules(&self) -> usize {
+        self.acl.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Replaces the ACL.
+    pub fn set_acl(&self, acl: Acl) {
+        *self.acl.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(acl);
+    }
+
+    /// Whether the client may publish to topic `target` or subscribe to
+    /// filter `target`; denials are counted
+    /// (`quicmq_acl_denied_total{access}`).
+    pub fn authorize(
+        &self,
+        username: Option<&str>,
+        client_id: &str,
+        access: Access,
+        target: &str,
+    ) -> bool {
+        let acl = self.acl.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let allowed = acl.check(
+            &acl::Client {
+                username,
+                client_id,
+            },
+            access,
+            target,
+        );
+        if !allowed {
+            let access = match access {
+                Access::Publish => "publish",
+                Access::Subscribe => "subscribe",
+            };
+            metrics::counter!(crate::metrics::ACL_DENIED, "access" => access).increment(1);
+        }
+        allowed
+    }
+
+    /// Whether clients without credentials may connect.
+    pub fn allows_anonymous(&self) -> bool {
+        self.allow_anonymous
+    }
+
+    /// The users in the password file (0 without one).
+    pub fn user_count(&self) -> usize {
+        self.passwords().map_or(0, |p| p.len())
+    }
+
+    /// Replaces the password file (a reload); connected clients stay.
+    pub fn set_passwords(&self, passwords: PasswordFile) {
+        *self.passwords.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(passwords));
+    }
+
+    fn passwords(&self) -> Option<Arc<PasswordFile>> {
+        self.passwords
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Decides on a CONNECT's user name and password.
+    ///
+    /// - A user name with a password file: the password must match.
+    /// - A user name without a password file: accepted as given only
+    ///   while anonymous clients are allowed (nothing checks it).
+    /// - No user name: allowed only with `allow_anonymous`.
+    pub async fn check(&self, username: Option<&str>, password: Option<&Bytes>) -> AuthDecision {
+        let decision = match (username, self.passwords()) {
+            (Some(name), Some(file)) => {
+                let name_owned = name.to_owned();
+                let password = password.cloned().unwrap_or_default();
+                let matches =
+                    tokio::task::spawn_blocking(move || file.verify(&name_owned, &password))
+                        .await
+                        .unwrap_or(false);
+                if matches {
+                    AuthDecision::Allowed {
+                        username: Some(name.to_owned()),
+                    }
+                } else {
+                    AuthDecision::BadCredentials
+                }
+            }
+            (Some(name), None) if self.allow_anonymous => AuthDecision::Allowed {
+                username: Some(name.to_owned()),
+            },
+            (None, _) if self.allow_anonymous => AuthDecision::Allowed { username: None },
+            _ => AuthDecision::NotAuthorized,
+        };
+        let result = match &decision {
+            AuthDecision::Allowed { .. } => "allowed",
+            AuthDecision::BadCredentials => "bad_credentials",
+            AuthDecision::NotAuthorized => "not_authorized",
+        };
+        metrics::counter!(crate::metrics::AUTH, "result" => result).increment(1);
+        decision
+    }
+
+    /// Logs a refused login, at most a few lines per interval (a password
+    /// guesser must not flood the log); the rest are counted and summed up
+    /// in the next line.
+    pub fn log_failure(&self, peer: &str, username: Option<&str>, decision: &AuthDecision) {
+        if let Some(suppressed) = self.log.admit() {
+            tracing::warn!(
+                peer,
+                username = username.unwrap_or(""),
+                ?decision,
+                suppressed,
+                "login refused"
+            );
+        }
+    }
+}
+
+/// At most `burst` lines per `interval`; says how many were held back.
+#[derive(Debug)]
+pub struct FailureLog {
+    interval: Duration,
+    burst: u32,
+    state: Mutex<(Instant, u32, u64)>,
+}
+
+impl FailureLog {
+    /// A limiter of `burst` lines per `interval`.
+    pub fn new(interval: Duration, burst: u32) -> FailureLog {
+        FailureLog {
+            interval,
+            burst,
+            state: Mutex::new((Instant::now(), 0, 0)),
+        }
+    }
+
+    /// `Some(suppressed since the last line)` when a line may be written
+    /// now, `None` when it must be held back.
+    pub fn admit(&self) -> Option<u64> {
+        self.admit_at(Instant::now())
+    }
+
+    fn admit_at(&self, now: Instant) -> Option<u64> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let (since, written, suppressed) = &mut *state;
+        if now.duration_since(*since) >= self.interval {
+            *since = now;
+            *written = 0;
+        }
+        if *written < self.burst {
+            *written += 1;
+            Some(std::mem::take(suppressed))
+        } else {
+            *suppressed += 1;
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_user() -> Authenticator {
+        let mut file = PasswordFile::default();
+        file.set("alice", &hash_password(b"pw").unwrap()).unwrap();
+        Authenticator::new(Some(file), false)
+    }
+
+    #[tokio::test]
+    async fn the_decision_matrix() {
+        let pw = Bytes::from_static(b"pw");
+        let wrong = Bytes::from_static(b"no");
+        let auth = with_user();
+        assert_eq!(
+            auth.check(Some("alice"), Some(&pw)).await,
+            AuthDecision::Allowed {
+                username: Some("alice".into())
+            }
+        );
+        assert_eq!(
+            auth.check(Some("alice"), Some(&wrong)).await,
+            AuthDecision::BadCredentials
+        );
+        assert_eq!(
+            auth.check(Some("alice"), None).await,
+            AuthDecision::BadCredentials
+        );
+        assert_eq!(
+            auth.check(Some("mallory"), Some(&pw)).await,
+            AuthDecision::BadCredentials
+        );
+        assert_eq!(auth.check(None, None).await, AuthDecision::NotAuthorized);
+
+        let open = Authenticator::new(None, true);
+        assert_eq!(
+            open.check(Some("anyone"), None).await,
+            AuthDecision::Allowed {
+                username: Some("anyone".into())
+            }
+        );
+        let closed = Authenticator::new(None, false);
+        assert_eq!(
+            closed.check(Some("anyone"), Some(&pw)).await,
+            AuthDecision::NotAuthorized
+        );
+    }
+
+    #[tokio::test]
+    async fn a_reload_changes_who_gets_in() {
+        let auth = with_user();
+        let mut file = PasswordFile::default();
+        file.set("bob", &hash_password(b"b").unwrap()).unwrap();
+        auth.set_passwords(file);
+        let b = Bytes::from_static(b"b");
+        assert!(matches!(
+            auth.check(Some("bob"), Some(&b)).await,
+            AuthDecision::Allowed { .. }
+        ));
+        assert_eq!(
+            auth.check(Some("alice"), Some(&Bytes::from_static(b"pw")))
+                .await,
+            AuthDecision::BadCredentials
+        );
+    }
+
+    #[test]
+    fn failure_lines_are_rate_limited_and_count_what_was_held_back() {
+        let log = FailureLog::new(Duration::from_secs(10), 2);
+        let t0 = Instant::now();
+        assert_eq!(log.admit_at(t0), Some(0));
+        assert_eq!(log.admit_at(t0), Some(0));
+        assert_eq!(log.admit_at(t0), None);
+        assert_eq!(log.admit_at(t0), None);
+        assert_eq!(log.admit_at(t0 + Duration::from_secs(11)), Some(2));
+    }
+}

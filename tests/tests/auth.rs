@@ -1,0 +1,314 @@
+//! Authentication against a real node: a password file of argon2id
+//! hashes (written by `quicmq passwd`), anonymous access, the CONNACK codes
+//! of MQTT 5 and 3.1.1 on every transport, enhanced authentication
+//! refused, and start-up errors of a bad password file.
+
+use std::path::Path;
+use std::process::Command;
+
+use bytes::Bytes;
+use quicmq_node::auth::{hash_password, PasswordFile};
+use quicmq_node::client::{Client, ClientError, Transport};
+use quicmq_node::config::{NodeConfig, Overrides};
+use quicmq_node::node::RunningNode;
+use quicmq_proto::mqtt::{ProtocolVersion, ReasonCode};
+use quicmq_tests::{binary, metric_sum, NodeProcess, TestNode, TRANSPORTS};
+
+fn write_passwords(dir: &Path, users: &[(&str, &str)]) -> std::path::PathBuf {
+    let mut file = PasswordFile::default();
+    for (name, password) in users {
+        file.set(name, &hash_password(password.as_bytes()).unwrap())
+            .unwrap();
+    }
+    let path = dir.join("passwd");
+    std::fs::write(&path, file.to_text()).unwrap();
+    path
+}
+
+async fn node_with_passwords(users: &[(&str, &str)]) -> (TestNode, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_passwords(dir.path(), users);
+    let node = TestNode::start_with(&format!(
+        "password_file = {:?}\n",
+        path.display().to_string()
+    ))
+    .await;
+    (node, dir)
+}
+
+/// The CONNACK reason code of a connection attempt (SUCCESS when it
+/// connected).
+async fn connect_code(
+    node: &TestNode,
+    transport: Transport,
+    protocol: ProtocolVersion,
+    username: Option<&str>,
+    password: Option<&str>,
+) -> ReasonCode {
+    let mut options = node.options(transport, "auth-test");
+    options.protocol = protocol;
+    options.username = username.map(str::to_owned);
+    options.password = password.map(|p| Bytes::from(p.to_owned()));
+    match Client::connect(options).await {
+        Ok((client, connack)) => {
+            let _ = client.disconnect(ReasonCode::SUCCESS).await;
+            connack.reason_code
+        }
+        Err(ClientError::Refused(connack)) => connack.reason_code,
+        Err(e) => panic!("{transport:?}: {e}"),
+    }
+}
+
+#[tokio::test]
+async fn passwords_are_checked_on_every_transport_and_protocol() {
+    let (node, _dir) = node_with_passwords(&[("alice", "wonderland"), ("bob", "builder")]).await;
+    for transport in TRANSPORTS {
+        for protocol in [ProtocolVersion::V5, ProtocolVersion::V311] {
+            let code = |u, p| connect_code(&node, transport, protocol, u, p);
+            let what = format!("{transport:?} {protocol:?}");
+            assert_eq!(
+                code(Some("alice"), Some("wonderland")).await,
+                ReasonCode::SUCCESS,
+                "{what}"
+            );
+            assert_eq!(
+                code(Some("alice"), Some("builder")).await,
+                ReasonCode::BAD_USER_NAME_OR_PASSWORD,
+                "{what}: wrong password"
+            );
+            assert_eq!(
+                code(Some("mallory"), Some("wonderland")).await,
+                ReasonCode::BAD_USER_NAME_OR_PASSWORD,
+                "{what}: unknown user, the same answer"
+            );
+            assert_eq!(
+                code(Some("bob"), None).await,
+                ReasonCode::BAD_USER_NAME_OR_PASSWORD,
+                "{what}: no password"
+            );
+            assert_eq!(
+                code(None, None).await,
+                ReasonCode::NOT_AUTHORIZED,
+                "{what}: anonymous, refused once a password file is set"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_outcome_is_counted() {
+    // A process of its own: its metrics count this test's logins alone.
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_passwords(dir.path(), &[("alice", "pw")]);
+    let path = path.to_str().unwrap().to_owned();
+    let node = tokio::task::block_in_place(|| {
+        NodeProcess::spawn_with(&dir.path().join("data"), &["--password-file", &path])
+    });
+    let attempt = |user: Option<&str>, password: Option<&str>, method: Option<&str>| {
+        let mut options = node.tcp_options("counted");
+        options.username = user.map(str::to_owned);
+        options.password = password.map(|p| Bytes::from(p.to_owned()));
+        options.properties.authentication_method = method.map(str::to_owned);
+        async move {
+            match Client::connect(options).await {
+                Ok((client, _)) => {
+                    let _ = client.disconnect(ReasonCode::SUCCESS).await;
+                    ReasonCode::SUCCESS
+                }
+                Err(ClientError::Refused(connack)) => connack.reason_code,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    };
+    assert_eq!(
+        attempt(Some("alice"), Some("pw"), None).await,
+        ReasonCode::SUCCESS
+    );
+    assert_eq!(
+        attempt(Some("alice"), Some("no"), None).await,
+        ReasonCode::BAD_USER_NAME_OR_PASSWORD
+    );
+    assert_eq!(
+        attempt(Some("eve"), Some("pw"), None).await,
+        ReasonCode::BAD_USER_NAME_OR_PASSWORD
+    );
+    assert_eq!(
+        attempt(None, None, None).await,
+        ReasonCode::NOT_AUTHORIZED,
+        "a password file closes the node to anonymous clients"
+    );
+    assert_eq!(
+        attempt(Some("alice"), Some("pw"), Some("SCRAM-SHA-1")).await,
+        ReasonCode::BAD_AUTHENTICATION_METHOD
+    );
+    let count = |result: &'static str| {
+        let admin = node.admin;
+        async move { metric_sum(admin, &format!("quicmq_auth_total{{result=\"{result}\"}}")).await }
+    };
+    assert_eq!(count("allowed").await, 1.0);
+    assert_eq!(count("bad_credentials").await, 2.0);
+    assert_eq!(count("not_authorized").await, 1.0);
+    assert_eq!(count("bad_method").await, 1.0);
+}
+
+#[tokio::test]
+async fn anonymous_access_follows_allow_anonymous() {
+    // The single-node development default is open.
+    let open = TestNode::start().await;
+    assert_eq!(
+        connect_code(&open, Transport::Tcp, ProtocolVersion::V5, None, None).await,
+        ReasonCode::SUCCESS
+    );
+    // Closed without a password file: nobody gets in.
+    let closed = TestNode::start_with("allow_anonymous = false\n").await;
+    assert_eq!(
+        connect_code(&closed, Transport::Tcp, ProtocolVersion::V5, None, None).await,
+        ReasonCode::NOT_AUTHORIZED
+    );
+    assert_eq!(
+        connect_code(
+            &closed,
+            Transport::Tcp,
+            ProtocolVersion::V5,
+            Some("a"),
+            Some("b")
+        )
+        .await,
+        ReasonCode::NOT_AUTHORIZED
+    );
+    // A password file and anonymous clients both.
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_passwords(dir.path(), &[("alice", "pw")]);
+    let both = TestNode::start_with(&format!(
+        "password_file = {:?}\nallow_anonymous = true\n",
+        path.display().to_string()
+    ))
+    .await;
+    assert_eq!(
+        connect_code(&both, Transport::Tcp, ProtocolVersion::V5, None, None).await,
+        ReasonCode::SUCCESS
+    );
+    assert_eq!(
+        connect_code(
+            &both,
+            Transport::Tcp,
+            ProtocolVersion::V5,
+            Some("alice"),
+            Some("x")
+        )
+        .await,
+        ReasonCode::BAD_USER_NAME_OR_PASSWORD,
+        "a user name is still checked"
+    );
+}
+
+#[tokio::test]
+async fn enhanced_authentication_gets_bad_authentication_method() {
+    let node = TestNode::start().await;
+    let mut options = node.options(Transport::Tcp, "enhanced");
+    options.properties.authentication_method = Some("SCRAM-SHA-256".into());
+    match Client::connect(options).await {
+        Err(ClientError::Refused(connack)) => {
+            assert_eq!(connack.reason_code, ReasonCode::BAD_AUTHENTICATION_METHOD);
+        }
+        other => panic!("expected CONNACK 0x8C, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_unusable_password_file_stops_the_start_naming_key_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("passwd");
+    std::fs::write(&path, "# users\nalice:plaintext\n").unwrap();
+    let toml = format!(
+        "data_dir = {:?}\npassword_file = {:?}\nquic_addr = \"127.0.0.1:0\"\nrouted_addr = \"127.0.0.1:0\"\n\
+         tcp_addr = \"127.0.0.1:0\"\ntls_addr = \"off\"\nadmin_addr = \"off\"\ngrpc_addr = \"127.0.0.1:0\"\n",
+        dir.path().join("data").display().to_string(),
+        path.display().to_string()
+    );
+    let file: Overrides = toml::from_str(&toml).unwrap();
+    let config = NodeConfig::resolve(Overrides::default(), file).unwrap();
+    let err = match RunningNode::start(&config).await {
+        Ok(_) => panic!("a node started with an unusable password file"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("password_file"), "{err}");
+    assert!(err.contains("line 2"), "{err}");
+    assert!(err.contains("quicmq passwd"), "{err}");
+
+    std::fs::remove_file(&path).unwrap();
+    let err = match RunningNode::start(&config).await {
+        Ok(_) => panic!("a node started without its password file"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("password_file") && err.contains("cannot read"),
+        "{err}"
+    );
+}
+
+fn quicmq_passwd(args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new(binary("quicmq"))
+        .arg("passwd")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("quicmq runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[tokio::test]
+async fn quicmq_passwd_writes_entries_the_node_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("passwd");
+    let file = path.to_str().unwrap();
+    for (user, password) in [("alice", "one"), ("bob", "two"), ("alice", "three")] {
+        let out = quicmq_passwd(&[file, user, "--stdin"], &format!("{password}\n"));
+        assert!(out.status.success(), "{out:?}");
+    }
+    let out = quicmq_passwd(&[file, "bob", "-D"], "");
+    assert!(out.status.success(), "{out:?}");
+    let out = quicmq_passwd(&[file, "bob", "-D"], "");
+    assert!(!out.status.success(), "deleting a missing user fails");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not in"));
+    let out = quicmq_passwd(&[file, "a:b", "--stdin"], "x\n");
+    assert!(!out.status.success(), "a name with `:` is refused");
+
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(text.starts_with("alice:$argon2id$"), "{text}");
+
+    let node = TestNode::start_with(&format!(
+        "password_file = {:?}\n",
+        path.display().to_string()
+    ))
+    .await;
+    let code = |u, p| connect_code(&node, Transport::Tcp, ProtocolVersion::V5, u, p);
+    assert_eq!(
+        code(Some("alice"), Some("three")).await,
+        ReasonCode::SUCCESS
+    );
+    assert_eq!(
+        code(Some("alice"), Some("one")).await,
+        ReasonCode::BAD_USER_NAME_OR_PASSWORD
+    );
+    assert_eq!(
+        code(Some("bob"), Some("two")).await,
+        ReasonCode::BAD_USER_NAME_OR_PASSWORD
+    );
+}
