@@ -72,7 +72,7 @@ type JsonReply = (StatusCode, String);
 /// clients stay. 422 with the reason when a file is unusable (the rules in
 /// force stay).
 async fn auth_reload(State(state): State<AdminState>) -> JsonReply {
-    match state.broker.settings().auth.reload() {
+    match crate::cluster::auth_sync::push(&state.cluster, &state.broker.settings().auth).await {
         Ok(r) => {
             tracing::info!(
                 users = r.users,

@@ -164,6 +164,11 @@ impl RunningNode {
         broker.release_sessions_owned_elsewhere();
         let _ = broker_cell.set(broker.clone());
         let mut tasks = JoinSet::new();
+        // Every node enforces the cluster's password file and ACL; before
+        // clients are served, this node has them (or gave its own).
+        let auth = broker.settings().auth.clone();
+        cluster::auth_sync::adopt_or_seed(&cluster, &auth).await;
+        tasks.spawn(cluster::auth_sync::follow(cluster.clone(), auth));
         // TLS session tickets sealed with the cluster's keys resume on any
         // node.
         let tickets = tls::TicketKeyRing::new();
@@ -298,6 +303,17 @@ impl RunningNode {
     /// The broker.
     pub fn broker(&self) -> &Arc<Broker> {
         &self.broker
+    }
+
+    /// Reads this node's password file and ACL and makes them the
+    /// cluster's (SIGHUP): every node enforces them once committed.
+    ///
+    /// # Errors
+    ///
+    /// A file is unusable (the rules in force stay), or the cluster did
+    /// not commit the change.
+    pub async fn reload_auth(&self) -> Result<crate::auth::Reloaded, String> {
+        cluster::auth_sync::push(&self.cluster, &self.broker.settings().auth).await
     }
 
     /// Graceful shutdown: DISCONNECT 0x8B to every client, park every

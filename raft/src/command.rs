@@ -111,6 +111,25 @@ pub enum Command {
     /// [`CommandResponse::Applied`] per operation in a
     /// [`CommandResponse::Batch`].
     Queue(Vec<QueueOp>),
+    /// The cluster's password file and ACL (their texts, validated by the
+    /// proposer) replace the previous ones; every node enforces them.
+    SetAuth(AuthRecord),
+}
+
+/// The authentication data every node enforces: the texts of a password
+/// file and an ACL file as a node read them (`None`: none).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthRecord {
+    /// The password file (`user:argon2id-hash` lines).
+    pub passwords: Option<String>,
+    /// The ACL file.
+    pub acl: Option<String>,
+    /// The node that read the files.
+    pub from_node: NodeId,
+    /// When (Unix ms), as that node saw it.
+    pub at_ms: u64,
+    /// Increases with every change (set when applied).
+    pub version: u64,
 }
 
 /// One change to a persistent session's durable queue: the QoS 1/2

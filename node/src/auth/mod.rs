@@ -34,12 +34,22 @@ pub use password_file::{hash_password, PasswordFile};
 
 /// A line of a password file or an ACL file that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("line {line}: {reason}")]
+#[error("{}", self.describe())]
 pub struct FileError {
     /// 1-based line number (0: not about one line, e.g. unreadable).
     pub line: usize,
     /// What is wrong, and how to fix it.
     pub reason: String,
+}
+
+impl FileError {
+    fn describe(&self) -> String {
+        if self.line == 0 {
+            self.reason.clone()
+        } else {
+            format!("line {}: {}", self.line, self.reason)
+        }
+    }
 }
 
 /// The text of the file at `path` (line 0 errors when unreadable).
@@ -75,6 +85,34 @@ pub struct Authenticator {
     password_path: Option<PathBuf>,
     acl_path: Option<PathBuf>,
     log: FailureLog,
+}
+
+/// The texts of a password file and an ACL file (`None`: not used), as a
+/// node read them or as the cluster holds them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuthTexts {
+    /// The password file.
+    pub passwords: Option<String>,
+    /// The ACL file.
+    pub acl: Option<String>,
+}
+
+/// Parses both texts; `describe(which, error)` words an error.
+fn parse(
+    texts: &AuthTexts,
+    describe: impl Fn(&str, FileError) -> String,
+) -> Result<(Option<PasswordFile>, Acl), String> {
+    let passwords = texts
+        .passwords
+        .as_deref()
+        .map(PasswordFile::parse)
+        .transpose()
+        .map_err(|e| describe("password_file", e))?;
+    let acl = match texts.acl.as_deref() {
+        Some(text) => Acl::parse(text).map_err(|e| describe("acl_file", e))?,
+        None => Acl::default(),
+    };
+    Ok((passwords, acl))
 }
 
 /// What a reload read.
@@ -118,34 +156,64 @@ impl Authenticator {
         Ok(auth)
     }
 
-    /// Re-reads the files it was made from; all or nothing (an unusable
-    /// file keeps the rules in force). Connected clients stay; the new
-    /// rules apply to their next PUBLISH and SUBSCRIBE.
+    /// Re-reads the files it was made from and applies them; all or
+    /// nothing (an unusable file keeps the rules in force). Connected
+    /// clients stay; the new rules apply to their next PUBLISH and
+    /// SUBSCRIBE. (In a cluster the node pushes [`Authenticator::read_files`]
+    /// through Raft instead, and every node applies the cluster's texts.)
     ///
     /// # Errors
     ///
     /// Which file is unusable, with its line and the fix.
     pub fn reload(&self) -> Result<Reloaded, String> {
-        let passwords = match &self.password_path {
-            Some(path) => Some(
-                PasswordFile::load(path)
-                    .map_err(|e| format!("password_file {}: {e}", path.display()))?,
-            ),
-            None => None,
+        let texts = self.read_files()?;
+        self.apply(&texts)
+    }
+
+    /// Whether a password file or an ACL file is configured on this node.
+    pub fn has_files(&self) -> bool {
+        self.password_path.is_some() || self.acl_path.is_some()
+    }
+
+    /// The texts of the configured files, checked.
+    ///
+    /// # Errors
+    ///
+    /// Which file is unreadable or unusable, with its line and the fix.
+    pub fn read_files(&self) -> Result<AuthTexts, String> {
+        let read = |key: &str, path: &Option<PathBuf>| -> Result<Option<String>, String> {
+            path.as_ref()
+                .map(|path| read_file(path).map_err(|e| format!("{key}: {e}")))
+                .transpose()
         };
-        let acl = match &self.acl_path {
-            Some(path) => {
-                Acl::load(path).map_err(|e| format!("acl_file {}: {e}", path.display()))?
+        let texts = AuthTexts {
+            passwords: read("password_file", &self.password_path)?,
+            acl: read("acl_file", &self.acl_path)?,
+        };
+        parse(&texts, |what, e| {
+            match (what, &self.password_path, &self.acl_path) {
+                ("password_file", Some(path), _) | ("acl_file", _, Some(path)) => {
+                    format!("{what} {}: {e}", path.display())
+                }
+                _ => format!("{what}: {e}"),
             }
-            None => Acl::default(),
-        };
+        })?;
+        Ok(texts)
+    }
+
+    /// Puts `texts` in force (a text that is `None`: no password file, or
+    /// no ACL); all or nothing.
+    ///
+    /// # Errors
+    ///
+    /// Which text does not parse, with its line.
+    pub fn apply(&self, texts: &AuthTexts) -> Result<Reloaded, String> {
+        let (passwords, acl) = parse(texts, |what, e| format!("{what}: {e}"))?;
         let reloaded = Reloaded {
             users: passwords.as_ref().map_or(0, PasswordFile::len),
             rules: acl.len(),
         };
-        if let Some(passwords) = passwords {
-            self.set_passwords(passwords);
-        }
+        *self.passwords.write().unwrap_or_else(|p| p.into_inner()) = passwords.map(Arc::new);
         self.set_acl(acl);
         Ok(reloaded)
     }

@@ -49,7 +49,7 @@ async fn run(config: NodeConfig) -> anyhow::Result<()> {
             _ = quicmq_node::broker::shutdown_started(&mut left) => break,
             _ = hangup.recv() => {
                 // The password file and the ACL again; connections stay.
-                match node.broker().settings().auth.reload() {
+                match node.reload_auth().await {
                     Ok(r) => tracing::info!(users = r.users, acl_rules = r.rules, "SIGHUP: reloaded the password file and the ACL"),
                     Err(e) => tracing::error!("SIGHUP: reload refused, the previous rules stay: {e}"),
                 }

@@ -7,6 +7,7 @@
 //! cluster keys — so every node of a cluster mints routable CIDs under one
 //! configuration and shares the reset and token keys.
 
+pub mod auth_sync;
 pub mod durable;
 pub mod forward;
 pub mod link;

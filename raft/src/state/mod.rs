@@ -20,8 +20,8 @@ pub use self::queues::DurableQueue;
 pub use self::routes::Routes;
 pub use self::ticket_keys::{next_ticket_key_due, ticket_key_accepted_until};
 use crate::command::{
-    Command, CommandResponse, KeysRecord, QueueOp, QuicLbRecord, RetainOp, RetainedRecord,
-    SessionRecord, TicketKeyRecord,
+    AuthRecord, Command, CommandResponse, KeysRecord, QueueOp, QuicLbRecord, RetainOp,
+    RetainedRecord, SessionRecord, TicketKeyRecord,
 };
 use crate::NodeId;
 
@@ -61,6 +61,8 @@ pub enum StateChange {
         /// How many messages were dropped.
         dropped: u64,
     },
+    /// The cluster's password file and ACL changed.
+    Auth,
     /// The whole state was replaced by a snapshot: anything may differ.
     Replaced,
 }
@@ -77,6 +79,7 @@ pub struct ClusterState {
     sessions: BTreeMap<String, SessionRecord>,
     ticket_keys: Vec<TicketKeyRecord>,
     queues: BTreeMap<String, DurableQueue>,
+    auth: Option<AuthRecord>,
 }
 
 impl ClusterState {
@@ -129,6 +132,11 @@ impl ClusterState {
     /// tickets.
     pub fn ticket_keys(&self) -> &[TicketKeyRecord] {
         &self.ticket_keys
+    }
+
+    /// The cluster's password file and ACL, once a node set them.
+    pub fn auth(&self) -> Option<&AuthRecord> {
+        self.auth.as_ref()
     }
 
     /// Applies one command, appending what changed to `changes`.
@@ -278,6 +286,15 @@ impl ClusterState {
                     .map(|op| CommandResponse::Applied(self.apply_queue_op(op, changes)))
                     .collect(),
             ),
+            Command::SetAuth(record) => {
+                let version = self.auth.as_ref().map_or(0, |a| a.version) + 1;
+                self.auth = Some(AuthRecord {
+                    version,
+                    ..record.clone()
+                });
+                changes.push(StateChange::Auth);
+                CommandResponse::Applied(true)
+            }
             Command::AddTicketKey { key, now_ms } => {
                 let added = ticket_keys::add(&mut self.ticket_keys, key, *now_ms);
                 if added {

@@ -328,3 +328,31 @@ fn durable_queues_follow_the_session_owner() {
     );
     assert!(s.queue("c").is_none());
 }
+
+#[test]
+fn auth_records_replace_each_other_with_rising_versions() {
+    let mut state = ClusterState::default();
+    assert!(state.auth().is_none());
+    let record = |acl: &str| {
+        Command::SetAuth(crate::command::AuthRecord {
+            passwords: Some("alice:$argon2id$x".into()),
+            acl: Some(acl.into()),
+            from_node: 2,
+            at_ms: 5,
+            version: 99,
+        })
+    };
+    let (r, changes) = apply(&mut state, record("allow both all #\n"));
+    assert_eq!(r, CommandResponse::Applied(true));
+    assert_eq!(changes, vec![StateChange::Auth]);
+    assert_eq!(
+        state.auth().map(|a| a.version),
+        Some(1),
+        "the proposer's version is ignored"
+    );
+    apply(&mut state, record("deny both all #\n"));
+    let auth = state.auth().unwrap();
+    assert_eq!(auth.version, 2);
+    assert_eq!(auth.acl.as_deref(), Some("deny both all #\n"));
+    assert_eq!(auth.from_node, 2);
+}
