@@ -1,6 +1,9 @@
 //! Shared harness of the end-to-end tests: real brokers on free loopback
 //! ports (in-process or as child processes), real clients, and cleanup of
-//! everything a test starts.
+//! everything a test starts. [`fuzz`] holds the fuzz harnesses shared with
+//! `fuzz/`.
+
+pub mod fuzz;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
