@@ -364,7 +364,9 @@ impl NodeConfig {
             return Err(invalid("max_queued_messages", "must be at least 1"));
         }
         let log = o.log.unwrap_or_else(|| "info".to_string());
-        if tracing_subscriber::EnvFilter::try_new(&log).is_err() {
+        // Non-ASCII text can panic the filter parser (found by fuzzing);
+        // filters are ASCII, so it is refused before parsing.
+        if !log.is_ascii() || tracing_subscriber::EnvFilter::try_new(&log).is_err() {
             return Err(invalid(
                 "log",
                 format!("`{log}` is not a valid log filter; try `info` or `quicmq_node=debug`"),
@@ -668,6 +670,9 @@ mod tests {
         let err =
             NodeConfig::resolve(Overrides::default(), file("reset_key = \"abc\"")).unwrap_err();
         assert_eq!(err.key, "reset_key");
+        let err = NodeConfig::resolve(Overrides::default(), file("log = \"a,\t0.\u{f018}=\""))
+            .unwrap_err();
+        assert_eq!(err.key, "log", "non-ASCII filters are refused, not parsed");
         let err =
             NodeConfig::resolve(Overrides::default(), file("peer_proxy = \"proxy\"")).unwrap_err();
         assert_eq!(err.key, "peer_proxy");

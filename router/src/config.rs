@@ -336,7 +336,8 @@ impl RouterConfig {
             ));
         }
         let log = cli.log.or(file.log).unwrap_or_else(|| "info".into());
-        if tracing_subscriber::EnvFilter::try_new(&log).is_err() {
+        // Non-ASCII text can panic the filter parser: refused first.
+        if !log.is_ascii() || tracing_subscriber::EnvFilter::try_new(&log).is_err() {
             return Err(invalid("log", format!("`{log}` is not a valid log filter")));
         }
         Ok(RouterConfig {

@@ -105,8 +105,13 @@ struct Args {
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("QUICMQ_LOG")
-                .unwrap_or_else(|_| "warn".into()),
+            // Non-ASCII text can panic the filter parser: the default
+            // instead.
+            std::env::var("QUICMQ_LOG")
+                .ok()
+                .filter(|f| f.is_ascii())
+                .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
+                .unwrap_or_else(|| "warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();

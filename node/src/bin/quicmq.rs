@@ -495,8 +495,11 @@ fn init_tracing() {
     let filter = std::env::var("RUST_LOG")
         .or_else(|_| std::env::var("QUICMQ_LOG"))
         .unwrap_or_else(|_| "warn".into());
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // Non-ASCII text can panic the filter parser: the default instead.
+    let filter = Some(filter)
+        .filter(|f| f.is_ascii())
+        .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -470,3 +470,31 @@ fn connack_reserved_flags() {
         "CONNACK reserved flags set",
     );
 }
+
+#[test]
+fn suback_reserved_311_return_codes() {
+    for code in [0x03u8, 0x4d, 0x82, 0xff] {
+        malformed(
+            &pkt(0x90, &[0x00, 0x01, 0x00, code]),
+            ProtocolVersion::V311,
+            "SUBACK with a reserved 3.1.1 return code",
+        );
+    }
+    // The same codes are 5.0 reason codes (properties length 0 first).
+    let mut buf = BytesMut::from(&pkt(0x90, &[0x00, 0x01, 0x00, 0x87])[..]);
+    assert!(matches!(
+        decode(&mut buf, ProtocolVersion::V5, 1 << 20),
+        Ok(Some(Packet::SubAck(_)))
+    ));
+}
+
+#[test]
+fn connack_reserved_311_return_codes() {
+    for code in [6u8, 0x80, 0xff] {
+        malformed(
+            &pkt(0x20, &[0x00, code]),
+            ProtocolVersion::V311,
+            "CONNACK with a reserved 3.1.1 return code",
+        );
+    }
+}

@@ -189,6 +189,13 @@ pub(super) fn decode_connack(
         return Err(DecodeError::Malformed("CONNACK reserved flags set"));
     }
     let code = r.u8()?;
+    // 3.1.1 §3.2.2.3: return codes 6 to 255 are reserved. (Found by
+    // fuzzing: one decoded as 0x80 and encoded back as 3.)
+    if version == ProtocolVersion::V311 && code > 5 {
+        return Err(DecodeError::Malformed(
+            "CONNACK with a reserved 3.1.1 return code",
+        ));
+    }
     let (reason_code, properties) = match version {
         ProtocolVersion::V311 => (ReasonCode::from_v311_connack(code), Properties::default()),
         ProtocolVersion::V5 => (ReasonCode(code), properties::read(r, Context::ConnAck)?),

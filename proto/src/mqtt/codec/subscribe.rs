@@ -164,6 +164,18 @@ pub(super) fn decode_suback(
     let packet_id = read_packet_id(r)?;
     let properties = read_props(r, version, Context::SubAck)?;
     let reason_codes = read_codes(r, "SUBACK without reason codes")?;
+    // 3.1.1 §3.9.3: 0x00, 0x01, 0x02 and 0x80 only; the others are
+    // reserved. (Found by fuzzing: a reserved code was accepted, then
+    // encoded back as 0x80.) 5.0 codes pass through as they are.
+    if version == ProtocolVersion::V311
+        && reason_codes
+            .iter()
+            .any(|c| !matches!(c.0, 0x00..=0x02 | 0x80))
+    {
+        return Err(DecodeError::Malformed(
+            "SUBACK with a reserved 3.1.1 return code",
+        ));
+    }
     Ok(Packet::SubAck(SubAck {
         packet_id,
         reason_codes,
