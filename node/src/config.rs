@@ -188,6 +188,16 @@ pub struct Overrides {
     /// Topic Alias Maximum announced to clients. Default 64.
     #[arg(long, env = "QUICMQ_TOPIC_ALIAS_MAXIMUM")]
     pub topic_alias_maximum: Option<u16>,
+    /// Most subscriptions one client may hold; 0 = no limit. Default 0.
+    #[arg(long, env = "QUICMQ_MAX_SUBSCRIPTIONS")]
+    pub max_subscriptions: Option<usize>,
+    /// Most levels in a topic name or filter. Default 128.
+    #[arg(long, env = "QUICMQ_MAX_TOPIC_LEVELS")]
+    pub max_topic_levels: Option<usize>,
+    /// Longest topic name or filter, bytes. Default 65535 (MQTT's own
+    /// limit).
+    #[arg(long, env = "QUICMQ_MAX_TOPIC_LENGTH")]
+    pub max_topic_length: Option<usize>,
     /// Longest keep alive granted, seconds; 0 = no limit. Default 0.
     #[arg(long, env = "QUICMQ_MAX_KEEP_ALIVE")]
     pub max_keep_alive: Option<u16>,
@@ -295,6 +305,12 @@ pub struct NodeConfig {
     pub receive_maximum: u16,
     /// Topic Alias Maximum announced.
     pub topic_alias_maximum: u16,
+    /// Subscriptions per client (0 = no limit).
+    pub max_subscriptions: usize,
+    /// Levels per topic name or filter.
+    pub max_topic_levels: usize,
+    /// Bytes per topic name or filter.
+    pub max_topic_length: usize,
     /// Keep alive cap (0 = none).
     pub max_keep_alive: u16,
     /// Session expiry cap.
@@ -435,6 +451,17 @@ impl NodeConfig {
                 ));
             }
         }
+        let max_topic_levels = o.max_topic_levels.unwrap_or(128);
+        if max_topic_levels == 0 {
+            return Err(invalid("max_topic_levels", "must be at least 1"));
+        }
+        let max_topic_length = o.max_topic_length.unwrap_or(65_535);
+        if !(1..=65_535).contains(&max_topic_length) {
+            return Err(invalid(
+                "max_topic_length",
+                format!("{max_topic_length} is out of range; use 1 to 65535"),
+            ));
+        }
         let password_file = o.password_file.filter(|p| !p.as_os_str().is_empty());
         let acl_file = o.acl_file.filter(|p| !p.as_os_str().is_empty());
         let dev_default = cert_and_key.is_none() && join.is_empty() && password_file.is_none();
@@ -505,6 +532,9 @@ impl NodeConfig {
             max_packet_size,
             receive_maximum,
             topic_alias_maximum: o.topic_alias_maximum.unwrap_or(64),
+            max_subscriptions: o.max_subscriptions.unwrap_or(0),
+            max_topic_levels,
+            max_topic_length,
             max_keep_alive: o.max_keep_alive.unwrap_or(0),
             max_session_expiry: o.max_session_expiry.unwrap_or(u32::MAX),
             tls_ticket_lifetime,
@@ -535,6 +565,11 @@ impl NodeConfig {
             max_packet_size: self.max_packet_size,
             receive_maximum: self.receive_maximum,
             topic_alias_maximum: self.topic_alias_maximum,
+            topic_limits: crate::broker::TopicLimits {
+                max_subscriptions: self.max_subscriptions,
+                max_levels: self.max_topic_levels,
+                max_length: self.max_topic_length,
+            },
             max_keep_alive: self.max_keep_alive,
             max_session_expiry: self.max_session_expiry,
             ..BrokerSettings::default()
@@ -597,6 +632,7 @@ fn merge(cli: Overrides, file: Overrides) -> Overrides {
         voters, zone, peer_proxy, raft_snapshot_logs, server_id_len, quic_lb_config_id, quic_lb_nonce_len,
         quic_lb_key, reset_key, token_key, tcp_addr, tls_addr, admin_addr, cert, key,
         max_packet_size, receive_maximum, topic_alias_maximum, max_keep_alive,
+        max_subscriptions, max_topic_levels, max_topic_length,
         max_session_expiry, tls_ticket_lifetime, max_queued_messages, queue_drop_policy, log,
         password_file, allow_anonymous, acl_file,
     )
@@ -670,6 +706,12 @@ mod tests {
         let err =
             NodeConfig::resolve(Overrides::default(), file("reset_key = \"abc\"")).unwrap_err();
         assert_eq!(err.key, "reset_key");
+        let err =
+            NodeConfig::resolve(Overrides::default(), file("max_topic_levels = 0")).unwrap_err();
+        assert_eq!(err.key, "max_topic_levels");
+        let err = NodeConfig::resolve(Overrides::default(), file("max_topic_length = 70000"))
+            .unwrap_err();
+        assert_eq!(err.key, "max_topic_length");
         let err = NodeConfig::resolve(Overrides::default(), file("log = \"a,\t0.\u{f018}=\""))
             .unwrap_err();
         assert_eq!(err.key, "log", "non-ASCII filters are refused, not parsed");

@@ -11,6 +11,9 @@ pub const AUTH: &str = "quicmq_auth_total";
 /// PUBLISH (wills included) and SUBSCRIBE filters the ACL refused, by
 /// `access` (publish, subscribe).
 pub const ACL_DENIED: &str = "quicmq_acl_denied_total";
+/// Requests refused by a configured limit, by `limit` (topic_size,
+/// subscriptions).
+pub const LIMITS_HIT: &str = "quicmq_limits_hit_total";
 /// Open connections, by `transport` (quic, tcp, tls).
 pub const CONNECTIONS: &str = "quicmq_connections";
 /// Connections accepted, by `transport`.
@@ -109,6 +112,10 @@ fn describe() {
     describe_counter!(
         AUTH,
         "CONNECT credential checks by result (allowed, bad_credentials, not_authorized, bad_method)"
+    );
+    describe_counter!(
+        LIMITS_HIT,
+        "Requests refused by a configured limit, by limit (topic_size, subscriptions)"
     );
     describe_counter!(
         ACL_DENIED,

@@ -384,3 +384,96 @@ async fn queued_messages_expire_while_the_session_is_offline() {
     assert_nothing(&sub, 300).await;
     node.stop().await;
 }
+
+#[tokio::test]
+async fn subscription_and_topic_limits_refuse_with_their_reason_codes_and_serve_everyone_else() {
+    let node = TestNode::start_with(
+        "max_subscriptions = 2\nmax_topic_levels = 3\nmax_topic_length = 20\n",
+    )
+    .await;
+    let (client, _) = Client::connect(node.options(Transport::Tcp, "limited"))
+        .await
+        .unwrap();
+    let subscribe = |filter: &str| {
+        let client = client.clone();
+        let filter = filter.to_owned();
+        async move {
+            client
+                .subscribe(
+                    vec![(filter, SubscriptionOptions::new(QoS::AtLeastOnce))],
+                    Properties::default(),
+                )
+                .await
+                .unwrap()
+                .reason_codes[0]
+        }
+    };
+    assert_eq!(subscribe("a/b").await, ReasonCode(1));
+    assert_eq!(subscribe("a/c").await, ReasonCode(1));
+    assert_eq!(
+        subscribe("a/d").await,
+        ReasonCode::QUOTA_EXCEEDED,
+        "a third one"
+    );
+    assert_eq!(
+        subscribe("a/b").await,
+        ReasonCode(1),
+        "the same filter again"
+    );
+    assert_eq!(subscribe("a/b/c/d").await, ReasonCode::TOPIC_FILTER_INVALID);
+    assert_eq!(
+        subscribe("a/this-is-a-long-level").await,
+        ReasonCode::TOPIC_FILTER_INVALID
+    );
+    let publish = |topic: &str, qos: QoS| {
+        let client = client.clone();
+        let topic = topic.to_owned();
+        async move {
+            client
+                .publish(&topic, Bytes::from_static(b"m"), qos, false)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        publish("a/b/c/d", QoS::AtLeastOnce).await,
+        ReasonCode::TOPIC_NAME_INVALID
+    );
+    assert_eq!(
+        publish("a/b/c/d", QoS::ExactlyOnce).await,
+        ReasonCode::TOPIC_NAME_INVALID
+    );
+    publish("a/b/c/d", QoS::AtMostOnce).await;
+    // Everything within the limits still flows, on this connection and to
+    // others.
+    let (other, _) = Client::connect(node.options(Transport::Tcp, "other"))
+        .await
+        .unwrap();
+    other
+        .subscribe(
+            vec![("a/#".into(), SubscriptionOptions::new(QoS::AtLeastOnce))],
+            Properties::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(publish("a/b", QoS::AtLeastOnce).await, ReasonCode::SUCCESS);
+    assert_eq!(&next_publish(&client).await.topic, "a/b");
+    assert_eq!(&next_publish(&other).await.topic, "a/b");
+    assert_nothing(&other, 300).await;
+
+    // A will whose topic is over the limits refuses the CONNECT.
+    let mut options = node.options(Transport::Tcp, "big-will");
+    options.will = Some(quicmq_proto::mqtt::LastWill {
+        topic: "w/x/y/z".into(),
+        payload: Bytes::from_static(b"gone"),
+        qos: QoS::AtMostOnce,
+        retain: false,
+        properties: Properties::default(),
+    });
+    match Client::connect(options).await {
+        Err(quicmq_node::client::ClientError::Refused(connack)) => {
+            assert_eq!(connack.reason_code, ReasonCode::TOPIC_NAME_INVALID);
+        }
+        other => panic!("a will over the limits connected: {other:?}"),
+    }
+}

@@ -63,6 +63,50 @@ pub struct BrokerSettings {
     pub node_name: Option<String>,
     /// Who may connect.
     pub auth: Arc<crate::auth::Authenticator>,
+    /// Subscriptions per client and the size of topics.
+    pub topic_limits: TopicLimits,
+}
+
+/// Limits on what one client may subscribe to and publish on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopicLimits {
+    /// Subscriptions one client may hold (0: no limit).
+    pub max_subscriptions: usize,
+    /// Levels in a topic name or filter.
+    pub max_levels: usize,
+    /// Bytes in a topic name or filter.
+    pub max_length: usize,
+}
+
+impl TopicLimits {
+    /// Whether a topic name or filter is within the size limits.
+    ///
+    /// ```
+    /// use quicmq_node::broker::TopicLimits;
+    ///
+    /// let limits = TopicLimits { max_subscriptions: 0, max_levels: 3, max_length: 10 };
+    /// assert!(limits.admits("a/b/c"));
+    /// assert!(!limits.admits("a/b/c/d"));
+    /// assert!(!limits.admits("abcdefghijk"));
+    /// ```
+    pub fn admits(&self, topic: &str) -> bool {
+        topic.len() <= self.max_length && topic.split('/').count() <= self.max_levels
+    }
+
+    /// Whether a client holding `held` subscriptions may add one more.
+    pub fn admits_another_subscription(&self, held: usize) -> bool {
+        self.max_subscriptions == 0 || held < self.max_subscriptions
+    }
+}
+
+impl Default for TopicLimits {
+    fn default() -> Self {
+        TopicLimits {
+            max_subscriptions: 0,
+            max_levels: 128,
+            max_length: 65_535,
+        }
+    }
 }
 
 impl Default for BrokerSettings {
@@ -81,6 +125,7 @@ impl Default for BrokerSettings {
             node_name: None,
             // An embedded broker without configuration is open.
             auth: Arc::new(crate::auth::Authenticator::new(None, true)),
+            topic_limits: TopicLimits::default(),
         }
     }
 }

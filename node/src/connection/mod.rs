@@ -225,7 +225,9 @@ impl Connection {
             return;
         }
         if let Some(will) = &connect.will {
-            if validate_topic_name(&will.topic).is_err() {
+            if validate_topic_name(&will.topic).is_err()
+                || !settings.topic_limits.admits(&will.topic)
+            {
                 refuse(ReasonCode::TOPIC_NAME_INVALID, &link);
                 return;
             }
@@ -729,32 +731,18 @@ impl Connection {
         }
         let qos = publish.qos;
         let packet_id = publish.packet_id;
+        if !settings.topic_limits.admits(&publish.topic) {
+            metrics::counter!(m::LIMITS_HIT, "limit" => "topic_size").increment(1);
+            return self.refuse_publish(stream, qos, packet_id, ReasonCode::TOPIC_NAME_INVALID);
+        }
         if !settings.auth.authorize(
             self.username.as_deref(),
             &self.client_id,
             Access::Publish,
             &publish.topic,
         ) {
-            // Dropped. QoS 0 is told nothing; 5.0 gets 0x87; 3.1.1 has no
-            // negative acknowledgement and gets a positive one (§3.3.5).
             metrics::counter!(m::MESSAGES_DROPPED, "reason" => "not_authorized").increment(1);
-            let Some(packet_id) = packet_id else {
-                return Ok(());
-            };
-            let response = if self.version == ProtocolVersion::V5 {
-                PublishResponse {
-                    packet_id,
-                    reason_code: ReasonCode::NOT_AUTHORIZED,
-                    properties: Properties::default(),
-                }
-            } else {
-                PublishResponse::success(packet_id)
-            };
-            let packet = match qos {
-                QoS::AtLeastOnce => Packet::PubAck(response),
-                _ => Packet::PubRec(response),
-            };
-            return self.send(stream, packet);
+            return self.refuse_publish(stream, qos, packet_id, ReasonCode::NOT_AUTHORIZED);
         }
         if qos == QoS::ExactlyOnce {
             let id = packet_id.unwrap_or(0);
@@ -850,6 +838,36 @@ impl Connection {
         Ok(())
     }
 
+    /// Drops a PUBLISH the broker does not take: QoS 0 is told nothing,
+    /// 5.0 gets `code` in PUBACK/PUBREC, 3.1.1 (which has no negative
+    /// acknowledgement) a positive one (§3.3.5). Nothing is stored, so a
+    /// 3.1.1 PUBREL that follows gets its PUBCOMP all the same.
+    fn refuse_publish(
+        &mut self,
+        stream: u64,
+        qos: QoS,
+        packet_id: Option<u16>,
+        code: ReasonCode,
+    ) -> Result<(), Close> {
+        let Some(packet_id) = packet_id else {
+            return Ok(());
+        };
+        let response = if self.version == ProtocolVersion::V5 {
+            PublishResponse {
+                packet_id,
+                reason_code: code,
+                properties: Properties::default(),
+            }
+        } else {
+            PublishResponse::success(packet_id)
+        };
+        let packet = match qos {
+            QoS::AtLeastOnce => Packet::PubAck(response),
+            _ => Packet::PubRec(response),
+        };
+        self.send(stream, packet)
+    }
+
     /// The oldest pending acknowledgement's commits are done: send it (or,
     /// if they failed, refuse the PUBLISH: 0x80 for 5.0, closing for
     /// 3.1.1, which has no negative acknowledgement), then every following
@@ -910,6 +928,12 @@ impl Connection {
                 reason_codes.push(ReasonCode::TOPIC_FILTER_INVALID);
                 continue;
             }
+            let limits = self.broker.settings().topic_limits;
+            if !limits.admits(&filter) {
+                metrics::counter!(m::LIMITS_HIT, "limit" => "topic_size").increment(1);
+                reason_codes.push(ReasonCode::TOPIC_FILTER_INVALID);
+                continue;
+            }
             if !self.broker.settings().auth.authorize(
                 self.username.as_deref(),
                 &self.client_id,
@@ -918,6 +942,14 @@ impl Connection {
             ) {
                 // 0x87 (3.1.1: 0x80, failure) for this filter alone.
                 reason_codes.push(ReasonCode::NOT_AUTHORIZED);
+                continue;
+            }
+            let held = self.session.subscriptions().len();
+            if !self.session.subscriptions().contains_key(&filter)
+                && !limits.admits_another_subscription(held)
+            {
+                metrics::counter!(m::LIMITS_HIT, "limit" => "subscriptions").increment(1);
+                reason_codes.push(ReasonCode::QUOTA_EXCEEDED);
                 continue;
             }
             let shared = parse_shared(&filter).is_some();
