@@ -17,6 +17,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
@@ -198,6 +199,37 @@ pub struct Overrides {
     /// limit).
     #[arg(long, env = "QUICMQ_MAX_TOPIC_LENGTH")]
     pub max_topic_length: Option<usize>,
+    /// Most clients connected to this node; 0 = no limit. Default 0. One
+    /// more gets CONNACK 0x97 Quota exceeded (3.1.1: 3).
+    #[arg(long, env = "QUICMQ_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Most clients connected from one IP address; 0 = no limit. Default 0.
+    #[arg(long, env = "QUICMQ_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: Option<usize>,
+    /// New connections a second from one IP address (QUIC Initials, TCP
+    /// connections); 0 = no limit. Default 0. Over it, the Initial is
+    /// ignored (the client's retransmission comes back later) and a TCP
+    /// connection closed.
+    #[arg(long, env = "QUICMQ_MAX_HANDSHAKE_RATE_PER_IP")]
+    pub max_handshake_rate_per_ip: Option<u32>,
+    /// New connections one IP address may open at once above the rate.
+    /// Default: the rate (one second's worth).
+    #[arg(long, env = "QUICMQ_HANDSHAKE_BURST")]
+    pub handshake_burst: Option<u32>,
+    /// PUBLISH packets a second one client may send; 0 = no limit. Default
+    /// 0. Over it, MQTT 5 QoS 1/2 gets 0x96 Message rate too high, QoS 0 is
+    /// dropped; 3.1.1 connections are slowed down instead (nothing lost).
+    #[arg(long, env = "QUICMQ_MAX_PUBLISH_RATE")]
+    pub max_publish_rate: Option<u32>,
+    /// PUBLISH packets a client may send at once above the rate. Default:
+    /// the rate (one second's worth).
+    #[arg(long, env = "QUICMQ_PUBLISH_BURST")]
+    pub publish_burst: Option<u32>,
+    /// QUIC handshakes in progress above which a new client must first
+    /// prove its address with a Retry (one more round trip; 0 = always).
+    /// Default 64.
+    #[arg(long, env = "QUICMQ_QUIC_RETRY_ABOVE")]
+    pub quic_retry_above: Option<usize>,
     /// Longest keep alive granted, seconds; 0 = no limit. Default 0.
     #[arg(long, env = "QUICMQ_MAX_KEEP_ALIVE")]
     pub max_keep_alive: Option<u16>,
@@ -311,6 +343,21 @@ pub struct NodeConfig {
     pub max_topic_levels: usize,
     /// Bytes per topic name or filter.
     pub max_topic_length: usize,
+    /// Connected clients (0 = no limit).
+    pub max_connections: usize,
+    /// Connected clients per IP address (0 = no limit).
+    pub max_connections_per_ip: usize,
+    /// New connections a second per IP address (0 = no limit).
+    pub max_handshake_rate_per_ip: u32,
+    /// Burst of new connections per IP address.
+    pub handshake_burst: u32,
+    /// PUBLISHes a second per client (0 = no limit).
+    pub max_publish_rate: u32,
+    /// Burst of PUBLISHes per client.
+    pub publish_burst: u32,
+    /// QUIC handshakes in progress above which unvalidated clients get a
+    /// Retry.
+    pub quic_retry_above: usize,
     /// Keep alive cap (0 = none).
     pub max_keep_alive: u16,
     /// Session expiry cap.
@@ -462,6 +509,23 @@ impl NodeConfig {
                 format!("{max_topic_length} is out of range; use 1 to 65535"),
             ));
         }
+        let max_handshake_rate_per_ip = o.max_handshake_rate_per_ip.unwrap_or(0);
+        let max_publish_rate = o.max_publish_rate.unwrap_or(0);
+        for (key, burst, rate) in [
+            (
+                "handshake_burst",
+                o.handshake_burst,
+                max_handshake_rate_per_ip,
+            ),
+            ("publish_burst", o.publish_burst, max_publish_rate),
+        ] {
+            if burst == Some(0) && rate > 0 {
+                return Err(invalid(
+                    key,
+                    "must be at least 1 while its rate is limited; leave it out to allow one second's worth",
+                ));
+            }
+        }
         let password_file = o.password_file.filter(|p| !p.as_os_str().is_empty());
         let acl_file = o.acl_file.filter(|p| !p.as_os_str().is_empty());
         let dev_default = cert_and_key.is_none() && join.is_empty() && password_file.is_none();
@@ -535,6 +599,15 @@ impl NodeConfig {
             max_subscriptions: o.max_subscriptions.unwrap_or(0),
             max_topic_levels,
             max_topic_length,
+            max_connections: o.max_connections.unwrap_or(0),
+            max_connections_per_ip: o.max_connections_per_ip.unwrap_or(0),
+            max_handshake_rate_per_ip,
+            handshake_burst: o.handshake_burst.unwrap_or(max_handshake_rate_per_ip),
+            max_publish_rate,
+            publish_burst: o.publish_burst.unwrap_or(max_publish_rate),
+            quic_retry_above: o
+                .quic_retry_above
+                .unwrap_or(crate::limits::DEFAULT_RETRY_ABOVE),
             max_keep_alive: o.max_keep_alive.unwrap_or(0),
             max_session_expiry: o.max_session_expiry.unwrap_or(u32::MAX),
             tls_ticket_lifetime,
@@ -572,6 +645,19 @@ impl NodeConfig {
             },
             max_keep_alive: self.max_keep_alive,
             max_session_expiry: self.max_session_expiry,
+            limits: crate::limits::AbuseLimits {
+                connections: Arc::new(crate::limits::ConnectionSlots::new(
+                    self.max_connections,
+                    self.max_connections_per_ip,
+                )),
+                handshakes: Arc::new(crate::limits::SourceRate::new(
+                    self.max_handshake_rate_per_ip,
+                    self.handshake_burst,
+                )),
+                handshake_load: Arc::new(crate::limits::HandshakeLoad::new(self.quic_retry_above)),
+                publish_rate: self.max_publish_rate,
+                publish_burst: self.publish_burst,
+            },
             ..BrokerSettings::default()
         }
     }
@@ -633,6 +719,8 @@ fn merge(cli: Overrides, file: Overrides) -> Overrides {
         quic_lb_key, reset_key, token_key, tcp_addr, tls_addr, admin_addr, cert, key,
         max_packet_size, receive_maximum, topic_alias_maximum, max_keep_alive,
         max_subscriptions, max_topic_levels, max_topic_length,
+        max_connections, max_connections_per_ip, max_handshake_rate_per_ip, handshake_burst,
+        max_publish_rate, publish_burst, quic_retry_above,
         max_session_expiry, tls_ticket_lifetime, max_queued_messages, queue_drop_policy, log,
         password_file, allow_anonymous, acl_file,
     )
@@ -670,6 +758,30 @@ mod tests {
             NodeConfig::resolve(cli, file("max_packet_size = 4096\nreceive_maximum = 7")).unwrap();
         assert_eq!(c.max_packet_size, 2048);
         assert_eq!(c.receive_maximum, 7);
+    }
+
+    #[test]
+    fn abuse_limits_default_off_and_bursts_default_to_the_rate() {
+        let c = NodeConfig::resolve(Overrides::default(), file("")).unwrap();
+        assert_eq!((c.max_connections, c.max_publish_rate), (0, 0));
+        assert_eq!(c.quic_retry_above, crate::limits::DEFAULT_RETRY_ABOVE);
+        let c = NodeConfig::resolve(
+            Overrides::default(),
+            file("max_publish_rate = 7\nmax_handshake_rate_per_ip = 3\nhandshake_burst = 9"),
+        )
+        .unwrap();
+        assert_eq!((c.max_publish_rate, c.publish_burst), (7, 7));
+        assert_eq!((c.max_handshake_rate_per_ip, c.handshake_burst), (3, 9));
+        let err = NodeConfig::resolve(
+            Overrides::default(),
+            file("max_publish_rate = 7\npublish_burst = 0"),
+        )
+        .unwrap_err();
+        assert_eq!(err.key, "publish_burst");
+        let cli =
+            Overrides::try_parse_from(["quicmq-node", "--max-connections-per-ip", "5"]).unwrap();
+        let c = NodeConfig::resolve(cli, file("max_connections_per_ip = 9")).unwrap();
+        assert_eq!(c.max_connections_per_ip, 5);
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod keys;
+pub mod limits;
 pub mod metrics;
 pub mod node;
 pub mod tls;

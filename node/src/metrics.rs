@@ -12,8 +12,14 @@ pub const AUTH: &str = "quicmq_auth_total";
 /// `access` (publish, subscribe).
 pub const ACL_DENIED: &str = "quicmq_acl_denied_total";
 /// Requests refused by a configured limit, by `limit` (topic_size,
-/// subscriptions).
+/// subscriptions, max_connections, max_connections_per_ip, handshake_rate,
+/// publish_rate).
 pub const LIMITS_HIT: &str = "quicmq_limits_hit_total";
+/// QUIC Retry packets sent (address validation while many handshakes are
+/// in progress).
+pub const QUIC_RETRIES: &str = "quicmq_quic_retries_total";
+/// QUIC handshakes in progress.
+pub const QUIC_HANDSHAKES: &str = "quicmq_quic_handshakes_in_progress";
 /// Open connections, by `transport` (quic, tcp, tls).
 pub const CONNECTIONS: &str = "quicmq_connections";
 /// Connections accepted, by `transport`.
@@ -115,8 +121,13 @@ fn describe() {
     );
     describe_counter!(
         LIMITS_HIT,
-        "Requests refused by a configured limit, by limit (topic_size, subscriptions)"
+        "Requests refused by a configured limit, by limit (topic_size, subscriptions, max_connections, max_connections_per_ip, handshake_rate, publish_rate)"
     );
+    describe_counter!(
+        QUIC_RETRIES,
+        "QUIC Retry packets sent: address validation under handshake load"
+    );
+    describe_gauge!(QUIC_HANDSHAKES, "QUIC handshakes in progress");
     describe_counter!(
         ACL_DENIED,
         "PUBLISH topics (wills included) and SUBSCRIBE filters the ACL refused, by access"

@@ -4,6 +4,7 @@
 //! `fuzz/`.
 
 pub mod fuzz;
+pub mod initial_flood;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -47,6 +47,9 @@ NODE_KEYS = {
     "quic_lb_config_id", "quic_lb_nonce_len",
     "max_packet_size", "receive_maximum", "topic_alias_maximum", "max_keep_alive",
     "max_session_expiry", "max_queued_messages", "queue_drop_policy",
+    "max_subscriptions", "max_topic_levels", "max_topic_length",
+    "max_connections", "max_connections_per_ip", "max_handshake_rate_per_ip",
+    "handshake_burst", "max_publish_rate", "publish_burst", "quic_retry_above",
 }
 ROUTER_KEYS = {
     "listen", "internal_addr", "admin_addr", "log", "probe_interval_ms",

@@ -65,6 +65,8 @@ pub struct BrokerSettings {
     pub auth: Arc<crate::auth::Authenticator>,
     /// Subscriptions per client and the size of topics.
     pub topic_limits: TopicLimits,
+    /// Connections, handshakes and publish rate.
+    pub limits: crate::limits::AbuseLimits,
 }
 
 /// Limits on what one client may subscribe to and publish on.
@@ -126,6 +128,7 @@ impl Default for BrokerSettings {
             // An embedded broker without configuration is open.
             auth: Arc::new(crate::auth::Authenticator::new(None, true)),
             topic_limits: TopicLimits::default(),
+            limits: crate::limits::AbuseLimits::default(),
         }
     }
 }

@@ -177,6 +177,11 @@ struct Connection {
     pending_acks: VecDeque<PendingAck>,
     /// The authenticated user name (`None`: anonymous), for the ACL.
     username: Option<String>,
+    /// PUBLISHes allowed (`max_publish_rate`), if limited.
+    publish_bucket: Option<crate::limits::TokenBucket>,
+    /// This connection's place under `max_connections` (given back when
+    /// the connection ends).
+    _slot: crate::limits::ConnectionSlot,
 }
 
 impl Connection {
@@ -202,6 +207,17 @@ impl Connection {
             refuse(ReasonCode::BAD_AUTHENTICATION_METHOD, &link);
             return;
         }
+        // Before any credential work: a node or address at its limit
+        // spends nothing more on the client.
+        let slot = match settings.limits.connections.acquire(link.peer.ip()) {
+            Ok(slot) => slot,
+            Err(limit) => {
+                tracing::debug!(peer = %link.peer, "connection refused: {limit}");
+                metrics::counter!(m::LIMITS_HIT, "limit" => limit.label()).increment(1);
+                refuse(ReasonCode::QUOTA_EXCEEDED, &link);
+                return;
+            }
+        };
         let decision = settings
             .auth
             .check(connect.username.as_deref(), connect.password.as_ref())
@@ -333,6 +349,8 @@ impl Connection {
             early,
             pending_acks: VecDeque::new(),
             username,
+            publish_bucket: settings.limits.publish_bucket(std::time::Instant::now()),
+            _slot: slot,
         };
         let mut properties = Properties::default();
         if v5 {
@@ -731,6 +749,11 @@ impl Connection {
         }
         let qos = publish.qos;
         let packet_id = publish.packet_id;
+        if !self.take_publish_token().await {
+            metrics::counter!(m::MESSAGES_DROPPED, "reason" => "rate_limited").increment(1);
+            return self.refuse_publish(stream, qos, packet_id, ReasonCode::MESSAGE_RATE_TOO_HIGH);
+        }
+        let settings = self.broker.settings();
         if !settings.topic_limits.admits(&publish.topic) {
             metrics::counter!(m::LIMITS_HIT, "limit" => "topic_size").increment(1);
             return self.refuse_publish(stream, qos, packet_id, ReasonCode::TOPIC_NAME_INVALID);
@@ -842,6 +865,29 @@ impl Connection {
     /// 5.0 gets `code` in PUBACK/PUBREC, 3.1.1 (which has no negative
     /// acknowledgement) a positive one (§3.3.5). Nothing is stored, so a
     /// 3.1.1 PUBREL that follows gets its PUBCOMP all the same.
+    /// Whether this PUBLISH is within `max_publish_rate`. Over it, MQTT 5
+    /// clients are told (0x96, or QoS 0 dropped); a 3.1.1 client has no
+    /// way to hear it, so its connection waits for the next token instead
+    /// (the client slows down, nothing is lost).
+    async fn take_publish_token(&mut self) -> bool {
+        let Some(bucket) = &mut self.publish_bucket else {
+            return true;
+        };
+        let now = std::time::Instant::now();
+        if bucket.try_take(now) {
+            return true;
+        }
+        metrics::counter!(m::LIMITS_HIT, "limit" => "publish_rate").increment(1);
+        if self.version == ProtocolVersion::V5 {
+            return false;
+        }
+        tokio::time::sleep(bucket.wait(now)).await;
+        // The wait found the token; a clock that says otherwise admits it
+        // anyway rather than refuse what 3.1.1 cannot hear refused.
+        let _ = bucket.try_take(std::time::Instant::now());
+        true
+    }
+
     fn refuse_publish(
         &mut self,
         stream: u64,

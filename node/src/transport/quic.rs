@@ -13,6 +13,8 @@ use crate::broker::Broker;
 use crate::connection::stream::{open_data_stream, spawn_stream};
 use crate::connection::{serve, Link};
 use crate::keys::RESET_KEY_LEN;
+use crate::limits::HandshakeInProgress;
+use crate::metrics as m;
 use crate::node::StartError;
 use crate::tls;
 use crate::transport::routable_cid::RoutableCidGenerator;
@@ -121,10 +123,39 @@ pub async fn serve_quic(
             _ = crate::broker::shutdown_started(&mut shutdown) => return,
         };
         let Some(incoming) = incoming else { return };
+        let limits = &broker.settings().limits;
+        // Under handshake load, a client whose address is not validated
+        // yet gets a Retry: stateless, no bigger than what came in, and
+        // its token (sealed with the cluster's token key) is good on any
+        // node. Only then does the per-address rate apply, so that Initials
+        // with a spoofed source cannot use up a real client's rate.
+        if !incoming.remote_address_validated()
+            && incoming.may_retry()
+            && limits.handshake_load.wants_retry()
+        {
+            match incoming.retry() {
+                Ok(()) => metrics::counter!(m::QUIC_RETRIES).increment(1),
+                Err(e) => tracing::debug!(error = %e, "QUIC Retry not sent"),
+            }
+            continue;
+        }
+        if !limits
+            .handshakes
+            .admit(incoming.remote_address().ip(), std::time::Instant::now())
+        {
+            metrics::counter!(m::LIMITS_HIT, "limit" => "handshake_rate").increment(1);
+            // Ignored, not refused: nothing goes back to a source that may
+            // be spoofed, and a real client's retransmitted Initial comes
+            // back when its bucket has refilled.
+            incoming.ignore();
+            continue;
+        }
+        let handshake = limits.handshake_load.start();
         tokio::spawn(serve_connection(
             broker.clone(),
             incoming,
             returning.clone(),
+            handshake,
         ));
     }
 }
@@ -133,8 +164,15 @@ async fn serve_connection(
     broker: Arc<Broker>,
     incoming: quinn::Incoming,
     returning: Arc<quinn::ServerConfig>,
+    handshake: HandshakeInProgress,
 ) {
     let peer = incoming.remote_address();
+    let handshakes = metrics::gauge!(m::QUIC_HANDSHAKES);
+    handshakes.increment(1.0);
+    let handshake = HandshakeGauge {
+        _load: handshake,
+        gauge: handshakes,
+    };
     let timeout = broker.settings().connect_timeout;
     // A valid token means the client was on a node of this cluster before
     // and routers steered it to the node that issued the token: here, its
@@ -158,7 +196,15 @@ async fn serve_connection(
     // (single-use node-local sessions), so a replayed flight gets nowhere.
     // A handshake that fails ends the connection and its streams.
     let connection = match connecting.into_0rtt() {
-        Ok((connection, _)) => connection,
+        Ok((connection, established)) => {
+            // The handshake counts as in progress until it completes, fails
+            // or times out.
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(timeout, established).await;
+                drop(handshake);
+            });
+            connection
+        }
         Err(connecting) => match tokio::time::timeout(timeout, connecting).await {
             Ok(Ok(connection)) => connection,
             Ok(Err(e)) => {
@@ -212,4 +258,17 @@ async fn serve_connection(
     // Let the last packets (DISCONNECT) reach the client before closing.
     tokio::time::sleep(Duration::from_millis(100)).await;
     connection.close(0u32.into(), b"");
+}
+
+/// A handshake in progress, counted for Retry decisions and in
+/// `quicmq_quic_handshakes_in_progress`.
+struct HandshakeGauge {
+    _load: HandshakeInProgress,
+    gauge: metrics::Gauge,
+}
+
+impl Drop for HandshakeGauge {
+    fn drop(&mut self) {
+        self.gauge.decrement(1.0);
+    }
 }

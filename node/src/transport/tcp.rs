@@ -18,8 +18,10 @@ pub async fn serve_tcp(broker: Arc<Broker>, listener: TcpListener) {
             _ = crate::broker::shutdown_started(&mut shutdown) => return,
         };
         match accepted {
-            Ok((socket, _)) => {
-                tokio::spawn(serve_plain(broker.clone(), socket));
+            Ok((socket, peer)) => {
+                if admitted(&broker, peer) {
+                    tokio::spawn(serve_plain(broker.clone(), socket));
+                }
             }
             Err(e) => {
                 tracing::warn!(error = %e, "TCP accept failed");
@@ -27,6 +29,21 @@ pub async fn serve_tcp(broker: Arc<Broker>, listener: TcpListener) {
             }
         }
     }
+}
+
+/// Whether `max_handshake_rate_per_ip` admits one more connection from
+/// `peer`; one that is not admitted is closed before any TLS or MQTT work.
+fn admitted(broker: &Broker, peer: std::net::SocketAddr) -> bool {
+    let admitted = broker
+        .settings()
+        .limits
+        .handshakes
+        .admit(peer.ip(), std::time::Instant::now());
+    if !admitted {
+        metrics::counter!(crate::metrics::LIMITS_HIT, "limit" => "handshake_rate").increment(1);
+        tracing::trace!(%peer, "connection over the handshake rate closed");
+    }
+    admitted
 }
 
 async fn serve_plain(broker: Arc<Broker>, socket: TcpStream) {
@@ -60,6 +77,7 @@ pub async fn serve_tls(
             _ = crate::broker::shutdown_started(&mut shutdown) => return,
         };
         match accepted {
+            Ok((socket, peer)) if !admitted(&broker, peer) => drop(socket),
             Ok((socket, peer)) => {
                 let broker = broker.clone();
                 let acceptor = acceptor.clone();
