@@ -180,6 +180,21 @@ pub struct Overrides {
     /// client may publish and subscribe to everything).
     #[arg(long, env = "QUICMQ_ACL_FILE")]
     pub acl_file: Option<PathBuf>,
+    /// PEM file of the CAs that sign client certificates. When set, QUIC
+    /// and TLS clients are asked for a certificate; one that verifies
+    /// authenticates the client as its identity (`cert_identity`).
+    #[arg(long, env = "QUICMQ_CLIENT_CA")]
+    pub client_ca: Option<PathBuf>,
+    /// Whether QUIC and TLS clients must present a certificate signed by
+    /// `client_ca` (false: a client without one logs in with a password or
+    /// anonymously). Default false.
+    #[arg(long, env = "QUICMQ_REQUIRE_CLIENT_CERT")]
+    pub require_client_cert: Option<bool>,
+    /// The field of a client certificate that names the client: `cn`
+    /// (subject common name) or `san` (first DNS, e-mail or URI subject
+    /// alternative name). Default `cn`.
+    #[arg(long, env = "QUICMQ_CERT_IDENTITY")]
+    pub cert_identity: Option<String>,
     /// Largest MQTT packet accepted from clients, bytes. Default 1048576.
     #[arg(long, env = "QUICMQ_MAX_PACKET_SIZE")]
     pub max_packet_size: Option<u32>,
@@ -343,6 +358,12 @@ pub struct NodeConfig {
     pub max_topic_levels: usize,
     /// Bytes per topic name or filter.
     pub max_topic_length: usize,
+    /// CAs of client certificates (`None`: not asked for).
+    pub client_ca: Option<PathBuf>,
+    /// Whether a client certificate is required.
+    pub require_client_cert: bool,
+    /// The field of a client certificate that names the client.
+    pub cert_identity: crate::tls::CertIdentityField,
     /// Connected clients (0 = no limit).
     pub max_connections: usize,
     /// Connected clients per IP address (0 = no limit).
@@ -509,6 +530,20 @@ impl NodeConfig {
                 format!("{max_topic_length} is out of range; use 1 to 65535"),
             ));
         }
+        let client_ca = o.client_ca.filter(|p| !p.as_os_str().is_empty());
+        let require_client_cert = o.require_client_cert.unwrap_or(false);
+        if require_client_cert && client_ca.is_none() {
+            return Err(invalid(
+                "require_client_cert",
+                "needs `client_ca`, the CAs that sign client certificates",
+            ));
+        }
+        let cert_identity = match o.cert_identity.as_deref() {
+            None | Some("") => crate::tls::CertIdentityField::default(),
+            Some(text) => text
+                .parse()
+                .map_err(|e: String| invalid("cert_identity", e))?,
+        };
         let max_handshake_rate_per_ip = o.max_handshake_rate_per_ip.unwrap_or(0);
         let max_publish_rate = o.max_publish_rate.unwrap_or(0);
         for (key, burst, rate) in [
@@ -528,7 +563,10 @@ impl NodeConfig {
         }
         let password_file = o.password_file.filter(|p| !p.as_os_str().is_empty());
         let acl_file = o.acl_file.filter(|p| !p.as_os_str().is_empty());
-        let dev_default = cert_and_key.is_none() && join.is_empty() && password_file.is_none();
+        let dev_default = cert_and_key.is_none()
+            && join.is_empty()
+            && password_file.is_none()
+            && client_ca.is_none();
         let allow_anonymous = o.allow_anonymous.unwrap_or(dev_default);
         let anonymous_by_default = allow_anonymous && o.allow_anonymous.is_none();
         let raft_snapshot_logs = o.raft_snapshot_logs.unwrap_or(10_000);
@@ -599,6 +637,9 @@ impl NodeConfig {
             max_subscriptions: o.max_subscriptions.unwrap_or(0),
             max_topic_levels,
             max_topic_length,
+            client_ca,
+            require_client_cert,
+            cert_identity,
             max_connections: o.max_connections.unwrap_or(0),
             max_connections_per_ip: o.max_connections_per_ip.unwrap_or(0),
             max_handshake_rate_per_ip,
@@ -721,6 +762,7 @@ fn merge(cli: Overrides, file: Overrides) -> Overrides {
         max_subscriptions, max_topic_levels, max_topic_length,
         max_connections, max_connections_per_ip, max_handshake_rate_per_ip, handshake_burst,
         max_publish_rate, publish_burst, quic_retry_above,
+        client_ca, require_client_cert, cert_identity,
         max_session_expiry, tls_ticket_lifetime, max_queued_messages, queue_drop_policy, log,
         password_file, allow_anonymous, acl_file,
     )

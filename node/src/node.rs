@@ -112,6 +112,14 @@ impl RunningNode {
             None => Identity::development(&config.data_dir)?,
         };
         let auth = Arc::new(authenticator(config)?);
+        let client_certs = match &config.client_ca {
+            Some(ca) => Some(tls::ClientCertPolicy::load(
+                ca,
+                config.require_client_cert,
+                config.cert_identity,
+            )?),
+            None => None,
+        };
 
         // The cluster first: it assigns this node's server ID and holds the
         // QUIC-LB configuration and keys every node must share.
@@ -150,6 +158,7 @@ impl RunningNode {
         let store = SessionStore::open(&config.data_dir.join("store"))?;
         let mut settings = config.broker_settings();
         settings.auth = auth;
+        settings.client_certs = client_certs.clone();
         settings.node_name = Some(joined.server_id.to_string());
         // Durable queues hold what a session may have queued and in flight.
         let durable_limit = u32::try_from(
@@ -197,7 +206,12 @@ impl RunningNode {
             let bound = bind_quic(QuicSetup {
                 public: config.quic_addr,
                 routed: config.routed_addr,
-                tls: tls::quic_server_configs(&identity, &tickets, &home_sessions)?,
+                tls: tls::quic_server_configs(
+                    &identity,
+                    &tickets,
+                    &home_sessions,
+                    client_certs.as_ref(),
+                )?,
                 lb: Arc::new(lb),
                 server_id: joined.server_id,
                 reset_key: joined.reset_key,
@@ -242,7 +256,7 @@ impl RunningNode {
             tasks.spawn(serve_tls(
                 broker.clone(),
                 listener,
-                tls::tcp_server_config(&identity, &tickets)?,
+                tls::tcp_server_config(&identity, &tickets, client_certs.as_ref())?,
             ));
         }
         if let Some(addr) = config.admin_addr {

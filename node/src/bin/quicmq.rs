@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! quicmq pub -h HOST -p PORT -t TOPIC -m MSG [-q 0|1|2] [-r] [-i CLIENT_ID]
-//!            [--transport quic|tcp|tls] [--cafile FILE | --insecure] [-V 5|311] [-u USER -P PASS]
+//!            [--transport quic|tcp|tls] [--cafile FILE | --insecure] [--cert FILE --key FILE]
+//!            [-V 5|311] [-u USER -P PASS]
 //! quicmq sub -h HOST -p PORT -t FILTER [-t FILTER ...] [-q N] [-C COUNT] [-c] [-i CLIENT_ID] [-v]
 //!            [--transport ...] [--cafile FILE | --insecure] [-V 5|311]
 //! quicmq bench pub  [-c CLIENTS] [-t TOPIC] [-q N] [-s SIZE] [-r RATE] [-n COUNT] [-d SECS]
@@ -75,6 +76,51 @@ enum Command {
     /// like `mosquitto_passwd`; `-D` deletes. The file is created when
     /// missing and rewritten atomically with mode 0600, comments kept.
     Passwd(PasswdArgs),
+    /// A certificate authority for client (device) certificates and for
+    /// the cluster's mutual TLS: `ca new` makes one, `ca issue` signs a
+    /// certificate with it.
+    #[command(subcommand)]
+    Ca(CaCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum CaCommand {
+    /// Generate a CA: DIR/ca.pem and DIR/ca-key.pem (mode 0600). Refuses
+    /// to overwrite an existing CA.
+    New {
+        /// Directory for the CA files.
+        dir: PathBuf,
+        /// The CA's common name.
+        #[arg(long, default_value = "quicmq CA")]
+        name: String,
+    },
+    /// Issue a certificate signed by the CA in DIR: OUT.pem and
+    /// OUT-key.pem (mode 0600).
+    Issue {
+        /// Directory of the CA (`ca new`).
+        dir: PathBuf,
+        /// Common name: the device's identity (`cert_identity = "cn"`), or
+        /// the node's or router's name.
+        #[arg(long)]
+        name: String,
+        /// Further subject alternative names (DNS names or IP addresses).
+        #[arg(long = "san")]
+        sans: Vec<String>,
+        /// What the certificate is for: `client` (a device), `server`, or
+        /// `peer` (a cluster node or router: both).
+        #[arg(long, value_enum, default_value_t = UsageArg::Client)]
+        usage: UsageArg,
+        /// Path prefix of the files to write [default: the name].
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum UsageArg {
+    Client,
+    Server,
+    Peer,
 }
 
 #[derive(Args, Debug)]
@@ -203,6 +249,12 @@ struct ConnArgs {
     /// Name to verify the broker's certificate against [default: the host].
     #[arg(long, env = "QUICMQ_SERVER_NAME")]
     server_name: Option<String>,
+    /// PEM client certificate chain, for brokers that ask for one (quic, tls).
+    #[arg(long, env = "QUICMQ_CERT", requires = "key")]
+    cert: Option<PathBuf>,
+    /// PEM private key of `--cert`.
+    #[arg(long, env = "QUICMQ_KEY", requires = "cert")]
+    key: Option<PathBuf>,
     /// MQTT protocol version.
     #[arg(short = 'V', long = "protocol-version", env = "QUICMQ_PROTOCOL_VERSION", value_enum, default_value_t = VersionArg::V5)]
     protocol_version: VersionArg,
@@ -240,6 +292,7 @@ impl ConnArgs {
             ca_file: self.cafile.clone(),
             insecure: self.insecure,
             server_name: self.server_name.clone(),
+            client_cert: self.cert.clone().zip(self.key.clone()),
         };
         opts.protocol = self.protocol_version.into();
         opts.client_id = self
@@ -480,6 +533,7 @@ fn main() -> ExitCode {
             Command::Cluster(args) => cluster(args).await,
             Command::Health(args) => health(args).await,
             Command::Passwd(args) => passwd(&args),
+            Command::Ca(command) => ca(command),
         }
     });
     match result {
@@ -780,6 +834,49 @@ async fn cluster(args: ClusterArgs) -> anyhow::Result<ExitCode> {
 
 /// `quicmq health`: one GET of `/health/ready` (or `/health/live`); exit 0
 /// on HTTP 200, 1 on anything else, no answer or no connection.
+fn ca(command: CaCommand) -> anyhow::Result<ExitCode> {
+    use quicmq_node::tls::{CertUsage, CertificateAuthority};
+    match command {
+        CaCommand::New { dir, name } => {
+            let (cert, key) = (dir.join("ca.pem"), dir.join("ca-key.pem"));
+            if cert.exists() || key.exists() {
+                bail!(
+                    "{} already holds a CA; remove it first to make a new one",
+                    dir.display()
+                );
+            }
+            CertificateAuthority::generate(&name)?.save(&cert, &key)?;
+            println!("{}\n{}", cert.display(), key.display());
+        }
+        CaCommand::Issue {
+            dir,
+            name,
+            sans,
+            usage,
+            out,
+        } => {
+            let ca = CertificateAuthority::load(
+                &dir.join("ca.pem"),
+                &dir.join("ca-key.pem"),
+                "ca",
+                "ca_key",
+            )?;
+            let usage = match usage {
+                UsageArg::Client => CertUsage::Client,
+                UsageArg::Server => CertUsage::Server,
+                UsageArg::Peer => CertUsage::Peer,
+            };
+            let issued = ca.issue(&name, &sans, usage)?;
+            let prefix = out.unwrap_or_else(|| PathBuf::from(&name));
+            let cert = PathBuf::from(format!("{}.pem", prefix.display()));
+            let key = PathBuf::from(format!("{}-key.pem", prefix.display()));
+            issued.save(&cert, &key)?;
+            println!("{}\n{}", cert.display(), key.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn passwd(args: &PasswdArgs) -> anyhow::Result<ExitCode> {
     use quicmq_node::auth::{hash_password, PasswordFile};
     let mut file = match std::fs::read_to_string(&args.file) {

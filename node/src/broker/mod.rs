@@ -67,6 +67,8 @@ pub struct BrokerSettings {
     pub topic_limits: TopicLimits,
     /// Connections, handshakes and publish rate.
     pub limits: crate::limits::AbuseLimits,
+    /// Client certificates: asked for on QUIC and TLS when set.
+    pub client_certs: Option<crate::tls::ClientCertPolicy>,
 }
 
 /// Limits on what one client may subscribe to and publish on.
@@ -129,6 +131,7 @@ impl Default for BrokerSettings {
             auth: Arc::new(crate::auth::Authenticator::new(None, true)),
             topic_limits: TopicLimits::default(),
             limits: crate::limits::AbuseLimits::default(),
+            client_certs: None,
         }
     }
 }

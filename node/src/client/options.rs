@@ -96,6 +96,9 @@ pub struct TlsOptions {
     /// Name to verify the certificate against and send as SNI; the host
     /// when `None`.
     pub server_name: Option<String>,
+    /// PEM certificate chain and private key to present to a broker that
+    /// asks for client certificates (mutual TLS); `None`: no certificate.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
 }
 
 /// Everything [`Client::connect`](super::Client::connect) needs.

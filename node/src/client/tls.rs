@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
 use super::error::ClientError;
@@ -38,6 +38,8 @@ struct CacheKey {
     ca_pem: Option<Vec<u8>>,
     insecure: bool,
     quic: bool,
+    /// PEM of the client certificate chain and of its key.
+    client_pem: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 fn cache() -> &'static Mutex<HashMap<CacheKey, Arc<rustls::ClientConfig>>> {
@@ -79,10 +81,22 @@ pub(crate) fn client_config(
         };
         Some(read_ca(&path)?)
     };
+    let client_pem = match &opts.client_cert {
+        None => None,
+        Some((cert, key)) => {
+            let read = |path: &Path, what: &str| {
+                std::fs::read(path).map_err(|e| {
+                    ClientError::Tls(format!("cannot read client {what} {}: {e}", path.display()))
+                })
+            };
+            Some((read(cert, "certificate")?, read(key, "key")?))
+        }
+    };
     let key = CacheKey {
         ca_pem,
         insecure: opts.insecure,
         quic,
+        client_pem,
     };
     if let Some(config) = cache()
         .lock()
@@ -109,16 +123,31 @@ fn build(key: &CacheKey) -> Result<rustls::ClientConfig, ClientError> {
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(versions)
         .map_err(|e| ClientError::Tls(e.to_string()))?;
-    let mut config = match &key.ca_pem {
+    let builder = match &key.ca_pem {
         None => builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate {
                 algorithms: provider.signature_verification_algorithms,
-            }))
-            .with_no_client_auth(),
-        Some(pem) => builder
-            .with_root_certificates(root_store(pem)?)
-            .with_no_client_auth(),
+            })),
+        Some(pem) => builder.with_root_certificates(root_store(pem)?),
+    };
+    let mut config = match &key.client_pem {
+        None => builder.with_no_client_auth(),
+        Some((cert_pem, key_pem)) => {
+            let chain = CertificateDer::pem_slice_iter(cert_pem)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| ClientError::Tls(format!("invalid client certificate: {e}")))?;
+            if chain.is_empty() {
+                return Err(ClientError::Tls(
+                    "the client certificate file holds no certificate".into(),
+                ));
+            }
+            let private = PrivateKeyDer::from_pem_slice(key_pem)
+                .map_err(|e| ClientError::Tls(format!("invalid client key: {e}")))?;
+            builder
+                .with_client_auth_cert(chain, private)
+                .map_err(|e| ClientError::Tls(format!("client certificate: {e}")))?
+        }
     };
     if key.quic {
         config.alpn_protocols = vec![ALPN_MQTT.to_vec()];

@@ -54,6 +54,37 @@ pub struct Link {
     pub control: StreamWriter,
     /// The QUIC connection, for statistics.
     pub quic: Option<quinn::Connection>,
+    /// What the client's TLS certificate says about it.
+    pub certificate: PeerCertificate,
+}
+
+/// The client certificate of a connection, as `client_ca` and
+/// `cert_identity` read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerCertificate {
+    /// No certificate (none asked for, none given, or plain TCP).
+    None,
+    /// A verified certificate naming the client.
+    Identity(String),
+    /// A verified certificate without the configured identity field.
+    Unusable(String),
+}
+
+impl PeerCertificate {
+    /// Read the verified chain (leaf first) of a connection.
+    pub fn of(
+        policy: Option<&crate::tls::ClientCertPolicy>,
+        chain: Option<&[rustls_pki_types::CertificateDer<'_>]>,
+    ) -> PeerCertificate {
+        let Some(policy) = policy else {
+            return PeerCertificate::None;
+        };
+        match policy.identity_of(chain) {
+            Ok(None) => PeerCertificate::None,
+            Ok(Some(identity)) => PeerCertificate::Identity(identity),
+            Err(e) => PeerCertificate::Unusable(e.to_string()),
+        }
+    }
 }
 
 /// Why the connection ends.
@@ -218,10 +249,34 @@ impl Connection {
                 return;
             }
         };
-        let decision = settings
-            .auth
-            .check(connect.username.as_deref(), connect.password.as_ref())
-            .await;
+        let decision = match &link.certificate {
+            // A verified certificate is the credential: no password, and
+            // the user name (for the ACL) is the certificate's identity.
+            PeerCertificate::Identity(identity) => {
+                if connect
+                    .username
+                    .as_ref()
+                    .is_some_and(|user| user != identity)
+                {
+                    AuthDecision::BadCredentials
+                } else {
+                    metrics::counter!(m::AUTH, "result" => "certificate").increment(1);
+                    AuthDecision::Allowed {
+                        username: Some(identity.clone()),
+                    }
+                }
+            }
+            PeerCertificate::Unusable(reason) => {
+                tracing::info!(peer = %link.peer, "client certificate refused: {reason}");
+                AuthDecision::BadCredentials
+            }
+            PeerCertificate::None => {
+                settings
+                    .auth
+                    .check(connect.username.as_deref(), connect.password.as_ref())
+                    .await
+            }
+        };
         let username = match &decision {
             AuthDecision::Allowed { username } => username.clone(),
             _ => None,

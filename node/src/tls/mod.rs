@@ -11,10 +11,14 @@
 //! address-validation token) get node-local, single-use sessions instead
 //! ([`home_sessions`]), with which rustls accepts 0-RTT.
 
+mod client_certs;
 mod home_sessions;
+mod pki;
 mod tickets;
 
+pub use client_certs::{CertIdentityError, CertIdentityField, ClientCertPolicy};
 pub use home_sessions::{HomeSessionStore, DEFAULT_HOME_SESSIONS};
+pub use pki::{CertUsage, CertificateAuthority, IssuedCert};
 pub use tickets::{ClusterTicketer, TicketKeyRing, TicketRefused};
 
 use std::path::{Path, PathBuf};
@@ -116,11 +120,15 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 pub fn tcp_server_config(
     identity: &Identity,
     tickets: &Arc<TicketKeyRing>,
+    client_certs: Option<&ClientCertPolicy>,
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let mut config = rustls::ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(identity.chain.clone(), identity.key.clone_key())?;
+    let builder = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?;
+    let builder = match client_certs {
+        Some(policy) => builder.with_client_cert_verifier(policy.verifier.clone()),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_single_cert(identity.chain.clone(), identity.key.clone_key())?;
     config.ticketer = Arc::new(ClusterTicketer::new(tickets.clone()));
     Ok(Arc::new(config))
 }
@@ -138,17 +146,23 @@ pub struct QuicTlsConfigs {
 }
 
 /// The QUIC listener's configurations: `tickets` seal cluster tickets,
-/// `home` keeps the node-local sessions.
+/// `home` keeps the node-local sessions; `client_certs` asks clients for
+/// certificates.
 pub fn quic_server_configs(
     identity: &Identity,
     tickets: &Arc<TicketKeyRing>,
     home: &Arc<HomeSessionStore>,
+    client_certs: Option<&ClientCertPolicy>,
 ) -> Result<QuicTlsConfigs, TlsError> {
     let base = || -> Result<rustls::ServerConfig, TlsError> {
-        let mut config = rustls::ServerConfig::builder_with_provider(provider())
-            .with_protocol_versions(&[&rustls::version::TLS13])?
-            .with_no_client_auth()
-            .with_single_cert(identity.chain.clone(), identity.key.clone_key())?;
+        let builder = rustls::ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])?;
+        let builder = match client_certs {
+            Some(policy) => builder.with_client_cert_verifier(policy.verifier.clone()),
+            None => builder.with_no_client_auth(),
+        };
+        let mut config =
+            builder.with_single_cert(identity.chain.clone(), identity.key.clone_key())?;
         config.alpn_protocols = vec![ALPN_MQTT.to_vec()];
         Ok(config)
     };
@@ -176,9 +190,9 @@ mod tests {
         let again = Identity::development(dir.path()).unwrap();
         assert_eq!(first.chain, again.chain);
         let ring = TicketKeyRing::new();
-        tcp_server_config(&first, &ring).unwrap();
+        tcp_server_config(&first, &ring, None).unwrap();
         let home = HomeSessionStore::new(ring.clone(), 10, 1_000);
-        let quic = quic_server_configs(&first, &ring, &home).unwrap();
+        let quic = quic_server_configs(&first, &ring, &home, None).unwrap();
         assert_eq!(quic.cluster.alpn_protocols, vec![b"mqtt".to_vec()]);
         assert!(quic.cluster.ticketer.enabled());
         assert!(!quic.home.ticketer.enabled(), "stateful: 0-RTT possible");

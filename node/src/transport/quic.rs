@@ -11,7 +11,7 @@ use quinn::crypto::rustls::QuicServerConfig;
 use super::stream_context;
 use crate::broker::Broker;
 use crate::connection::stream::{open_data_stream, spawn_stream};
-use crate::connection::{serve, Link};
+use crate::connection::{serve, Link, PeerCertificate};
 use crate::keys::RESET_KEY_LEN;
 use crate::limits::HandshakeInProgress;
 use crate::metrics as m;
@@ -21,6 +21,7 @@ use crate::transport::routable_cid::RoutableCidGenerator;
 use crate::transport::routable_token::RoutableTokenKey;
 use crate::transport::routed_socket::RoutedSocket;
 use quicmq_proto::quic_lb::{LbCodec, ServerId};
+use rustls_pki_types::CertificateDer;
 
 /// Data streams a client may have open at once.
 const MAX_STREAMS: u32 = 64;
@@ -189,13 +190,23 @@ async fn serve_connection(
             return;
         }
     };
-    // 0.5-RTT (on a server, quinn always allows it): the control stream,
-    // and a CONNECT sent in 0-RTT early data, are served before the
-    // handshake completes; the CONNACK leaves with the server's first
-    // flight. Early data is accepted at most once per session ticket
-    // (single-use node-local sessions), so a replayed flight gets nowhere.
-    // A handshake that fails ends the connection and its streams.
-    let connection = match connecting.into_0rtt() {
+    // With client certificates, nothing is served before the handshake is
+    // complete: the client's certificate comes with its last handshake
+    // flight, after the server's 0.5-RTT data could already have left.
+    let client_certs = broker.settings().client_certs.clone();
+    let early = if client_certs.is_some() {
+        Err(connecting)
+    } else {
+        connecting.into_0rtt()
+    };
+    let connection = match early {
+        // 0.5-RTT (on a server, quinn always allows it): the control
+        // stream, and a CONNECT sent in 0-RTT early data, are served before
+        // the handshake completes; the CONNACK leaves with the server's
+        // first flight. Early data is accepted at most once per session
+        // ticket (single-use node-local sessions), so a replayed flight
+        // gets nowhere. A handshake that fails ends the connection and its
+        // streams.
         Ok((connection, established)) => {
             // The handshake counts as in progress until it completes, fails
             // or times out.
@@ -205,18 +216,30 @@ async fn serve_connection(
             });
             connection
         }
-        Err(connecting) => match tokio::time::timeout(timeout, connecting).await {
-            Ok(Ok(connection)) => connection,
-            Ok(Err(e)) => {
-                tracing::debug!(%peer, error = %e, "QUIC handshake failed");
-                return;
+        Err(connecting) => {
+            let done = tokio::time::timeout(timeout, connecting).await;
+            drop(handshake);
+            match done {
+                Ok(Ok(connection)) => connection,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "QUIC handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "QUIC handshake timed out");
+                    return;
+                }
             }
-            Err(_) => {
-                tracing::debug!(%peer, "QUIC handshake timed out");
-                return;
-            }
-        },
+        }
     };
+    let certificate = PeerCertificate::of(
+        client_certs.as_ref(),
+        connection
+            .peer_identity()
+            .and_then(|any| any.downcast::<Vec<CertificateDer<'static>>>().ok())
+            .as_deref()
+            .map(Vec::as_slice),
+    );
     let control = match tokio::time::timeout(timeout, connection.accept_bi()).await {
         Ok(Ok(streams)) => streams,
         Ok(Err(e)) => {
@@ -252,6 +275,7 @@ async fn serve_connection(
         inbound,
         control,
         quic: Some(connection.clone()),
+        certificate,
     };
     serve(broker, link).await;
     accept_data.abort();

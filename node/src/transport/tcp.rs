@@ -7,7 +7,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::stream_context;
 use crate::broker::Broker;
-use crate::connection::{serve, stream::spawn_stream, Link};
+use crate::connection::{serve, stream::spawn_stream, Link, PeerCertificate};
 
 /// Accept MQTT-over-TCP connections until the broker shuts down.
 pub async fn serve_tcp(broker: Arc<Broker>, listener: TcpListener) {
@@ -59,6 +59,7 @@ async fn serve_plain(broker: Arc<Broker>, socket: TcpStream) {
         inbound,
         control,
         quic: None,
+        certificate: PeerCertificate::None,
     };
     serve(broker, link).await;
 }
@@ -95,6 +96,10 @@ pub async fn serve_tls(
                             return;
                         }
                     };
+                    let certificate = PeerCertificate::of(
+                        broker.settings().client_certs.as_ref(),
+                        tls.get_ref().1.peer_certificates(),
+                    );
                     let (ctx, inbound) = stream_context(&broker, "tls");
                     let (reader, writer) = tokio::io::split(tls);
                     let control = spawn_stream(&ctx, 0, reader, writer);
@@ -105,6 +110,7 @@ pub async fn serve_tls(
                         inbound,
                         control,
                         quic: None,
+                        certificate,
                     };
                     serve(broker, link).await;
                 });
