@@ -355,7 +355,24 @@ def check_auth(r: Render, secret: str | None, anonymous: bool) -> None:
         eq(vols["auth"]["secret"]["secretName"], secret, "auth Secret")
         eq(vols["auth"]["secret"]["items"], [{"key": "passwd", "path": "passwd"}], "auth Secret items")
 
+    def client_ca() -> None:
+        ca = r.values["auth"]["clientCaSecret"]
+        if not ca:
+            expect("QUICMQ_CLIENT_CA" not in env, "client CA without a Secret")
+            expect("client-ca" not in vols, "client-ca volume without a Secret")
+            return
+        eq(env["QUICMQ_CLIENT_CA"]["value"], "/etc/quicmq/client-ca/ca.pem", "QUICMQ_CLIENT_CA")
+        eq(env["QUICMQ_REQUIRE_CLIENT_CERT"]["value"],
+           "true" if r.values["auth"]["requireClientCert"] else "false", "QUICMQ_REQUIRE_CLIENT_CERT")
+        eq(env["QUICMQ_CERT_IDENTITY"]["value"], r.values["auth"]["certIdentity"], "QUICMQ_CERT_IDENTITY")
+        eq(mounts["client-ca"]["mountPath"], "/etc/quicmq/client-ca", "client-ca mount")
+        expect(mounts["client-ca"].get("readOnly") is True, "client-ca mount must be read-only")
+        eq(vols["client-ca"]["secret"]["secretName"], ca, "client-ca Secret")
+        eq(vols["client-ca"]["secret"]["items"], [{"key": "ca.pem", "path": "ca.pem"}],
+           "client-ca Secret items")
+
     check(f"{r.scenario}: authentication settings", auth)
+    check(f"{r.scenario}: client certificate settings", client_ca)
 
 
 def check_router(r: Render, kind: str, replicas: int, node_replicas: int) -> None:
@@ -430,7 +447,7 @@ def check_common(r: Render) -> None:
     def references() -> None:
         # Every Secret/ConfigMap a pod refers to is rendered or declared external.
         external = {r.values["clusterKeys"]["existingSecret"], r.values["tls"]["existingSecret"],
-                    r.values["auth"]["passwordFileSecret"]}
+                    r.values["auth"]["passwordFileSecret"], r.values["auth"]["clientCaSecret"]}
         if r.values["tls"]["certManager"]["enabled"]:
             external.add(r.get("Certificate", RELEASE)["spec"]["secretName"])
         for w in r.all("StatefulSet") + r.all("Deployment") + r.all("DaemonSet"):
@@ -658,6 +675,9 @@ def main() -> int:
              lambda r: (check_node(r, 3, 3, False), check_auth(r, "fleet-passwd", False))),
             ("open-dev", {"auth": {"allowAnonymous": True}},
              lambda r: check_auth(r, None, True)),
+            ("device-certs", {"auth": {"clientCaSecret": "fleet-devices-ca", "requireClientCert": True,
+                                       "certIdentity": "san"}},
+             lambda r: (check_node(r, 3, 3, False), check_auth(r, None, False))),
         ]
         for scenario, values, run in scenarios:
             try:
