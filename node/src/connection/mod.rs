@@ -916,10 +916,6 @@ impl Connection {
         Ok(())
     }
 
-    /// Drops a PUBLISH the broker does not take: QoS 0 is told nothing,
-    /// 5.0 gets `code` in PUBACK/PUBREC, 3.1.1 (which has no negative
-    /// acknowledgement) a positive one (§3.3.5). Nothing is stored, so a
-    /// 3.1.1 PUBREL that follows gets its PUBCOMP all the same.
     /// Whether this PUBLISH is within `max_publish_rate`. Over it, MQTT 5
     /// clients are told (0x96, or QoS 0 dropped); a 3.1.1 client has no
     /// way to hear it, so its connection waits for the next token instead
@@ -943,6 +939,10 @@ impl Connection {
         true
     }
 
+    /// Drops a PUBLISH the broker does not take: QoS 0 is told nothing,
+    /// 5.0 gets `code` in PUBACK/PUBREC, 3.1.1 (which has no negative
+    /// acknowledgement) a positive one (§3.3.5). Nothing is stored, so a
+    /// 3.1.1 PUBREL that follows gets its PUBCOMP all the same.
     fn refuse_publish(
         &mut self,
         stream: u64,
