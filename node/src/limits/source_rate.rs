@@ -3,12 +3,13 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::{canonical_ip, TokenBucket};
 
 /// Sources tracked at once. Past this, buckets that have filled up again
-/// are forgotten; if that is not enough, untracked sources share one
+/// are forgotten (at most one sweep a second); if that is not enough,
+/// untracked sources share one
 /// bucket (a flood from very many addresses is then limited as a whole).
 pub const MAX_TRACKED_SOURCES: usize = 65_536;
 
@@ -36,11 +37,17 @@ pub struct SourceRate {
     state: Mutex<Sources>,
 }
 
+/// How often a full table is swept for refilled buckets: a sweep walks
+/// the whole table, so a flood of new sources must not cause one each.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(1);
+
 #[derive(Debug, Default)]
 struct Sources {
     buckets: HashMap<IpAddr, TokenBucket>,
     /// Shared by sources that found the table full.
     overflow: Option<TokenBucket>,
+    /// When the table was last swept.
+    pruned: Option<Instant>,
 }
 
 impl SourceRate {
@@ -72,9 +79,17 @@ impl SourceRate {
         let Ok(mut state) = self.state.lock() else {
             return true;
         };
-        let Sources { buckets, overflow } = &mut *state;
-        if !buckets.contains_key(&ip) && buckets.len() >= self.max_sources {
+        let Sources {
+            buckets,
+            overflow,
+            pruned,
+        } = &mut *state;
+        if !buckets.contains_key(&ip)
+            && buckets.len() >= self.max_sources
+            && pruned.is_none_or(|at| now.saturating_duration_since(at) >= PRUNE_INTERVAL)
+        {
             buckets.retain(|_, bucket| !bucket.is_full(now));
+            *pruned = Some(now);
         }
         if buckets.contains_key(&ip) || buckets.len() < self.max_sources {
             return buckets
@@ -91,7 +106,6 @@ impl SourceRate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn ip(last: u8) -> IpAddr {
         IpAddr::from([10, 0, 0, last])
