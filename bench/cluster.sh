@@ -42,6 +42,8 @@
 #   LAT_RATE [1000]  LAT_SECS [10]         (latency run)
 #   RETAIN_N [3000]  RETAIN_SERIAL_N [300] (retained publishes per client)
 #   ELECTIONS [5]  PAYLOAD [64]  RECEIVE_MAXIMUM [1024]
+#   CLUSTER_PLAINTEXT [0]  (1: gRPC between the nodes without TLS, to
+#                           measure what cluster mTLS costs)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -120,13 +122,19 @@ CERT=$WORK/cert.pem
 KEY=$WORK/key.pem
 
 # start_node N: start (or restart, from its data dir, on the same ports)
-# node N. Node 1 bootstraps; 2 and 3 join through node 1 and use node 1's
-# certificate (a restarted node resumes from its data dir; --join is then
-# ignored).
+# node N. Node 1 bootstraps (and generates the cluster CA in its data dir);
+# 2 and 3 join through node 1, use node 1's certificate and issue their
+# cluster certificates from node 1's CA (a restarted node resumes from its
+# data dir; --join is then ignored).
 start_node() {
     local n=$1 extra=() _
+    if [ "${CLUSTER_PLAINTEXT:-0}" = 1 ]; then
+        extra=(--cluster-plaintext true)
+    elif [ "$n" != 1 ]; then
+        extra=(--cluster-ca "$WORK/n1/cluster-ca/ca.pem" --cluster-ca-key "$WORK/n1/cluster-ca/ca-key.pem")
+    fi
     if [ "$n" != 1 ]; then
-        extra=(--join "127.0.0.1:${GRPC[1]}" --cert "$CERT" --key "$KEY")
+        extra+=(--join "127.0.0.1:${GRPC[1]}" --cert "$CERT" --key "$KEY")
     fi
     (
         exec "$NODE" --data-dir "$WORK/n$n" --node-id "$n" \

@@ -223,9 +223,11 @@ pub async fn run(spec: &Spec) -> Result<Report, ScenarioError> {
     } else {
         1
     };
+    let tls = cluster.router_args();
+    let tls: Vec<&str> = tls.iter().map(String::as_str).collect();
     let mut routers: Vec<RouterProcess> = tokio::task::block_in_place(|| {
         (0..router_count)
-            .map(|_| RouterProcess::spawn_with_seeds(listen, &seeds, &[]))
+            .map(|_| RouterProcess::spawn_with_seeds(listen, &seeds, &tls))
             .collect()
     });
     // Server ID (hex, as CONNACK names it) → node index.

@@ -122,6 +122,33 @@ pub struct Overrides {
     /// each other only through an egress proxy. Default: dial directly.
     #[arg(long, env = "QUICMQ_PEER_PROXY")]
     pub peer_proxy: Option<String>,
+    /// PEM file of the cluster CA certificate(s): every gRPC peer (node or
+    /// router) must show a certificate chained to one of them (mutual TLS).
+    /// Several certificates: several CAs, while the CA is rotated. Default:
+    /// a node that bootstraps alone generates a CA in DATA_DIR/cluster-ca/;
+    /// a node that joins must be given the cluster's.
+    #[arg(long, env = "QUICMQ_CLUSTER_CA")]
+    pub cluster_ca: Option<PathBuf>,
+    /// PEM certificate (chain) this node shows its peers: issued by the
+    /// cluster CA for `quicmq-node` (`quicmq ca issue DIR --name NAME
+    /// --usage node`). Set with `cluster_key`.
+    #[arg(long, env = "QUICMQ_CLUSTER_CERT")]
+    pub cluster_cert: Option<PathBuf>,
+    /// PEM private key of `cluster_cert`.
+    #[arg(long, env = "QUICMQ_CLUSTER_KEY")]
+    pub cluster_key: Option<PathBuf>,
+    /// PEM private key of the cluster CA (the first certificate of
+    /// `cluster_ca`): instead of `cluster_cert`, the node issues itself a
+    /// node certificate at every start. Convenient for development fleets;
+    /// production gives each node its own certificate and keeps the CA key
+    /// off the nodes.
+    #[arg(long, env = "QUICMQ_CLUSTER_CA_KEY")]
+    pub cluster_ca_key: Option<PathBuf>,
+    /// gRPC between cluster members without TLS, for a network that secures
+    /// itself (a service mesh with mutual TLS). Then anyone who reaches the
+    /// gRPC port can join, vote and forward. Default false.
+    #[arg(long, env = "QUICMQ_CLUSTER_PLAINTEXT", num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub cluster_plaintext: Option<bool>,
     /// Raft log entries between snapshots (the log before a snapshot is
     /// purged; a lagging or new node then catches up from the snapshot).
     /// Default 10000.
@@ -308,8 +335,37 @@ pub struct ClusterSettings {
     pub zone: String,
     /// HTTP `CONNECT` proxy for dialling peers.
     pub peer_proxy: Option<String>,
+    /// Where the cluster mutual TLS material comes from.
+    pub tls: ClusterTlsSource,
     /// Raft log entries between snapshots.
     pub raft_snapshot_logs: u64,
+}
+
+/// Where a node's cluster mutual TLS comes from (see
+/// [`crate::cluster::tls`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClusterTlsSource {
+    /// The CA file and this node's certificate and key files.
+    Files {
+        /// `cluster_ca`.
+        ca: PathBuf,
+        /// `cluster_cert`.
+        cert: PathBuf,
+        /// `cluster_key`.
+        key: PathBuf,
+    },
+    /// The CA file and its key: the node issues its own certificate.
+    CaKey {
+        /// `cluster_ca`.
+        ca: PathBuf,
+        /// `cluster_ca_key`.
+        ca_key: PathBuf,
+    },
+    /// A CA in the data directory (`cluster-ca/`), made on first start: a
+    /// node that bootstraps with nothing configured.
+    Generated,
+    /// No TLS (`cluster_plaintext`).
+    Plaintext,
 }
 
 /// The validated configuration of a node.
@@ -407,6 +463,9 @@ impl NodeConfig {
     /// Merge flags/environment over the file over the defaults, and validate.
     pub fn resolve(cli: Overrides, file: Overrides) -> Result<NodeConfig, ConfigError> {
         let o = merge(cli, file);
+        // Read before the fields move out; reported after the join and
+        // address checks, whose errors say more.
+        let cluster_tls = cluster_tls_source(&o);
         let addr = |value: Option<ListenAddr>, default: &str| {
             value.map(|a| a.0).unwrap_or_else(|| default.parse().ok())
         };
@@ -506,6 +565,7 @@ impl NodeConfig {
             }
             None => grpc_addr.ip().to_string(),
         };
+        let cluster_tls = cluster_tls?;
         let peer_proxy = o.peer_proxy.filter(|p| !p.is_empty());
         if let Some(proxy) = &peer_proxy {
             if proxy
@@ -619,6 +679,7 @@ impl NodeConfig {
                 voters,
                 zone: o.zone.unwrap_or_default(),
                 peer_proxy,
+                tls: cluster_tls,
                 raft_snapshot_logs,
             },
             reset_key,
@@ -705,6 +766,50 @@ impl NodeConfig {
 }
 
 /// An optional key given as hex (`""` = none), `N` octets.
+/// Which cluster TLS the keys ask for; errors name the key to fix.
+fn cluster_tls_source(o: &Overrides) -> Result<ClusterTlsSource, ConfigError> {
+    let joins = o.join.iter().flatten().any(|seed| !seed.trim().is_empty());
+    let path = |p: &Option<PathBuf>| p.clone().filter(|p| !p.as_os_str().is_empty());
+    let (ca, cert, key, ca_key) = (
+        path(&o.cluster_ca),
+        path(&o.cluster_cert),
+        path(&o.cluster_key),
+        path(&o.cluster_ca_key),
+    );
+    if o.cluster_plaintext == Some(true) {
+        if ca.is_some() || cert.is_some() || key.is_some() || ca_key.is_some() {
+            return Err(invalid(
+                "cluster_plaintext",
+                "cannot be combined with cluster_ca, cluster_cert, cluster_key or cluster_ca_key; choose TLS or plaintext",
+            ));
+        }
+        return Ok(ClusterTlsSource::Plaintext);
+    }
+    match (ca, cert, key, ca_key) {
+        (Some(ca), Some(cert), Some(key), None) => Ok(ClusterTlsSource::Files { ca, cert, key }),
+        (Some(ca), None, None, Some(ca_key)) => Ok(ClusterTlsSource::CaKey { ca, ca_key }),
+        (None, None, None, None) if !joins => Ok(ClusterTlsSource::Generated),
+        (None, None, None, None) => Err(invalid(
+            "cluster_ca",
+            "a node that joins a cluster needs the cluster's CA: set cluster_ca with cluster_cert and cluster_key (`quicmq ca issue DIR --name NAME --usage node`), or with cluster_ca_key (the first node generated DATA_DIR/cluster-ca/ca.pem and ca-key.pem); or cluster_plaintext = true where the network secures the cluster",
+        )),
+        (_, Some(_), None, _) => Err(invalid("cluster_key", "`cluster_cert` is set but `cluster_key` is not; set both")),
+        (_, None, Some(_), _) => Err(invalid("cluster_cert", "`cluster_key` is set but `cluster_cert` is not; set both")),
+        (None, _, _, _) => Err(invalid(
+            "cluster_ca",
+            "the CA certificate(s) peers are checked against is missing; set cluster_ca",
+        )),
+        (Some(_), Some(_), Some(_), Some(_)) => Err(invalid(
+            "cluster_ca_key",
+            "not used with cluster_cert and cluster_key; leave it out (keep the CA key off nodes that have their own certificate)",
+        )),
+        (Some(_), None, None, None) => Err(invalid(
+            "cluster_cert",
+            "this node's certificate is missing: set cluster_cert and cluster_key (`quicmq ca issue DIR --name NAME --usage node`), or cluster_ca_key to issue one at start",
+        )),
+    }
+}
+
 fn optional_key<const N: usize>(
     key: &str,
     text: Option<&str>,
@@ -756,7 +861,8 @@ macro_rules! merge_fields {
 fn merge(cli: Overrides, file: Overrides) -> Overrides {
     merge_fields!(cli, file;
         data_dir, quic_addr, routed_addr, node_id, cluster_id, grpc_addr, advertise_addr, join,
-        voters, zone, peer_proxy, raft_snapshot_logs, server_id_len, quic_lb_config_id, quic_lb_nonce_len,
+        voters, zone, peer_proxy, cluster_ca, cluster_cert, cluster_key, cluster_ca_key,
+        cluster_plaintext, raft_snapshot_logs, server_id_len, quic_lb_config_id, quic_lb_nonce_len,
         quic_lb_key, reset_key, token_key, tcp_addr, tls_addr, admin_addr, cert, key,
         max_packet_size, receive_maximum, topic_alias_maximum, max_keep_alive,
         max_subscriptions, max_topic_levels, max_topic_length,
@@ -827,6 +933,59 @@ mod tests {
     }
 
     #[test]
+    fn cluster_tls_is_generated_alone_and_required_to_join() {
+        let resolve = |text: &str| NodeConfig::resolve(Overrides::default(), file(text));
+        assert_eq!(
+            resolve("").unwrap().cluster.tls,
+            ClusterTlsSource::Generated
+        );
+        let err = resolve("join = \"n1:7000\"\nadvertise_addr = \"n2\"").unwrap_err();
+        assert_eq!(err.key, "cluster_ca");
+        assert!(err.message.contains("cluster_plaintext"), "{err}");
+        assert_eq!(
+            resolve("join = \"n1:7000\"\nadvertise_addr = \"n2\"\ncluster_plaintext = true")
+                .unwrap()
+                .cluster
+                .tls,
+            ClusterTlsSource::Plaintext
+        );
+        assert_eq!(
+            resolve("cluster_ca = \"ca.pem\"\ncluster_ca_key = \"ca-key.pem\"")
+                .unwrap()
+                .cluster
+                .tls,
+            ClusterTlsSource::CaKey {
+                ca: "ca.pem".into(),
+                ca_key: "ca-key.pem".into()
+            }
+        );
+        assert_eq!(
+            resolve("cluster_ca = \"c\"\ncluster_cert = \"n\"\ncluster_key = \"k\"")
+                .unwrap()
+                .cluster
+                .tls,
+            ClusterTlsSource::Files {
+                ca: "c".into(),
+                cert: "n".into(),
+                key: "k".into()
+            }
+        );
+        for (text, key) in [
+            ("cluster_ca = \"c\"", "cluster_cert"),
+            ("cluster_ca = \"c\"\ncluster_cert = \"n\"", "cluster_key"),
+            ("cluster_cert = \"n\"\ncluster_key = \"k\"", "cluster_ca"),
+            ("cluster_ca_key = \"k\"", "cluster_ca"),
+            (
+                "cluster_ca = \"c\"\ncluster_cert = \"n\"\ncluster_key = \"k\"\ncluster_ca_key = \"x\"",
+                "cluster_ca_key",
+            ),
+            ("cluster_plaintext = true\ncluster_ca = \"c\"", "cluster_plaintext"),
+        ] {
+            assert_eq!(resolve(text).unwrap_err().key, key, "{text}");
+        }
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let err =
             NodeConfig::resolve(Overrides::default(), file("max_packet_size = 3")).unwrap_err();
@@ -847,7 +1006,7 @@ mod tests {
         assert_eq!(err.key, "grpc_addr");
         let c = NodeConfig::resolve(
             Overrides::default(),
-            file("join = \"n1:7000, n2:7000\"\nadvertise_addr = \"n3\""),
+            file("join = \"n1:7000, n2:7000\"\nadvertise_addr = \"n3\"\ncluster_plaintext = true"),
         )
         .unwrap();
         assert_eq!(c.cluster.join, ["n1:7000", "n2:7000"]);

@@ -129,7 +129,9 @@ impl RunningNode {
             .map(|a| a.port())
             .unwrap_or(config.cluster.grpc_addr.port());
         let (reset_key, token_key) = cluster::bootstrap_keys(config, &config.data_dir)?;
-        let cluster_config = cluster::cluster_config(config, grpc_port, reset_key, token_key);
+        let cluster_tls = cluster::tls::load(config)?;
+        let cluster_config =
+            cluster::cluster_config(config, grpc_port, reset_key, token_key, cluster_tls);
         let cluster = ClusterNode::open(cluster_config)
             .await
             .map_err(|e| StartError::Cluster(e.to_string()))?;
@@ -144,8 +146,18 @@ impl RunningNode {
             ),
         )
         .max_decoding_message_size(quicmq_raft::network::MAX_MESSAGE_SIZE);
+        // Only nodes forward: a router's certificate is refused here.
+        let forward = tonic::service::interceptor::InterceptedService::new(
+            forward,
+            quicmq_raft::network::tls::RoleCheck(quicmq_raft::network::tls::Admits::Nodes),
+        );
         let routes = cluster.grpc_routes().add_service(forward);
-        let grpc_server = cluster::spawn_grpc_server(grpc_listener, routes, grpc_shutdown_rx);
+        let grpc_server = cluster::spawn_grpc_server(
+            grpc_listener,
+            cluster.server_tls(),
+            routes,
+            grpc_shutdown_rx,
+        );
         let joined = match cluster::join_cluster(&cluster).await {
             Ok(joined) => joined,
             Err(e) => {

@@ -13,6 +13,9 @@
 //! - [`cluster`]: the gRPC messages and services between nodes and from
 //!   routers to nodes (`cluster.proto`: Raft, publish forwarding, cluster
 //!   watch, admin), generated at build time.
+//! - [`cluster_tls`]: the cluster's mutual TLS profile: role names in
+//!   certificates, and the rustls configurations members dial and serve
+//!   gRPC with.
 //!
 //! ```
 //! use bytes::BytesMut;
@@ -27,6 +30,7 @@
 #![warn(missing_docs)]
 
 pub mod cluster;
+pub mod cluster_tls;
 pub mod envelope;
 pub mod hex;
 pub mod mqtt;

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use quicmq_proto::cluster_tls::{ClusterTls, ClusterTlsError};
 use quicmq_proto::hex;
 use quicmq_proto::quic_lb::{LbConfig, ServerId};
 use serde::{Deserialize, Deserializer};
@@ -46,6 +47,24 @@ pub struct RouterOverrides {
     /// whatever cluster the first seed that answers belongs to.
     #[arg(long, env = "QUICMQ_CLUSTER_ID")]
     pub cluster_id: Option<String>,
+    /// PEM file of the cluster CA certificate(s) (only with `seeds`): the
+    /// router dials the seeds with mutual TLS and trusts only nodes with a
+    /// certificate of this CA. Required with `seeds` unless
+    /// `cluster_plaintext`.
+    #[arg(long, env = "QUICMQ_CLUSTER_CA")]
+    pub cluster_ca: Option<PathBuf>,
+    /// PEM certificate (chain) the router shows the nodes: issued by the
+    /// cluster CA for `quicmq-router` (`quicmq ca issue DIR --name NAME
+    /// --usage router`), which lets it watch the cluster and nothing else.
+    #[arg(long, env = "QUICMQ_CLUSTER_CERT")]
+    pub cluster_cert: Option<PathBuf>,
+    /// PEM private key of `cluster_cert`.
+    #[arg(long, env = "QUICMQ_CLUSTER_KEY")]
+    pub cluster_key: Option<PathBuf>,
+    /// Watch the cluster over plaintext gRPC (the nodes' `cluster_plaintext`).
+    /// Default false.
+    #[arg(long, env = "QUICMQ_CLUSTER_PLAINTEXT", num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub cluster_plaintext: Option<bool>,
     /// A static node: SERVER_ID=IP:PORT (server ID in hex, the node's routed
     /// port). Repeat for every node. Either this or `seeds`.
     #[arg(long = "node", env = "QUICMQ_NODE", value_delimiter = ',')]
@@ -160,6 +179,94 @@ pub struct WatchConfig {
     pub cluster_id: Option<String>,
     /// Settings given explicitly; the cluster's win where they differ.
     pub explicit: ExplicitSettings,
+    /// How the router proves itself to the seeds.
+    pub tls: WatchTls,
+}
+
+/// The cluster TLS files a router watches with, or plaintext.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WatchTls {
+    /// `cluster_ca`, `cluster_cert`, `cluster_key`.
+    Files {
+        /// The CA certificate(s).
+        ca: PathBuf,
+        /// The router's certificate.
+        cert: PathBuf,
+        /// Its key.
+        key: PathBuf,
+    },
+    /// `cluster_plaintext`.
+    Plaintext,
+}
+
+impl WatchTls {
+    /// Reads the files into the router's cluster TLS (`None`: plaintext).
+    ///
+    /// # Errors
+    ///
+    /// A file that cannot be read or used, named by its key.
+    pub fn load(&self) -> Result<Option<ClusterTls>, ConfigError> {
+        let WatchTls::Files { ca, cert, key } = self else {
+            return Ok(None);
+        };
+        let read = |path: &PathBuf, key: &'static str| {
+            std::fs::read(path)
+                .map_err(|e| invalid(key, format!("cannot read {}: {e}", path.display())))
+        };
+        let (ca_pem, cert_pem, key_pem) = (
+            read(ca, "cluster_ca")?,
+            read(cert, "cluster_cert")?,
+            read(key, "cluster_key")?,
+        );
+        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        ClusterTls::new(
+            &ca_pem,
+            &cert_pem,
+            &key_pem,
+            provider,
+            rustls_pki_types::UnixTime::now(),
+        )
+        .map(Some)
+        .map_err(|e| {
+            let key = match e {
+                ClusterTlsError::Ca(_) => "cluster_ca",
+                ClusterTlsError::Certificate(_) => "cluster_cert",
+                ClusterTlsError::Key(_) => "cluster_key",
+            };
+            invalid(key, e.to_string())
+        })
+    }
+}
+
+/// Which cluster TLS the keys ask for (with `seeds`).
+fn watch_tls(
+    ca: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    plaintext: bool,
+) -> Result<WatchTls, ConfigError> {
+    match (ca, cert, key, plaintext) {
+        (None, None, None, true) => Ok(WatchTls::Plaintext),
+        (_, _, _, true) => Err(invalid(
+            "cluster_plaintext",
+            "cannot be combined with cluster_ca, cluster_cert or cluster_key; choose TLS or plaintext",
+        )),
+        (Some(ca), Some(cert), Some(key), false) => Ok(WatchTls::Files { ca, cert, key }),
+        (None, _, _, false) => Err(invalid(
+            "cluster_ca",
+            "missing: the router watches the cluster over mutual TLS; give the cluster CA \
+             (cluster_ca) and a router certificate (cluster_cert, cluster_key: `quicmq ca \
+             issue DIR --name NAME --usage router`), or cluster_plaintext = true where the \
+             network secures the cluster",
+        )),
+        (Some(_), None, _, false) => Err(invalid(
+            "cluster_cert",
+            "missing: give the router's certificate (`quicmq ca issue DIR --name NAME --usage router`)",
+        )),
+        (Some(_), Some(_), None, false) => {
+            Err(invalid("cluster_key", "missing: give the key of cluster_cert"))
+        }
+    }
 }
 
 /// QUIC-LB settings and reset key as given on the command line or in the
@@ -256,6 +363,13 @@ impl RouterConfig {
             .cluster_id
             .or(file.cluster_id)
             .filter(|id| !id.is_empty());
+        let path = |p: Option<PathBuf>| p.filter(|p| !p.as_os_str().is_empty());
+        let tls_keys = (
+            path(cli.cluster_ca.or(file.cluster_ca)),
+            path(cli.cluster_cert.or(file.cluster_cert)),
+            path(cli.cluster_key.or(file.cluster_key)),
+            cli.cluster_plaintext.or(file.cluster_plaintext),
+        );
         let cluster = match (seeds.is_empty(), nodes_text.is_empty()) {
             (true, true) => return Err(invalid(
                 "seeds",
@@ -287,6 +401,7 @@ impl RouterConfig {
                         )
                     },
                 )?;
+                let (ca, cert, key_file, plaintext) = tls_keys;
                 ClusterSource::Watch(WatchConfig {
                     seeds,
                     cluster_id,
@@ -296,6 +411,7 @@ impl RouterConfig {
                         quic_lb_key: key,
                         reset_key,
                     },
+                    tls: watch_tls(ca, cert, key_file, plaintext.unwrap_or(false))?,
                 })
             }
             (true, false) => {
@@ -303,6 +419,12 @@ impl RouterConfig {
                     return Err(invalid(
                         "cluster_id",
                         "only used with `seeds` (a static node table names no cluster)",
+                    ));
+                }
+                if tls_keys.0.is_some() || tls_keys.1.is_some() || tls_keys.2.is_some() {
+                    return Err(invalid(
+                        "cluster_ca",
+                        "only used with `seeds` (a static node table watches no cluster)",
                     ));
                 }
                 ClusterSource::Static(static_cluster(
@@ -436,8 +558,8 @@ mod tests {
     #[test]
     fn seeds_need_no_keys_and_keep_explicit_ones_for_comparison() {
         for text in [
-            "seeds = [\"n1:7000\", \"10.0.0.2:7000\", \"[::1]:7000\"]",
-            "seeds = \"n1:7000, 10.0.0.2:7000,[::1]:7000\"",
+            "seeds = [\"n1:7000\", \"10.0.0.2:7000\", \"[::1]:7000\"]\ncluster_plaintext = true",
+            "seeds = \"n1:7000, 10.0.0.2:7000,[::1]:7000\"\ncluster_plaintext = true",
         ] {
             let c = RouterConfig::resolve(RouterOverrides::default(), file(text)).unwrap();
             let ClusterSource::Watch(watch) = c.cluster else {
@@ -451,7 +573,8 @@ mod tests {
             RouterOverrides::default(),
             file(&format!(
                 "seeds = \"n1:7000\"\ncluster_id = \"prod\"\nreset_key = \"{KEY}\"\n\
-                 quic_lb_key = \"\"\nquic_lb_nonce_len = 6"
+                 quic_lb_key = \"\"\nquic_lb_nonce_len = 6\ncluster_ca = \"ca.pem\"\n\
+                 cluster_cert = \"r.pem\"\ncluster_key = \"r-key.pem\""
             )),
         )
         .unwrap();
@@ -463,6 +586,37 @@ mod tests {
         assert_eq!(watch.explicit.quic_lb_nonce_len, Some(6));
         assert_eq!(watch.explicit.quic_lb_config_id, None);
         assert!(watch.explicit.reset_key.is_some());
+        assert_eq!(
+            watch.tls,
+            WatchTls::Files {
+                ca: "ca.pem".into(),
+                cert: "r.pem".into(),
+                key: "r-key.pem".into()
+            }
+        );
+    }
+
+    #[test]
+    fn watching_needs_cluster_tls_or_says_plaintext() {
+        for (text, key) in [
+            ("seeds = \"n1:7000\"", "cluster_ca"),
+            ("seeds = \"n1:7000\"\ncluster_ca = \"c\"", "cluster_cert"),
+            (
+                "seeds = \"n1:7000\"\ncluster_ca = \"c\"\ncluster_cert = \"r\"",
+                "cluster_key",
+            ),
+            (
+                "seeds = \"n1:7000\"\ncluster_ca = \"c\"\ncluster_plaintext = true",
+                "cluster_plaintext",
+            ),
+            (
+                "node = [\"0001=127.0.0.1:1\"]\nreset_key = \"0000000000000000000000000000000000000000000000000000000000000001\"\ncluster_ca = \"c\"",
+                "cluster_ca",
+            ),
+        ] {
+            let err = RouterConfig::resolve(RouterOverrides::default(), file(text)).unwrap_err();
+            assert_eq!(err.key, key, "{text}: {err}");
+        }
     }
 
     #[test]
@@ -471,10 +625,12 @@ mod tests {
             "quicmq-router",
             "--seeds",
             "a:1,b:2",
+            "--cluster-plaintext",
             "--seeds",
             "c:3",
         ])
         .unwrap();
+        assert_eq!(cli.cluster_plaintext, Some(true), "a bare flag is true");
         let c = RouterConfig::resolve(cli, file("seeds = [\"file:1\"]")).unwrap();
         let ClusterSource::Watch(watch) = c.cluster else {
             panic!("watch expected");

@@ -20,7 +20,9 @@ use quicmq_proto::cluster::v1::{
     watch_event::Event, ClusterKeys, Member, MemberState, QuicLbConfig, QuicLbConfigState,
     WatchEvent, WatchRequest, WatchRole,
 };
+use quicmq_proto::cluster_tls::{self, ClusterTls};
 use quicmq_proto::quic_lb::{LbConfig, ServerId};
+use tokio::net::TcpStream;
 use tonic::transport::Endpoint;
 
 use crate::config::{ExplicitSettings, WatchConfig};
@@ -474,11 +476,13 @@ enum StreamError {
 }
 
 /// Follows the cluster from `config.seeds` for as long as the router runs,
-/// installing each new state into `router`.
-pub async fn run(router: Arc<Router>, config: WatchConfig) {
+/// installing each new state into `router`; with `tls` (what
+/// `config.tls` loads to), over the cluster's mutual TLS.
+pub async fn run(router: Arc<Router>, config: WatchConfig, tls: Option<ClusterTls>) {
     let watcher = watcher_name(router.public_addr());
     let mut follower = Follower {
         router,
+        tls: tls.map(|t| t.client_config()),
         explicit: config.explicit,
         view: ClusterView::new(config.cluster_id),
         last_warnings: Vec::new(),
@@ -512,6 +516,21 @@ pub async fn run(router: Arc<Router>, config: WatchConfig) {
     }
 }
 
+/// A TLS connection to the seed at `target`, under the name every node's
+/// certificate carries.
+async fn dial_tls(
+    target: Arc<str>,
+    tls: Arc<rustls::ClientConfig>,
+) -> std::io::Result<hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<TcpStream>>> {
+    let tcp = TcpStream::connect(&*target).await?;
+    let _ = tcp.set_nodelay(true);
+    let stream = tokio_rustls::TlsConnector::from(tls)
+        .connect(cluster_tls::server_name(), tcp)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cluster TLS with {target}: {e}")))?;
+    Ok(hyper_util::rt::TokioIo::new(stream))
+}
+
 fn watcher_name(public: SocketAddr) -> String {
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "quicmq-router".into());
     format!("{host} {public}")
@@ -519,6 +538,8 @@ fn watcher_name(public: SocketAddr) -> String {
 
 struct Follower {
     router: Arc<Router>,
+    /// Cluster TLS (`None`: plaintext).
+    tls: Option<Arc<rustls::ClientConfig>>,
     explicit: ExplicitSettings,
     view: ClusterView,
     last_warnings: Vec<String>,
@@ -540,7 +561,16 @@ impl Follower {
             .keep_alive_timeout(Duration::from_secs(5))
             .keep_alive_while_idle(true);
         let opened = async {
-            let channel = endpoint.connect().await?;
+            let channel = match self.tls.clone() {
+                None => endpoint.connect().await?,
+                Some(tls) => {
+                    let target: Arc<str> = seed.into();
+                    let connector = tower::service_fn(move |_: tonic::transport::Uri| {
+                        dial_tls(target.clone(), tls.clone())
+                    });
+                    endpoint.connect_with_connector(connector).await?
+                }
+            };
             let mut client =
                 ClusterWatchClient::new(channel).max_decoding_message_size(MAX_EVENT_SIZE);
             let stream = client.watch(self.view.request(watcher)).await?;

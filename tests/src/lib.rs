@@ -9,6 +9,7 @@ pub mod initial_flood;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use quicmq_node::client::{Client, ClientOptions, Transport};
@@ -318,10 +319,15 @@ impl NodeProcess {
     }
 
     /// Waits until the node accepts MQTT over TCP (it is a cluster member
-    /// and serving).
+    /// and serving) and, unless a flag moved it, admin HTTP.
     pub fn wait_listening(&mut self) {
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(self.tcp).is_err() {
+        let admin_moved = self.extra.iter().any(|a| a == "--admin-addr");
+        let listening = |p: &NodeProcess| {
+            std::net::TcpStream::connect(p.tcp).is_ok()
+                && (admin_moved || std::net::TcpStream::connect(p.admin).is_ok())
+        };
+        while !listening(self) {
             if let Some(child) = self.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
                     panic!("quicmq-node exited before listening: {status}");
@@ -856,11 +862,101 @@ impl Drop for RouterProcess {
     }
 }
 
+/// A cluster CA in a temporary directory, with a router certificate:
+/// what a test cluster's nodes and routers show each other on gRPC.
+pub struct ClusterPki {
+    dir: TempDir,
+    authority: quicmq_node::tls::CertificateAuthority,
+}
+
+impl ClusterPki {
+    /// A new CA (`ca.pem`, `ca-key.pem`) and router certificate
+    /// (`router.pem`, `router-key.pem`).
+    pub fn generate() -> ClusterPki {
+        use quicmq_node::tls::{CertUsage, CertificateAuthority};
+        let dir = tempfile::tempdir().expect("temp dir");
+        let authority = CertificateAuthority::generate("test cluster CA").expect("CA");
+        authority
+            .save(&dir.path().join("ca.pem"), &dir.path().join("ca-key.pem"))
+            .expect("CA saved");
+        authority
+            .issue("router", &[], CertUsage::Router)
+            .expect("router certificate")
+            .save(
+                &dir.path().join("router.pem"),
+                &dir.path().join("router-key.pem"),
+            )
+            .expect("router certificate saved");
+        ClusterPki { dir, authority }
+    }
+
+    /// A file of the PKI's directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Node flags: the CA and its key (each node issues its own
+    /// certificate).
+    pub fn node_args(&self) -> Vec<String> {
+        vec![
+            "--cluster-ca".into(),
+            self.path("ca.pem").display().to_string(),
+            "--cluster-ca-key".into(),
+            self.path("ca-key.pem").display().to_string(),
+        ]
+    }
+
+    /// Router flags: the CA and the router certificate.
+    pub fn router_args(&self) -> Vec<String> {
+        vec![
+            "--cluster-ca".into(),
+            self.path("ca.pem").display().to_string(),
+            "--cluster-cert".into(),
+            self.path("router.pem").display().to_string(),
+            "--cluster-key".into(),
+            self.path("router-key.pem").display().to_string(),
+        ]
+    }
+
+    /// The cluster TLS of a member with a certificate for `usage`
+    /// (`Node` or `Router`), issued now.
+    pub fn member_tls(
+        &self,
+        usage: quicmq_node::tls::CertUsage,
+    ) -> quicmq_proto::cluster_tls::ClusterTls {
+        let issued = self.authority.issue("test", &[], usage).expect("issued");
+        quicmq_proto::cluster_tls::ClusterTls::new(
+            self.authority.cert_pem().as_bytes(),
+            issued.cert_pem.as_bytes(),
+            issued.key_pem.as_bytes(),
+            Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+            rustls::pki_types::UnixTime::now(),
+        )
+        .expect("cluster TLS")
+    }
+
+    /// A gRPC channel to `addr` over cluster TLS with a fresh certificate
+    /// for `usage`.
+    pub fn channel(
+        &self,
+        addr: SocketAddr,
+        usage: quicmq_node::tls::CertUsage,
+    ) -> tonic::transport::Channel {
+        let tls = self.member_tls(usage);
+        quicmq_raft::network::lazy_channel(&addr.to_string(), None, Some(tls.client_config()))
+            .expect("channel")
+    }
+}
+
 /// A cluster of `quicmq-node` processes on loopback: node 1 bootstraps,
 /// the others join through it. Every process is killed when dropped.
+/// The nodes and [`ClusterProcesses::router_args`] routers use the
+/// cluster's own CA ([`ClusterProcesses::pki`]) for gRPC.
 pub struct ClusterProcesses {
     /// The nodes; `nodes[i]` has node ID `i + 1`.
     pub nodes: Vec<NodeProcess>,
+    /// The cluster CA.
+    pub pki: ClusterPki,
     extra: Vec<String>,
     dirs: Vec<TempDir>,
 }
@@ -871,6 +967,7 @@ impl ClusterProcesses {
     pub fn start(count: usize, extra: &[&str]) -> ClusterProcesses {
         let mut cluster = ClusterProcesses {
             nodes: Vec::new(),
+            pki: ClusterPki::generate(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
             dirs: Vec::new(),
         };
@@ -900,11 +997,23 @@ impl ClusterProcesses {
         }
         args.extend(self.extra.iter().cloned());
         args.extend(own.iter().map(|s| s.to_string()));
+        if !args
+            .iter()
+            .any(|a| a == "--cluster-ca" || a == "--cluster-plaintext")
+        {
+            args.extend(self.pki.node_args());
+        }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let process = NodeProcess::spawn_with(dir.path(), &args);
         self.dirs.push(dir);
         self.nodes.push(process);
         self.nodes.last().expect("just pushed")
+    }
+
+    /// Flags of a router that follows this cluster (its CA and a router
+    /// certificate).
+    pub fn router_args(&self) -> Vec<String> {
+        self.pki.router_args()
     }
 
     /// Options of an MQTT-over-TCP client of node `index` (0-based) that

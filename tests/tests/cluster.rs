@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use quicmq_node::client::{Client, QoS, Transport};
+use quicmq_node::tls::CertUsage;
 use quicmq_proto::cluster::v1::{
     admin_client::AdminClient, raft_client::RaftClient, JoinRequest, RaftEncoding, RaftHeader,
     RaftRequest,
@@ -29,12 +30,9 @@ fn leader(status: &Value) -> u64 {
     status["leader_node_id"].as_u64().unwrap_or(0)
 }
 
-async fn channel(addr: std::net::SocketAddr) -> tonic::transport::Channel {
-    tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .expect("gRPC connect")
+/// A gRPC channel to a node of `cluster`, as a node of it.
+fn channel(cluster: &ClusterProcesses, addr: std::net::SocketAddr) -> tonic::transport::Channel {
+    cluster.pki.channel(addr, CertUsage::Node)
 }
 
 /// The server ID a node names in its CONNACK.
@@ -249,6 +247,7 @@ async fn a_node_with_another_cluster_id_cannot_join() {
             "off",
         ])
         .args(["--tcp-addr", "127.0.0.1:0", "--admin-addr", "off"])
+        .args(cluster.pki.node_args())
         .arg("--join")
         .arg(cluster.nodes[0].grpc.to_string())
         .output()
@@ -264,7 +263,7 @@ async fn a_node_with_another_cluster_id_cannot_join() {
 #[tokio::test]
 async fn a_join_with_a_members_address_is_refused() {
     let cluster = ClusterProcesses::start(2, &[]);
-    let mut admin = AdminClient::new(channel(cluster.nodes[1].grpc).await);
+    let mut admin = AdminClient::new(channel(&cluster, cluster.nodes[1].grpc));
     let err = admin
         .join(JoinRequest {
             cluster_id: "quicmq".into(),
@@ -312,7 +311,7 @@ async fn garbage_from_a_grpc_peer_is_refused_and_harms_nobody() {
     assert!(closed.is_ok(), "the node closes a non-gRPC connection");
 
     // Valid gRPC, garbage payloads and headers.
-    let mut raft = RaftClient::new(channel(target).await);
+    let mut raft = RaftClient::new(channel(&cluster, target));
     let header = |cluster_id: &str, to: u64| RaftHeader {
         cluster_id: cluster_id.into(),
         from_node_id: 1,

@@ -81,8 +81,10 @@ async fn routers_follow_the_cluster_through_a_join_and_a_kill() {
     let seeds: Vec<SocketAddr> = cluster.nodes.iter().map(|n| n.grpc).collect();
     let vip: SocketAddr = format!("127.0.0.1:{}", free_udp_port()).parse().unwrap();
     // No --node, no --reset-key, no QUIC-LB settings: all from the cluster.
+    let tls = cluster.router_args();
+    let tls: Vec<&str> = tls.iter().map(String::as_str).collect();
     let routers: Vec<RouterProcess> = (0..2)
-        .map(|_| RouterProcess::spawn_with_seeds(vip, &seeds, &[]))
+        .map(|_| RouterProcess::spawn_with_seeds(vip, &seeds, &tls))
         .collect();
     for router in &routers {
         let table = wait_live(router, &["0001", "0002", "0003"], Duration::from_secs(10)).await;
@@ -225,7 +227,7 @@ async fn without_cluster_state_a_router_is_not_ready_and_forwards_nothing() {
     // A seed where nothing listens: the router never gets a snapshot.
     let seed: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
     let vip: SocketAddr = format!("127.0.0.1:{}", free_udp_port()).parse().unwrap();
-    let router = RouterProcess::launch_with_seeds(vip, &[seed], &[]);
+    let router = RouterProcess::launch_with_seeds(vip, &[seed], &["--cluster-plaintext"]);
     let deadline = Instant::now() + Duration::from_secs(20);
     while tokio::net::TcpStream::connect(router.admin).await.is_err() {
         assert!(Instant::now() < deadline, "router admin never listened");

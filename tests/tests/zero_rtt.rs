@@ -142,7 +142,9 @@ async fn through_routers_a_client_gets_home_in_0rtt_and_resumes_elsewhere_when_h
     let mut cluster = ClusterProcesses::start(3, &[]);
     let seeds: Vec<SocketAddr> = cluster.nodes.iter().map(|n| n.grpc).collect();
     let vip: SocketAddr = format!("127.0.0.1:{}", free_udp_port()).parse().unwrap();
-    let router = RouterProcess::spawn_with_seeds(vip, &seeds, &[]);
+    let tls = cluster.router_args();
+    let tls: Vec<&str> = tls.iter().map(String::as_str).collect();
+    let router = RouterProcess::spawn_with_seeds(vip, &seeds, &tls);
     let resumption = Resumption::new();
     let options = || {
         let mut o = ClientOptions::new("127.0.0.1", vip.port(), Transport::Quic);

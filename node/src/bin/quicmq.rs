@@ -93,6 +93,10 @@ enum CaCommand {
         /// The CA's common name.
         #[arg(long, default_value = "quicmq CA")]
         name: String,
+        /// Keep a CA DIR already holds and succeed (for an init step that
+        /// runs at every start).
+        #[arg(long)]
+        if_missing: bool,
     },
     /// Issue a certificate signed by the CA in DIR: OUT.pem and
     /// OUT-key.pem (mode 0600).
@@ -106,8 +110,9 @@ enum CaCommand {
         /// Further subject alternative names (DNS names or IP addresses).
         #[arg(long = "san")]
         sans: Vec<String>,
-        /// What the certificate is for: `client` (a device), `server`, or
-        /// `peer` (a cluster node or router: both).
+        /// What the certificate is for: `client` (a device), `server`,
+        /// `node` (a cluster node: `cluster_cert`, named quicmq-node) or
+        /// `router` (a router following the cluster, named quicmq-router).
         #[arg(long, value_enum, default_value_t = UsageArg::Client)]
         usage: UsageArg,
         /// Path prefix of the files to write [default: the name].
@@ -120,7 +125,8 @@ enum CaCommand {
 enum UsageArg {
     Client,
     Server,
-    Peer,
+    Node,
+    Router,
 }
 
 #[derive(Args, Debug)]
@@ -832,13 +838,20 @@ async fn cluster(args: ClusterArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// `quicmq health`: one GET of `/health/ready` (or `/health/live`); exit 0
-/// on HTTP 200, 1 on anything else, no answer or no connection.
+/// `quicmq ca new|issue`.
 fn ca(command: CaCommand) -> anyhow::Result<ExitCode> {
     use quicmq_node::tls::{CertUsage, CertificateAuthority};
     match command {
-        CaCommand::New { dir, name } => {
+        CaCommand::New {
+            dir,
+            name,
+            if_missing,
+        } => {
             let (cert, key) = (dir.join("ca.pem"), dir.join("ca-key.pem"));
+            if if_missing && cert.exists() && key.exists() {
+                println!("{}\n{}", cert.display(), key.display());
+                return Ok(ExitCode::SUCCESS);
+            }
             if cert.exists() || key.exists() {
                 bail!(
                     "{} already holds a CA; remove it first to make a new one",
@@ -864,7 +877,8 @@ fn ca(command: CaCommand) -> anyhow::Result<ExitCode> {
             let usage = match usage {
                 UsageArg::Client => CertUsage::Client,
                 UsageArg::Server => CertUsage::Server,
-                UsageArg::Peer => CertUsage::Peer,
+                UsageArg::Node => CertUsage::Node,
+                UsageArg::Router => CertUsage::Router,
             };
             let issued = ca.issue(&name, &sans, usage)?;
             let prefix = out.unwrap_or_else(|| PathBuf::from(&name));
@@ -950,6 +964,8 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `quicmq health`: one GET of `/health/ready` (or `/health/live`); exit 0
+/// on HTTP 200, 1 on anything else, no answer or no connection.
 async fn health(args: HealthArgs) -> anyhow::Result<ExitCode> {
     let path = if args.live {
         "/health/live"

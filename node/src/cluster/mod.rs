@@ -15,6 +15,7 @@ pub mod retained_mirror;
 pub mod route_table;
 pub mod sessions;
 pub mod ticket_keys;
+pub mod tls;
 
 pub use forward::{ForwardService, Forwarder};
 pub use link::ClusterLink;
@@ -22,7 +23,9 @@ pub use route_table::RouteTable;
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 
+use quicmq_proto::cluster_tls::ClusterTls;
 use quicmq_proto::quic_lb::{LbConfig, ServerId};
 use quicmq_raft::command::{BootstrapRecord, KeysRecord, MemberRecord, QuicLbRecord};
 use quicmq_raft::{ClusterConfig, ClusterNode, RaftTiming};
@@ -73,6 +76,7 @@ pub fn cluster_config(
     grpc_port: u16,
     reset_key: [u8; 32],
     token_key: [u8; 32],
+    tls: Option<ClusterTls>,
 ) -> ClusterConfig {
     let c = &config.cluster;
     let advertise = |port: Option<u16>| {
@@ -89,6 +93,7 @@ pub fn cluster_config(
         public_addr: advertise(config.quic_addr.map(|a| a.port())),
         zone: c.zone.clone(),
         peer_proxy: c.peer_proxy.clone(),
+        tls,
         join: c.join.clone(),
         voters: c.voters,
         bootstrap: BootstrapRecord {
@@ -112,14 +117,16 @@ pub fn cluster_config(
 }
 
 /// Serves the cluster's gRPC services on `listener` until `shutdown`
-/// turns true.
+/// turns true: with `tls`, only to peers that complete the cluster's
+/// mutual TLS handshake.
 pub fn spawn_grpc_server(
     listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     routes: tonic::service::Routes,
     mut shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let incoming = quicmq_raft::network::tls::incoming(listener, tls);
         let signal = async move {
             while !*shutdown.borrow_and_update() {
                 if shutdown.changed().await.is_err() {

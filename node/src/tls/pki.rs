@@ -20,8 +20,12 @@ pub enum CertUsage {
     Client,
     /// A TLS server.
     Server,
-    /// Both: a cluster member dials its peers and serves them.
-    Peer,
+    /// A cluster node: it dials its peers and serves them, under the name
+    /// `quicmq-node` (added to the certificate's names).
+    Node,
+    /// A router following the cluster: a client, named `quicmq-router`
+    /// (added to the certificate's names).
+    Router,
 }
 
 /// A certificate and its private key, PEM.
@@ -171,6 +175,14 @@ impl CertificateAuthority {
         if usage != CertUsage::Client && !names.iter().any(|n| n == common_name) {
             names.insert(0, common_name.to_owned());
         }
+        let role = match usage {
+            CertUsage::Node => Some(quicmq_proto::cluster_tls::NODE_NAME),
+            CertUsage::Router => Some(quicmq_proto::cluster_tls::ROUTER_NAME),
+            CertUsage::Client | CertUsage::Server => None,
+        };
+        if let Some(role) = role.filter(|r| !names.iter().any(|n| n == r)) {
+            names.push(role.to_owned());
+        }
         let mut params = CertificateParams::new(names).map_err(generate_error)?;
         params.distinguished_name = DistinguishedName::new();
         params
@@ -182,9 +194,9 @@ impl CertificateAuthority {
             KeyUsagePurpose::KeyEncipherment,
         ];
         params.extended_key_usages = match usage {
-            CertUsage::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],
+            CertUsage::Client | CertUsage::Router => vec![ExtendedKeyUsagePurpose::ClientAuth],
             CertUsage::Server => vec![ExtendedKeyUsagePurpose::ServerAuth],
-            CertUsage::Peer => vec![
+            CertUsage::Node => vec![
                 ExtendedKeyUsagePurpose::ServerAuth,
                 ExtendedKeyUsagePurpose::ClientAuth,
             ],
@@ -225,7 +237,7 @@ mod tests {
         let loaded =
             CertificateAuthority::load(&cert, &key, "cluster_ca", "cluster_ca_key").unwrap();
         let leaf = loaded
-            .issue("node-1", &["127.0.0.1".into()], CertUsage::Peer)
+            .issue("node-1", &["127.0.0.1".into()], CertUsage::Node)
             .unwrap();
         // The leaf verifies against the CA with webpki, as rustls will.
         use rustls_pki_types::pem::PemObject;

@@ -3,3 +3,4 @@
 mod descriptor;
 mod roundtrip;
 mod services;
+mod tls;

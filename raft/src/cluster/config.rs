@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use quicmq_proto::cluster_tls::{ClusterTls, PeerRole};
+
 use crate::command::BootstrapRecord;
 use crate::error::ClusterError;
 use crate::NodeId;
@@ -27,6 +29,10 @@ pub struct ClusterConfig {
     /// `HOST:PORT` of an HTTP `CONNECT` proxy through which this node dials
     /// its peers' gRPC addresses (`None`: directly).
     pub peer_proxy: Option<String>,
+    /// Cluster mutual TLS for every gRPC connection this node serves or
+    /// dials (a node certificate of the cluster CA); `None`: plaintext, for
+    /// a network that secures itself.
+    pub tls: Option<ClusterTls>,
     /// gRPC addresses of existing members to join through; empty:
     /// bootstrap a new cluster.
     pub join: Vec<String>,
@@ -153,6 +159,16 @@ impl ClusterConfig {
                 "advertise_addr: the address peers reach this node's gRPC port at is empty".into(),
             ));
         }
+        if let Some(tls) = &self.tls {
+            if tls.role() != PeerRole::Node {
+                return Err(ClusterError::Config(format!(
+                    "cluster_cert: a node needs a {} certificate, not a {} one (`quicmq ca \
+                     issue DIR --name NAME --usage node`)",
+                    PeerRole::Node,
+                    tls.role()
+                )));
+            }
+        }
         if self.timing.heartbeat * 3 > self.timing.election_timeout {
             return Err(ClusterError::Config(
                 "raft timing: the election timeout must be at least 3 heartbeats".into(),
@@ -177,6 +193,7 @@ mod tests {
             public_addr: String::new(),
             zone: String::new(),
             peer_proxy: None,
+            tls: None,
             join: join.iter().map(|s| s.to_string()).collect(),
             voters: 3,
             bootstrap: BootstrapRecord {

@@ -32,11 +32,14 @@ use quicmq_proto::cluster::v1::{
     admin_client::AdminClient, admin_server::AdminServer, cluster_watch_server::ClusterWatchServer,
     raft_server::RaftServer, JoinRequest, Member, MemberRole as PbRole, MemberState as PbState,
 };
+use quicmq_proto::cluster_tls::ClusterTls;
 use tokio::sync::Mutex;
+use tonic::service::interceptor::InterceptedService;
 
 pub use self::config::{ClusterConfig, RaftTiming, StartMode};
 use crate::command::{Command, CommandResponse, JoinRecord, MemberRecord, MemberRole, MemberState};
 use crate::error::ClusterError;
+use crate::network::tls::{Admits, RoleCheck};
 use crate::network::{GrpcNetwork, PeerChannels, RaftService, MAX_MESSAGE_SIZE};
 use crate::store::{LogStore, SharedState, StateMachineStore};
 use crate::{MemberNode, NodeId, Raft};
@@ -88,7 +91,10 @@ impl ClusterNode {
         let shared = SharedState::new();
         let log_store = LogStore::open(&db)?;
         let state_machine = StateMachineStore::open(&db, shared.clone())?;
-        let channels = PeerChannels::new(config.peer_proxy.as_deref());
+        let channels = PeerChannels::new(
+            config.peer_proxy.as_deref(),
+            config.tls.as_ref().map(ClusterTls::client_config),
+        );
         let network = GrpcNetwork::new(&config.cluster_id, config.node_id, channels.clone());
         let raft_config = config.timing.openraft_config(&config.cluster_id)?;
         let raft = Raft::new(
@@ -115,8 +121,10 @@ impl ClusterNode {
     }
 
     /// The gRPC services this crate serves: `Raft`, `Admin` and
-    /// `ClusterWatch`. Add the node's own (`Forward`) and serve them on the
-    /// gRPC listener.
+    /// `ClusterWatch`, each behind its [`RoleCheck`]. Add the node's own
+    /// (`Forward`, behind `RoleCheck(Admits::Nodes)`) and serve them on
+    /// the gRPC listener with [`crate::network::tls::incoming`] and
+    /// [`ClusterNode::server_tls`].
     pub fn grpc_routes(&self) -> tonic::service::Routes {
         let raft = RaftServer::new(RaftService::new(
             self.inner.raft.clone(),
@@ -127,9 +135,20 @@ impl ClusterNode {
         .max_encoding_message_size(MAX_MESSAGE_SIZE);
         let admin = AdminServer::new(admin::AdminService::new(self.clone()));
         let watch = ClusterWatchServer::new(watch::WatchService::new(self.clone()));
-        tonic::service::Routes::new(raft)
-            .add_service(admin)
-            .add_service(watch)
+        let nodes = RoleCheck(Admits::Nodes);
+        tonic::service::Routes::new(InterceptedService::new(raft, nodes))
+            .add_service(InterceptedService::new(admin, nodes))
+            .add_service(InterceptedService::new(watch, RoleCheck(Admits::Watchers)))
+    }
+
+    /// The rustls configuration the gRPC listener serves peers with
+    /// (`None`: a plaintext cluster).
+    pub fn server_tls(&self) -> Option<Arc<rustls::ServerConfig>> {
+        self.inner
+            .config
+            .tls
+            .as_ref()
+            .and_then(ClusterTls::server_config)
     }
 
     /// Joins the cluster (or bootstraps it, or resumes after a restart) and

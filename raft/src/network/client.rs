@@ -30,28 +30,34 @@ pub const MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
 /// A lazily connected channel to `addr` (`HOST:PORT`): nothing is dialled
 /// until the first call, and tonic reconnects by itself after failures.
 /// With `proxy` (`HOST:PORT` of an HTTP `CONNECT` proxy), every connection
-/// is a tunnel through it.
+/// is a tunnel through it; with `tls` (the cluster's client configuration),
+/// every connection is cluster TLS ([`super::tls::dial`]).
 ///
 /// # Errors
 ///
 /// When `addr` does not form a valid URI.
-pub fn lazy_channel(addr: &str, proxy: Option<&str>) -> Result<Channel, tonic::transport::Error> {
+pub fn lazy_channel(
+    addr: &str,
+    proxy: Option<&str>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+) -> Result<Channel, tonic::transport::Error> {
+    // The scheme stays `http`: TLS, where there is any, is ours.
     let endpoint = Endpoint::from_shared(format!("http://{addr}"))?
         .connect_timeout(Duration::from_millis(500))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(5))
         .keep_alive_timeout(Duration::from_secs(5))
         .keep_alive_while_idle(true);
-    let Some(proxy) = proxy else {
+    if proxy.is_none() && tls.is_none() {
         return Ok(endpoint.connect_lazy());
-    };
-    let proxy: Arc<str> = proxy.into();
+    }
+    let proxy: Option<Arc<str>> = proxy.map(Into::into);
     let target: Arc<str> = addr.into();
     let connector = tower::service_fn(move |_: tonic::transport::Uri| {
-        let (proxy, target) = (proxy.clone(), target.clone());
+        let (proxy, target, tls) = (proxy.clone(), target.clone(), tls.clone());
         async move {
-            let stream = super::connect_proxy::tunnel(&proxy, &target).await?;
-            Ok::<_, super::connect_proxy::ProxyError>(hyper_util::rt::TokioIo::new(stream))
+            let stream = super::tls::dial(&target, proxy.as_deref(), tls).await?;
+            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
         }
     });
     Ok(endpoint.connect_with_connector_lazy(connector))
@@ -64,15 +70,19 @@ pub struct PeerChannels {
     by_addr: Arc<Mutex<HashMap<String, Channel>>>,
     /// The `CONNECT` proxy peers are dialled through, if any.
     proxy: Option<Arc<str>>,
+    /// Cluster TLS (`None`: a plaintext cluster).
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl PeerChannels {
     /// Channels dialled directly (`proxy` `None`) or through the HTTP
-    /// `CONNECT` proxy at `proxy` (`HOST:PORT`).
-    pub fn new(proxy: Option<&str>) -> PeerChannels {
+    /// `CONNECT` proxy at `proxy` (`HOST:PORT`), with cluster TLS when
+    /// `tls` is the cluster's client configuration.
+    pub fn new(proxy: Option<&str>, tls: Option<Arc<rustls::ClientConfig>>) -> PeerChannels {
         PeerChannels {
             by_addr: Arc::default(),
             proxy: proxy.map(Into::into),
+            tls,
         }
     }
 
@@ -86,7 +96,7 @@ impl PeerChannels {
         if let Some(ch) = map.get(addr) {
             return Ok(ch.clone());
         }
-        let ch = lazy_channel(addr, self.proxy.as_deref())?;
+        let ch = lazy_channel(addr, self.proxy.as_deref(), self.tls.clone())?;
         map.insert(addr.to_owned(), ch.clone());
         Ok(ch)
     }

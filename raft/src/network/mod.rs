@@ -8,10 +8,13 @@
 //!   when the node is configured with one.
 //! - [`server`]: [`RaftService`] checks the header, decodes, and calls the
 //!   local `Raft`.
+//! - [`tls`]: cluster mutual TLS on both sides of every gRPC connection,
+//!   and the role check in front of each service.
 
 pub mod client;
 pub mod connect_proxy;
 pub mod server;
+pub mod tls;
 
 pub use client::{lazy_channel, GrpcNetwork, PeerChannels, PeerClient, MAX_MESSAGE_SIZE};
 pub use server::RaftService;

@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusBuilder;
+use quicmq_proto::cluster_tls::ClusterTls;
 use quicmq_router::admin::serve_admin;
 use quicmq_router::config::{ClusterSource, RouterConfig};
 use quicmq_router::forward::Router;
@@ -19,7 +20,19 @@ async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::new(&config.log))
         .init();
-    match run(config).await {
+    // Unusable cluster TLS files are configuration errors, before anything
+    // binds.
+    let tls = match &config.cluster {
+        ClusterSource::Watch(w) => match w.tls.load() {
+            Ok(tls) => tls,
+            Err(e) => {
+                eprintln!("quicmq-router: {e}");
+                return std::process::ExitCode::from(2);
+            }
+        },
+        ClusterSource::Static(_) => None,
+    };
+    match run(config, tls).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("quicmq-router: {e:#}");
@@ -28,7 +41,7 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(config: RouterConfig) -> anyhow::Result<()> {
+async fn run(config: RouterConfig, tls: Option<ClusterTls>) -> anyhow::Result<()> {
     let metrics = PrometheusBuilder::new()
         .install_recorder()
         .context("installing the metrics recorder")?;
@@ -52,11 +65,14 @@ async fn run(config: RouterConfig) -> anyhow::Result<()> {
             tracing::info!(listen = %router.public_addr(), nodes = c.nodes.len(), "quicmq router forwarding (static node table)");
         }
         ClusterSource::Watch(w) => {
+            if tls.is_none() {
+                tracing::warn!("cluster_plaintext: watching the cluster without TLS");
+            }
             tracing::info!(listen = %router.public_addr(), seeds = %w.seeds.join(","), "quicmq router following the cluster; forwarding once its state arrives");
             let watched = router.clone();
             let watch = w.clone();
             tasks.spawn(async move {
-                quicmq_router::watch::run(watched, watch).await;
+                quicmq_router::watch::run(watched, watch, tls).await;
                 Ok(())
             });
         }
