@@ -387,7 +387,21 @@ SAMPLE = {
     "join": "node-1.quicmq.quicmq.internal:7000", "seeds": "node-1.quicmq.quicmq.internal:7000",
     "zone_id": "Z123", "zone_name": "quicmq.quicmq.internal", "tls_arn": "", "passwd_arn": "arn:aws:secretsmanager:eu-west-1:1:secret:p",
     "anonymous": "false",
+    "cluster_tls": "arn:aws:secretsmanager:eu-west-1:1:secret:quicmq/cluster-tls-node",
     "extra_config": "max_queued_messages = 100000",
+}
+
+
+_WORST_NAME = "quicmq-production-eu-w1x"
+_WORST_ZONE = f"{_WORST_NAME}.quicmq.internal"
+_WORST_ARN = "arn:aws-us-gov:secretsmanager:us-gov-west-1:123456789012:secret:quicmq/cluster-tls-router-AbCdEf"
+WORST_CASE = {
+    "name": _WORST_NAME, "cluster_id": _WORST_NAME, "zone_name": _WORST_ZONE, "region": "us-gov-west-1",
+    "join": ",".join(f"node-{i}.{_WORST_ZONE}:7000" for i in range(1, 65)),
+    "seeds": ",".join(f"node-{i}.{_WORST_ZONE}:7000" for i in range(1, 65)),
+    "binaries_source": "s3://my-artifacts/quicmq/0.1.0/quicmq-0.1.0-x86_64-linux.tar.gz",
+    "binaries_sha256": "0" * 64,
+    "keys_arn": _WORST_ARN, "tls_arn": _WORST_ARN, "passwd_arn": _WORST_ARN, "cluster_tls": _WORST_ARN,
 }
 
 
@@ -413,13 +427,24 @@ def render_user_data(d: TfDir) -> None:
     if os.path.isfile(common_path):
         with open(common_path) as f:
             values["common"] = render(f.read(), SAMPLE)
+    common_text = ""
+    if os.path.isfile(common_path):
+        with open(common_path) as f:
+            common_text = f.read()
     for name in sorted(os.listdir(tdir)):
         if not name.endswith(".sh.tftpl") or name == "common.sh.tftpl":
             continue
         with open(os.path.join(tdir, name)) as f:
-            script = render(f.read(), values)
+            template = f.read()
+        script = render(template, values)
         expect(script.startswith("#!/bin/bash\n"), f"{name}: rendered user data must start with #!/bin/bash")
         expect(len(script.encode()) < 16384, f"{name}: rendered user data is over EC2's 16 KiB limit")
+        # The largest the module allows: 64 node slots (node_count), every
+        # one in the join list and the seeds, a 24-character name.
+        worst = dict(values, **WORST_CASE)
+        worst["common"] = render(common_text, worst) if common_text else ""
+        size = len(render(template, worst).encode())
+        expect(size < 16384, f"{name}: user data for 64 nodes with join_all_peers is {size} bytes, over EC2's 16 KiB")
         with tempfile.NamedTemporaryFile("w", suffix=".sh", delete=False) as tmp:
             tmp.write(script)
         try:

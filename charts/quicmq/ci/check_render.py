@@ -4,7 +4,8 @@
 Uses Helm's own Go library through helm-python-sdk (`helm_python`): lints the
 chart, validates values against values.schema.json, renders it for several
 value sets and asserts that the manifests match what the binaries expect
-(ports, probes, environment, security context, data volume, ...).
+(ports, probes, environment, security context, data volume, cluster mTLS
+material, ...).
 
 Writes every scenario's manifests to OUT_DIR as `<scenario>.yaml` (core
 Kubernetes kinds, for kubernetes-validate --strict) and `<scenario>.crds.yaml`
@@ -16,6 +17,7 @@ usage: check_render.py CHART_DIR OUT_DIR KUBE_VERSION
 from __future__ import annotations
 
 import base64
+import datetime
 import json
 import os
 import re
@@ -443,21 +445,267 @@ def check_router(r: Render, kind: str, replicas: int, node_replicas: int) -> Non
         check(f"{r.scenario}: router {name}", fn)
 
 
+# ---------------------------------------------------------------- cluster mTLS
+
+CLUSTER_TLS_DIR = "/etc/quicmq/cluster-tls"
+OID_SAN, OID_EKU, OID_BASIC = "2.5.29.17", "2.5.29.37", "2.5.29.19"
+OID_SKID, OID_AKID = "2.5.29.14", "2.5.29.35"
+SERVER_AUTH, CLIENT_AUTH = "1.3.6.1.5.5.7.3.1", "1.3.6.1.5.5.7.3.2"
+
+
+def der(data: bytes, i: int = 0) -> tuple[int, bytes, int]:
+    """One DER element at i: (tag, contents, index after it)."""
+    tag, n = data[i], data[i + 1]
+    i += 2
+    if n & 0x80:
+        k = n & 0x7F
+        n = int.from_bytes(data[i:i + k], "big")
+        i += k
+    return tag, data[i:i + n], i + n
+
+
+def der_items(contents: bytes) -> list[tuple[int, bytes]]:
+    out, i = [], 0
+    while i < len(contents):
+        tag, body, i = der(contents, i)
+        out.append((tag, body))
+    return out
+
+
+def oid(body: bytes) -> str:
+    parts, value = [body[0] // 40, body[0] % 40], 0
+    for b in body[1:]:
+        value = (value << 7) | (b & 0x7F)
+        if not b & 0x80:
+            parts.append(value)
+            value = 0
+    return ".".join(map(str, parts))
+
+
+def der_time(tag: int, body: bytes) -> datetime.datetime:
+    fmt = "%y%m%d%H%M%SZ" if tag == 0x17 else "%Y%m%d%H%M%SZ"
+    return datetime.datetime.strptime(body.decode(), fmt)
+
+
+def pem_blocks(text: str, label: str) -> list[bytes]:
+    found = re.findall(rf"-----BEGIN {label}-----(.*?)-----END {label}-----", text, re.S)
+    return [base64.b64decode("".join(b.split())) for b in found]
+
+
+class Cert:
+    """The fields of an X.509 certificate these checks need (no signature check)."""
+
+    def __init__(self, data: bytes):
+        tbs = der_items(der_items(der(data)[1])[0][1])
+        if tbs[0][0] == 0xA0:  # explicit version
+            tbs = tbs[1:]
+        self.issuer, self.subject = tbs[2][1], tbs[4][1]
+        (t0, nb), (t1, na) = der_items(tbs[3][1])
+        self.not_before, self.not_after = der_time(t0, nb), der_time(t1, na)
+        self.public_key = der_items(tbs[5][1])[1][1]  # BIT STRING contents
+        self.ext: dict[str, bytes] = {}
+        for tag, body in tbs[6:]:
+            if tag == 0xA3:
+                for _, e in der_items(der_items(body)[0][1]):
+                    parts = der_items(e)
+                    self.ext[oid(parts[0][1])] = parts[-1][1]
+
+    @property
+    def dns_names(self) -> list[str]:
+        if OID_SAN not in self.ext:
+            return []
+        return [b.decode() for t, b in der_items(der(self.ext[OID_SAN])[1]) if t == 0x82]
+
+    @property
+    def ekus(self) -> set[str]:
+        if OID_EKU not in self.ext:
+            return set()
+        return {oid(b) for _, b in der_items(der(self.ext[OID_EKU])[1])}
+
+    @property
+    def is_ca(self) -> bool:
+        if OID_BASIC not in self.ext:
+            return False
+        items = der_items(der(self.ext[OID_BASIC])[1])
+        return bool(items) and items[0] == (0x01, b"\xff")
+
+    @property
+    def key_id(self) -> bytes:
+        return der(self.ext[OID_SKID])[1]
+
+    @property
+    def authority_key_id(self) -> bytes:
+        return [b for t, b in der_items(der(self.ext[OID_AKID])[1]) if t == 0x80][0]
+
+
+def ec_public_key(sec1: bytes) -> bytes:
+    """The public key a SEC1 ECPrivateKey carries ([1] BIT STRING)."""
+    for tag, body in der_items(der(sec1)[1]):
+        if tag == 0xA1:
+            return der(body)[1]
+    raise AssertionError("the EC private key carries no public key")
+
+
+def secret_text(s: dict[str, Any], key: str) -> str:
+    return base64.b64decode(s["data"][key]).decode()
+
+
+def cluster_tls_mode(values: dict[str, Any]) -> str:
+    t = values["cluster"]["tls"]
+    if t["plaintext"]:
+        return "plaintext"
+    if t["existingSecret"]["node"] or t["existingSecret"]["router"]:
+        return "existing"
+    return "certManager" if t["certManager"]["enabled"] else "generated"
+
+
+def cluster_tls_secret(values: dict[str, Any], role: str) -> str | None:
+    mode = cluster_tls_mode(values)
+    return {"plaintext": None, "existing": values["cluster"]["tls"]["existingSecret"][role],
+            "certManager": f"{RELEASE}-cluster-{role}-cert",
+            "generated": f"{RELEASE}-cluster-{role}-tls"}[mode]
+
+
+def ca_bundle_of(r: Render) -> str:
+    """The CA bundle as the pods see it (ConfigMap key cluster-ca.crt)."""
+    return r.get("ConfigMap", f"{RELEASE}-config")["data"]["cluster-ca.crt"]
+
+
+def check_cluster_tls(r: Render) -> None:
+    """gRPC mTLS: env, mounts and volumes of nodes and routers, and what the
+    chart renders for the mode (generated Secrets, cert-manager Certificates)."""
+    mode = cluster_tls_mode(r.values)
+    bundle = r.values["cluster"]["tls"]["caBundle"]
+    roles = ["node"] + (["router"] if r.values["router"]["enabled"] else [])
+    kind = r.values["router"]["kind"]
+    workloads = {"node": ("StatefulSet", f"{RELEASE}-node"), "router": (kind, f"{RELEASE}-router")}
+
+    def member(role: str) -> None:
+        w = r.get(*workloads[role])
+        c = container(w, role)
+        env = env_map(c)
+        mounts = {m["name"]: m for m in c.get("volumeMounts", [])}
+        vols = {v["name"]: v for v in w["spec"]["template"]["spec"]["volumes"]}
+        names = {"QUICMQ_CLUSTER_CA", "QUICMQ_CLUSTER_CERT", "QUICMQ_CLUSTER_KEY"}
+        expect("QUICMQ_CLUSTER_CA_KEY" not in env, f"{role}: the CA key is handed to a pod")
+        if mode == "plaintext":
+            eq(env.get("QUICMQ_CLUSTER_PLAINTEXT", {}).get("value"), "true", f"{role} QUICMQ_CLUSTER_PLAINTEXT")
+            expect(not names & set(env), f"{role}: cluster TLS files with plaintext")
+            expect("cluster-tls" not in vols and "cluster-tls" not in mounts, f"{role}: cluster-tls volume with plaintext")
+            return
+        expect("QUICMQ_CLUSTER_PLAINTEXT" not in env, f"{role}: plaintext set with TLS")
+        for var, path in [("QUICMQ_CLUSTER_CA", "ca.crt"), ("QUICMQ_CLUSTER_CERT", "tls.crt"),
+                          ("QUICMQ_CLUSTER_KEY", "tls.key")]:
+            eq(env[var].get("value"), f"{CLUSTER_TLS_DIR}/{path}", var)
+        eq(mounts["cluster-tls"]["mountPath"], CLUSTER_TLS_DIR, f"{role} cluster-tls mount")
+        expect(mounts["cluster-tls"].get("readOnly") is True, f"{role}: cluster-tls mount must be read-only")
+        sources = vols["cluster-tls"]["projected"]["sources"]
+        secrets = [x["secret"] for x in sources if "secret" in x]
+        maps = [x["configMap"] for x in sources if "configMap" in x]
+        eq(len(secrets), 1, f"{role}: Secrets in the cluster-tls volume")
+        eq(secrets[0]["name"], cluster_tls_secret(r.values, role), f"{role} cluster-tls Secret")
+        files = {i["path"]: ("secret", i["key"]) for i in secrets[0]["items"]}
+        for m in maps:
+            eq(m["name"], f"{RELEASE}-config", f"{role}: CA bundle ConfigMap")
+            files.update({i["path"]: ("configMap", i["key"]) for i in m["items"]})
+        ca_from = ("configMap", "cluster-ca.crt") if bundle else ("secret", "ca.crt")
+        eq(files, {"tls.crt": ("secret", "tls.crt"), "tls.key": ("secret", "tls.key"), "ca.crt": ca_from},
+           f"{role} cluster-tls files")
+        if bundle:
+            cm = r.get("ConfigMap", f"{RELEASE}-config")
+            eq(cm["data"]["cluster-ca.crt"].strip(), bundle.strip(), "CA bundle in the ConfigMap")
+
+    def generated() -> None:
+        tls_secrets = [d for d in r.all("Secret") if d["metadata"]["name"].startswith(f"{RELEASE}-cluster-")]
+        certs = [d for d in r.all("Certificate") if d["metadata"]["name"].startswith(f"{RELEASE}-cluster-")]
+        if mode != "generated":
+            eq(tls_secrets, [], f"cluster TLS Secrets rendered in mode {mode}")
+            if mode != "certManager":
+                eq(certs, [], f"cluster Certificates rendered in mode {mode}")
+            return
+        eq(certs, [], "cluster Certificates with the generated CA")
+        eq(sorted(d["metadata"]["name"] for d in tls_secrets),
+           sorted([f"{RELEASE}-cluster-ca"] + [f"{RELEASE}-cluster-{x}-tls" for x in roles]),
+           "generated cluster TLS Secrets")
+        for d in tls_secrets:
+            eq(d["type"], "kubernetes.io/tls", f"{d['metadata']['name']} type")
+            eq(d["metadata"]["annotations"].get("helm.sh/resource-policy"), "keep",
+               f"{d['metadata']['name']} keep policy")
+        days = r.values["cluster"]["tls"]["generated"]["validityDays"]
+        ca_secret = r.get("Secret", f"{RELEASE}-cluster-ca")
+        eq(sorted(ca_secret["data"]), ["tls.crt", "tls.key"], "CA Secret keys")
+        ca = Cert(pem_blocks(secret_text(ca_secret, "tls.crt"), "CERTIFICATE")[0])
+        expect(ca.is_ca, "the generated CA is not a CA (basicConstraints)")
+        eq(ca.issuer, ca.subject, "the generated CA is self-issued")
+        eq((ca.not_after - ca.not_before).days, days, "CA validity (days)")
+        eq(ec_public_key(pem_blocks(secret_text(ca_secret, "tls.key"), "EC PRIVATE KEY")[0]), ca.public_key,
+           "CA key matches the CA certificate")
+        for role in roles:
+            s = r.get("Secret", f"{RELEASE}-cluster-{role}-tls")
+            eq(sorted(s["data"]), ["ca.crt", "tls.crt", "tls.key"], f"{role} Secret keys")
+            eq(s["data"]["ca.crt"], ca_secret["data"]["tls.crt"], f"{role} ca.crt is the cluster CA")
+            leaf = Cert(pem_blocks(secret_text(s, "tls.crt"), "CERTIFICATE")[0])
+            eq(leaf.dns_names, [f"quicmq-{role}"], f"{role} certificate DNS names")
+            expect(not leaf.is_ca, f"the {role} certificate is a CA")
+            need = {SERVER_AUTH, CLIENT_AUTH} if role == "node" else {CLIENT_AUTH}
+            expect(need <= leaf.ekus, f"{role} certificate lacks extended key usages {need - leaf.ekus}")
+            eq(leaf.issuer, ca.subject, f"{role} certificate issuer")
+            eq(leaf.authority_key_id, ca.key_id, f"{role} certificate authority key ID")
+            eq((leaf.not_after - leaf.not_before).days, days, f"{role} certificate validity (days)")
+            eq(ec_public_key(pem_blocks(secret_text(s, "tls.key"), "EC PRIVATE KEY")[0]), leaf.public_key,
+               f"{role} key matches its certificate")
+
+    def cert_manager() -> None:
+        certs = {d["metadata"]["name"]: d for d in r.all("Certificate")
+                 if d["metadata"]["name"].startswith(f"{RELEASE}-cluster-")}
+        if mode != "certManager":
+            return
+        cm = r.values["cluster"]["tls"]["certManager"]
+        eq(sorted(certs), sorted(f"{RELEASE}-cluster-{x}" for x in roles), "cluster Certificates")
+        for role in roles:
+            spec = certs[f"{RELEASE}-cluster-{role}"]["spec"]
+            eq(certs[f"{RELEASE}-cluster-{role}"]["apiVersion"], CRD_KINDS["Certificate"], "apiVersion")
+            eq(spec["secretName"], cluster_tls_secret(r.values, role), f"{role} Certificate secretName")
+            eq(spec["dnsNames"], [f"quicmq-{role}"], f"{role} Certificate dnsNames")
+            usages = {"client auth", "digital signature", "key encipherment"}
+            if role == "node":
+                usages.add("server auth")
+            eq(set(spec["usages"]), usages, f"{role} Certificate usages")
+            eq({k: spec["issuerRef"][k] for k in ("name", "kind", "group")},
+               {k: cm["issuerRef"][k] for k in ("name", "kind", "group")}, f"{role} issuerRef")
+            eq((spec["duration"], spec["renewBefore"]), (cm["duration"], cm["renewBefore"]), f"{role} lifetime")
+            eq(spec["privateKey"]["rotationPolicy"], "Always", f"{role} key rotation")
+
+    for role in roles:
+        check(f"{r.scenario}: {role} cluster mTLS ({mode})", lambda role=role: member(role))
+    check(f"{r.scenario}: generated cluster CA and certificates", generated)
+    check(f"{r.scenario}: cluster cert-manager Certificates", cert_manager)
+
+
 def check_common(r: Render) -> None:
     def references() -> None:
         # Every Secret/ConfigMap a pod refers to is rendered or declared external.
         external = {r.values["clusterKeys"]["existingSecret"], r.values["tls"]["existingSecret"],
-                    r.values["auth"]["passwordFileSecret"], r.values["auth"]["clientCaSecret"]}
-        if r.values["tls"]["certManager"]["enabled"]:
-            external.add(r.get("Certificate", RELEASE)["spec"]["secretName"])
+                    r.values["auth"]["passwordFileSecret"], r.values["auth"]["clientCaSecret"],
+                    *r.values["cluster"]["tls"]["existingSecret"].values()}
+        # Secrets cert-manager writes.
+        external |= {c["spec"]["secretName"] for c in r.all("Certificate")}
         for w in r.all("StatefulSet") + r.all("Deployment") + r.all("DaemonSet"):
             pod = w["spec"]["template"]["spec"]
             for v in pod.get("volumes", []):
-                if "configMap" in v:
-                    expect(r.has("ConfigMap", v["configMap"]["name"]), f"missing ConfigMap {v}")
-                if "secret" in v:
-                    n = v["secret"]["secretName"]
-                    expect(r.has("Secret", n) or n in external, f"missing Secret {n}")
+                sources = v.get("projected", {}).get("sources", [v])
+                for src in sources:
+                    if "configMap" in src:
+                        n = src["configMap"]["name"]
+                        expect(r.has("ConfigMap", n), f"missing ConfigMap {n}")
+                        for item in src["configMap"].get("items", []):
+                            expect(item["key"] in r.get("ConfigMap", n)["data"], f"{n} lacks {item['key']}")
+                    if "secret" in src:
+                        n = src["secret"].get("secretName") or src["secret"]["name"]
+                        expect(r.has("Secret", n) or n in external, f"missing Secret {n}")
+                        if r.has("Secret", n):
+                            for item in src["secret"].get("items", []):
+                                expect(item["key"] in r.get("Secret", n)["data"], f"{n} lacks {item['key']}")
             for c in pod["containers"]:
                 for e in c.get("env", []):
                     ref = e.get("valueFrom", {}).get("secretKeyRef")
@@ -535,9 +783,9 @@ def check_common(r: Render) -> None:
             expect("admin" in svc_ports(targets[0]), "scraped Service has no admin port")
 
     def certificate() -> None:
-        certs = r.all("Certificate")
+        certs = [c for c in r.all("Certificate") if c["metadata"]["name"] == RELEASE]
         if not r.values["tls"]["certManager"]["enabled"]:
-            eq(certs, [], "Certificate while cert-manager is off")
+            eq(certs, [], "listener Certificate while cert-manager is off")
             return
         cert = certs[0]
         eq(cert["apiVersion"], CRD_KINDS["Certificate"], "Certificate apiVersion")
@@ -560,6 +808,31 @@ def check_common(r: Render) -> None:
         if r.values["service"]["mqtt"]["enabled"]:
             expect("--transport tcp" in r.notes, "NOTES lacks the TCP example")
 
+    def env_read(crate: str) -> set[str]:
+        repo = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+        names: set[str] = set()
+        for dirpath, _, files in os.walk(os.path.join(repo, crate, "src")):
+            for f in files:
+                if f.endswith(".rs"):
+                    with open(os.path.join(dirpath, f), encoding="utf-8") as fh:
+                        names.update(re.findall(r'env\s*=\s*"(QUICMQ_[A-Z0-9_]+)"', fh.read()))
+        return names
+
+    def env_names() -> None:
+        # Every QUICMQ_* variable the chart sets is one the binary reads
+        # (a clap `env = "..."` in its crate): a misspelt name would be
+        # ignored silently, e.g. a node that never sees its cluster CA.
+        workloads = [("node", r.get("StatefulSet", f"{RELEASE}-node"), "node")]
+        if r.values["router"]["enabled"]:
+            workloads.append(("router", r.get(r.values["router"]["kind"], f"{RELEASE}-router"), "router"))
+        for name, w, crate in workloads:
+            extra = {e["name"] for e in r.values[name]["extraEnv"]}
+            c = container(w, name)
+            set_here = {e["name"] for e in c.get("env", [])
+                        if e["name"].startswith("QUICMQ_") and e["name"] not in extra}
+            unread = sorted(set_here - env_read(crate))
+            expect(not unread, f"{name} pods set {unread}, which {crate}/src does not read")
+
     def labels() -> None:
         for d in r.docs:
             lab = d["metadata"].get("labels", {})
@@ -568,8 +841,10 @@ def check_common(r: Render) -> None:
 
     for name, fn in [("references", references), ("generated keys", generated_keys),
                      ("dashboard", dashboard), ("ServiceMonitors", service_monitors),
-                     ("Certificate", certificate), ("NOTES.txt", notes), ("labels", labels)]:
+                     ("Certificate", certificate), ("NOTES.txt", notes), ("labels", labels),
+                     ("environment variables the binaries read", env_names)]:
         check(f"{r.scenario}: {name}", fn)
+    check_cluster_tls(r)
 
 
 # ---------------------------------------------------------------- main
@@ -617,6 +892,12 @@ def main() -> int:
             schema_rejects({"typo": True}, "an unknown top-level key")
             schema_rejects({"node": {"replicaz": 3}}, "an unknown node key")
             schema_rejects({"node": {"startOrdinal": 0}}, "node ID 0")
+            schema_rejects({"cluster": {"tls": {"existingSecret": {"nodes": "x"}}}}, "a misspelt cluster TLS role")
+            schema_rejects({"cluster": {"tls": {"plaintext": "yes"}}}, "plaintext as a string")
+            schema_rejects({"cluster": {"tls": {"caBundle": "not a certificate"}}}, "a CA bundle that is no PEM")
+            schema_rejects({"cluster": {"tls": {"generated": {"validityDays": 0}}}}, "a zero certificate lifetime")
+            schema_rejects({"cluster": {"tls": {"certManager": {"enabled": True, "issuerRef": {"kind": "Vault"}}}}},
+                           "an issuer kind")
 
         check("values.schema.json accepts defaults and production, rejects bad values", schema)
 
@@ -633,6 +914,26 @@ def main() -> int:
             "mutually exclusive"))
         check("render refuses cert-manager without an issuer", lambda: render_fails(
             {"tls": {"certManager": {"enabled": True}}}, "issuerRef.name"))
+        check("render refuses cluster plaintext with certificates", lambda: render_fails(
+            {"cluster": {"tls": {"plaintext": True, "existingSecret": {"node": "n", "router": "r"}}}},
+            "cluster.tls.plaintext excludes"))
+        check("render refuses two cluster TLS sources", lambda: render_fails(
+            {"cluster": {"tls": {"existingSecret": {"node": "n", "router": "r"},
+                                 "certManager": {"enabled": True, "issuerRef": {"name": "i"}}}}},
+            "mutually exclusive"))
+        check("render refuses a node cluster Secret without a router one", lambda: render_fails(
+            {"cluster": {"tls": {"existingSecret": {"node": "n"}}}}, "existingSecret.router while routers run"))
+        check("render refuses a router cluster Secret alone", lambda: render_fails(
+            {"cluster": {"tls": {"existingSecret": {"router": "r"}}}}, "needs cluster.tls.existingSecret.node"))
+        check("render refuses cluster cert-manager without an issuer", lambda: render_fails(
+            {"cluster": {"tls": {"certManager": {"enabled": True}}}}, "cluster.tls.certManager.issuerRef.name"))
+
+        # Two real CA certificates (the chart's own, from two renders) as the
+        # bundle of a CA rotation.
+        def generated_ca() -> str:
+            r = Render(chart, {})
+            return secret_text(r.get("Secret", f"{RELEASE}-cluster-ca"), "tls.crt")
+        rotation_bundle = generated_ca() + generated_ca()
 
         scenarios: list[tuple[str, dict[str, Any], Callable[[Render], None]]] = [
             ("default", {}, lambda r: (
@@ -678,6 +979,21 @@ def main() -> int:
             ("device-certs", {"auth": {"clientCaSecret": "fleet-devices-ca", "requireClientCert": True,
                                        "certIdentity": "san"}},
              lambda r: (check_node(r, 3, 3, False), check_auth(r, None, False))),
+            ("cluster-tls-existing", {"cluster": {"tls": {"existingSecret": {
+                "node": "fleet-cluster-node", "router": "fleet-cluster-router"}}}},
+             lambda r: (check_node(r, 3, 3, False), check_router(r, "Deployment", 2, 3))),
+            ("cluster-tls-cert-manager-rotation", {
+                "cluster": {"tls": {"certManager": {"enabled": True, "issuerRef": {
+                    "name": "quicmq-cluster-ca-2", "kind": "ClusterIssuer"}}, "caBundle": rotation_bundle}},
+                "router": {"kind": "DaemonSet"}},
+             lambda r: (check_node(r, 3, 3, False), check_router(r, "DaemonSet", 0, 3),
+                        check(f"{r.scenario}: both CAs in the bundle", lambda: eq(
+                            len(pem_blocks(ca_bundle_of(r), "CERTIFICATE")), 2, "CA certificates in the bundle")))),
+            ("cluster-tls-plaintext", {"cluster": {"tls": {"plaintext": True}}},
+             lambda r: (check_node(r, 3, 3, False), check_router(r, "Deployment", 2, 3))),
+            ("cluster-tls-generated-no-router", {"router": {"enabled": False},
+                                                 "cluster": {"tls": {"generated": {"validityDays": 365}}}},
+             lambda r: (check_node(r, 3, 3, False), check_router(r, "Deployment", 0, 3))),
         ]
         for scenario, values, run in scenarios:
             try:

@@ -78,6 +78,97 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- end }}
 
+{{/*
+Where the cluster's gRPC mTLS material comes from: "plaintext" (none),
+"existing" (the caller's Secrets), "certManager" or "generated" (the chart's
+own CA).
+*/}}
+{{- define "quicmq.clusterTls.mode" -}}
+{{- $t := .Values.cluster.tls }}
+{{- if $t.plaintext }}plaintext
+{{- else if or $t.existingSecret.node $t.existingSecret.router }}existing
+{{- else if $t.certManager.enabled }}certManager
+{{- else }}generated
+{{- end }}
+{{- end }}
+
+{{/* Secret with a member's cluster certificate; the argument is (list $ "node"|"router"). */}}
+{{- define "quicmq.clusterTls.secret" -}}
+{{- $root := index . 0 -}}
+{{- $role := index . 1 -}}
+{{- $mode := include "quicmq.clusterTls.mode" $root -}}
+{{- if eq $mode "existing" }}
+{{- index $root.Values.cluster.tls.existingSecret $role }}
+{{- else if eq $mode "certManager" }}
+{{- printf "%s-cluster-%s-cert" (include "quicmq.fullname" $root) $role }}
+{{- else if eq $mode "generated" }}
+{{- printf "%s-cluster-%s-tls" (include "quicmq.fullname" $root) $role }}
+{{- end }}
+{{- end }}
+
+{{/*
+Cluster mTLS of one container, (list $ "node"|"router"): its environment
+variables ("env"), volume mount ("mount") or volume ("volume").
+*/}}
+{{- define "quicmq.clusterTls.env" -}}
+{{- $root := index . 0 -}}
+{{- if eq (include "quicmq.clusterTls.mode" $root) "plaintext" }}
+# No TLS on gRPC: the network (a service mesh) secures it.
+- name: QUICMQ_CLUSTER_PLAINTEXT
+  value: "true"
+{{- else }}
+# Mutual TLS on gRPC: the CAs peers must chain to, and this member's
+# certificate and key.
+- name: QUICMQ_CLUSTER_CA
+  value: /etc/quicmq/cluster-tls/ca.crt
+- name: QUICMQ_CLUSTER_CERT
+  value: /etc/quicmq/cluster-tls/tls.crt
+- name: QUICMQ_CLUSTER_KEY
+  value: /etc/quicmq/cluster-tls/tls.key
+{{- end }}
+{{- end }}
+
+{{- define "quicmq.clusterTls.mount" -}}
+{{- $root := index . 0 -}}
+{{- if ne (include "quicmq.clusterTls.mode" $root) "plaintext" }}
+- name: cluster-tls
+  mountPath: /etc/quicmq/cluster-tls
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "quicmq.clusterTls.volume" -}}
+{{- $root := index . 0 -}}
+{{- $role := index . 1 -}}
+{{- if ne (include "quicmq.clusterTls.mode" $root) "plaintext" }}
+{{- $bundle := $root.Values.cluster.tls.caBundle }}
+# One directory from two sources: the certificate Secret, and the CA
+# bundle from the ConfigMap while cluster.tls.caBundle is set.
+- name: cluster-tls
+  projected:
+    defaultMode: 0440
+    sources:
+      - secret:
+          name: {{ include "quicmq.clusterTls.secret" (list $root $role) }}
+          items:
+            - key: tls.crt
+              path: tls.crt
+            - key: tls.key
+              path: tls.key
+            {{- if not $bundle }}
+            - key: ca.crt
+              path: ca.crt
+            {{- end }}
+      {{- if $bundle }}
+      - configMap:
+          name: {{ include "quicmq.config.name" $root }}
+          items:
+            - key: cluster-ca.crt
+              path: ca.crt
+      {{- end }}
+{{- end }}
+{{- end }}
+
 {{- define "quicmq.clusterId" -}}
 {{- default (printf "%s-%s" .Release.Namespace (include "quicmq.fullname" .)) .Values.cluster.id }}
 {{- end }}
@@ -194,5 +285,21 @@ topologySpreadConstraints:
 {{- end }}
 {{- if and .Values.tls.certManager.enabled (not .Values.tls.certManager.issuerRef.name) }}
 {{- fail "tls.certManager.enabled needs tls.certManager.issuerRef.name" }}
+{{- end }}
+{{- $ct := .Values.cluster.tls }}
+{{- if and $ct.plaintext (or $ct.existingSecret.node $ct.existingSecret.router $ct.certManager.enabled $ct.caBundle) }}
+{{- fail "cluster.tls.plaintext excludes cluster.tls.existingSecret, cluster.tls.certManager and cluster.tls.caBundle" }}
+{{- end }}
+{{- if and (or $ct.existingSecret.node $ct.existingSecret.router) $ct.certManager.enabled }}
+{{- fail "cluster.tls.existingSecret and cluster.tls.certManager.enabled are mutually exclusive" }}
+{{- end }}
+{{- if and $ct.existingSecret.router (not $ct.existingSecret.node) }}
+{{- fail "cluster.tls.existingSecret.router needs cluster.tls.existingSecret.node (the nodes' certificate)" }}
+{{- end }}
+{{- if and $ct.existingSecret.node .Values.router.enabled (not $ct.existingSecret.router) }}
+{{- fail "cluster.tls.existingSecret.node needs cluster.tls.existingSecret.router while routers run (router.enabled)" }}
+{{- end }}
+{{- if and $ct.certManager.enabled (not $ct.certManager.issuerRef.name) }}
+{{- fail "cluster.tls.certManager.enabled needs cluster.tls.certManager.issuerRef.name" }}
 {{- end }}
 {{- end }}

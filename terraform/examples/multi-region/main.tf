@@ -24,11 +24,15 @@ module "primary" {
   subnet_ids              = var.primary.private_subnet_ids
   lb_subnet_ids           = var.primary.public_subnet_ids
   cluster_keys_secret_arn = var.primary.cluster_keys_secret_arn
-  tls_secret_arn          = var.primary.tls_secret_arn
-  node_count              = var.primary.node_count
-  router_count            = var.primary.router_count
-  binaries_source         = var.binaries_source
-  binaries_sha256         = var.binaries_sha256
+  # Each region's cluster has its own CA: a certificate of one cannot join
+  # the other.
+  cluster_tls_node_secret_arn   = var.primary.cluster_tls_node_secret_arn
+  cluster_tls_router_secret_arn = var.primary.cluster_tls_router_secret_arn
+  tls_secret_arn                = var.primary.tls_secret_arn
+  node_count                    = var.primary.node_count
+  router_count                  = var.primary.router_count
+  binaries_source               = var.binaries_source
+  binaries_sha256               = var.binaries_sha256
 
   tags = {
     region-role = "primary"
@@ -46,11 +50,15 @@ module "secondary" {
   subnet_ids              = var.secondary.private_subnet_ids
   lb_subnet_ids           = var.secondary.public_subnet_ids
   cluster_keys_secret_arn = var.secondary.cluster_keys_secret_arn
-  tls_secret_arn          = var.secondary.tls_secret_arn
-  node_count              = var.secondary.node_count
-  router_count            = var.secondary.router_count
-  binaries_source         = var.binaries_source
-  binaries_sha256         = var.binaries_sha256
+  # Each region's cluster has its own CA: a certificate of one cannot join
+  # the other.
+  cluster_tls_node_secret_arn   = var.secondary.cluster_tls_node_secret_arn
+  cluster_tls_router_secret_arn = var.secondary.cluster_tls_router_secret_arn
+  tls_secret_arn                = var.secondary.tls_secret_arn
+  node_count                    = var.secondary.node_count
+  router_count                  = var.secondary.router_count
+  binaries_source               = var.binaries_source
+  binaries_sha256               = var.binaries_sha256
 
   tags = {
     region-role = "secondary"

@@ -5,30 +5,34 @@ variable "name" {
 }
 
 variable "primary" {
-  description = "The first region's cluster: region, existing VPC and subnets, cluster keys secret (in that region)."
+  description = "The first region's cluster: region, existing VPC and subnets, cluster keys and cluster TLS (node and router certificate) secrets, in that region."
   type = object({
-    region                  = string
-    vpc_id                  = string
-    private_subnet_ids      = list(string)
-    public_subnet_ids       = list(string)
-    cluster_keys_secret_arn = string
-    tls_secret_arn          = optional(string)
-    node_count              = optional(number, 3)
-    router_count            = optional(number, 2)
+    region                        = string
+    vpc_id                        = string
+    private_subnet_ids            = list(string)
+    public_subnet_ids             = list(string)
+    cluster_keys_secret_arn       = string
+    cluster_tls_node_secret_arn   = string
+    cluster_tls_router_secret_arn = string
+    tls_secret_arn                = optional(string)
+    node_count                    = optional(number, 3)
+    router_count                  = optional(number, 2)
   })
 }
 
 variable "secondary" {
   description = "The second region's cluster, same shape as primary."
   type = object({
-    region                  = string
-    vpc_id                  = string
-    private_subnet_ids      = list(string)
-    public_subnet_ids       = list(string)
-    cluster_keys_secret_arn = string
-    tls_secret_arn          = optional(string)
-    node_count              = optional(number, 3)
-    router_count            = optional(number, 2)
+    region                        = string
+    vpc_id                        = string
+    private_subnet_ids            = list(string)
+    public_subnet_ids             = list(string)
+    cluster_keys_secret_arn       = string
+    cluster_tls_node_secret_arn   = string
+    cluster_tls_router_secret_arn = string
+    tls_secret_arn                = optional(string)
+    node_count                    = optional(number, 3)
+    router_count                  = optional(number, 2)
   })
 }
 

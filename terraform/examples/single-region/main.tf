@@ -3,6 +3,7 @@
 #
 #   aws secretsmanager create-secret --name quicmq/cluster-keys --secret-string \
 #     "{\"reset_key\":\"$(openssl rand -hex 32)\",\"token_key\":\"$(openssl rand -hex 32)\",\"quic_lb_key\":\"$(openssl rand -hex 16)\"}"
+#   # the node and router certificates for gRPC mTLS: see README.md
 #   terraform init && terraform apply -var vpc_id=... (see terraform.tfvars.example)
 
 provider "aws" {
@@ -27,6 +28,11 @@ module "quicmq" {
   binaries_sha256         = var.binaries_sha256
   cluster_keys_secret_arn = var.cluster_keys_secret_arn
   tls_secret_arn          = var.tls_secret_arn
+
+  # Mutual TLS on gRPC: nodes read the node certificate, routers the router
+  # certificate, both issued by a CA whose key stays outside AWS.
+  cluster_tls_node_secret_arn   = var.cluster_tls_node_secret_arn
+  cluster_tls_router_secret_arn = var.cluster_tls_router_secret_arn
 
   node_count   = 3
   voters       = 3

@@ -41,6 +41,16 @@ variable "cluster_keys_secret_arn" {
   type        = string
 }
 
+variable "cluster_tls_node_secret_arn" {
+  description = "Secrets Manager secret (or SSM SecureString parameter) ARN with JSON {ca, cert, key} in PEM: the node certificate (quicmq ca issue DIR --name node --usage node) for mTLS on the cluster's gRPC."
+  type        = string
+}
+
+variable "cluster_tls_router_secret_arn" {
+  description = "Secrets Manager secret (or SSM SecureString parameter) ARN with JSON {ca, cert, key} in PEM: the router certificate (quicmq ca issue DIR --name router --usage router)."
+  type        = string
+}
+
 variable "tls_secret_arn" {
   description = "Secrets Manager secret (or SSM parameter) ARN with JSON {cert, key} in PEM; null uses development certificates."
   type        = string

@@ -12,6 +12,7 @@ locals {
     zone_name    = local.zone_name
     tls_arn      = var.tls_secret_arn != null ? var.tls_secret_arn : ""
     passwd_arn   = var.password_file_secret_arn != null ? var.password_file_secret_arn : ""
+    cluster_tls  = var.cluster_tls_node_secret_arn
     anonymous    = var.allow_anonymous
     extra_config = var.node_extra_config
     port_quic    = local.ports.quic
@@ -25,6 +26,7 @@ locals {
   router_user_data = templatefile("${path.module}/templates/router-user-data.sh.tftpl", {
     common      = local.user_data_common
     seeds       = local.seeds
+    cluster_tls = var.cluster_tls_router_secret_arn
     port_quic   = local.ports.quic
     port_router = local.ports.router
     port_radmin = local.ports.radmin

@@ -1,11 +1,16 @@
 # Instance profiles: SSM Session Manager (no SSH needed), reading the cluster
 # keys (and the TLS secret) by ARN, fetching the release from S3; nodes may
-# also attach their own data volume and write their own DNS record.
+# also attach their own data volume and write their own DNS record. Each
+# role reads only its own cluster TLS secret: a router instance never holds
+# the node certificate, which would let it join the cluster.
 
 locals {
   keys_in_sm = can(regex("^arn:[^:]+:secretsmanager:", var.cluster_keys_secret_arn))
   tls_in_sm  = can(regex("^arn:[^:]+:secretsmanager:", var.tls_secret_arn))
   pw_in_sm   = can(regex("^arn:[^:]+:secretsmanager:", var.password_file_secret_arn))
+
+  cluster_tls_node_in_sm   = can(regex("^arn:[^:]+:secretsmanager:", var.cluster_tls_node_secret_arn))
+  cluster_tls_router_in_sm = can(regex("^arn:[^:]+:secretsmanager:", var.cluster_tls_router_secret_arn))
 }
 
 data "aws_iam_policy_document" "assume_ec2" {
@@ -51,6 +56,12 @@ data "aws_iam_policy_document" "node" {
     sid       = "ReadOwnSlotTag"
     actions   = ["ec2:DescribeTags"]
     resources = ["*"]
+  }
+
+  statement {
+    sid       = "ReadNodeClusterCertificate"
+    actions   = [local.cluster_tls_node_in_sm ? "secretsmanager:GetSecretValue" : "ssm:GetParameter"]
+    resources = [var.cluster_tls_node_secret_arn]
   }
 
   dynamic "statement" {
@@ -109,6 +120,14 @@ data "aws_iam_policy_document" "node" {
   }
 }
 
+data "aws_iam_policy_document" "router" {
+  statement {
+    sid       = "ReadRouterClusterCertificate"
+    actions   = [local.cluster_tls_router_in_sm ? "secretsmanager:GetSecretValue" : "ssm:GetParameter"]
+    resources = [var.cluster_tls_router_secret_arn]
+  }
+}
+
 resource "aws_iam_role" "node" {
   name_prefix        = "${var.name}-node-"
   assume_role_policy = data.aws_iam_policy_document.assume_ec2.json
@@ -147,6 +166,12 @@ resource "aws_iam_role_policy" "router_common" {
   name   = "quicmq-common"
   role   = aws_iam_role.router.id
   policy = data.aws_iam_policy_document.common.json
+}
+
+resource "aws_iam_role_policy" "router" {
+  name   = "quicmq-router"
+  role   = aws_iam_role.router.id
+  policy = data.aws_iam_policy_document.router.json
 }
 
 resource "aws_iam_instance_profile" "node" {

@@ -147,7 +147,7 @@ variable "node_volume_type" {
 }
 
 variable "kms_key_arn" {
-  description = "KMS key for the EBS volumes and for decrypting the cluster keys / TLS secret. Null uses the AWS managed keys."
+  description = "KMS key for the EBS volumes and for decrypting the cluster keys, cluster TLS and TLS secrets. Null uses the AWS managed keys."
   type        = string
   default     = null
 }
@@ -183,6 +183,26 @@ variable "cluster_keys_secret_arn" {
   validation {
     condition     = can(regex("^arn:[^:]+:(secretsmanager|ssm):", var.cluster_keys_secret_arn))
     error_message = "cluster_keys_secret_arn must be a Secrets Manager secret ARN or an SSM parameter ARN."
+  }
+}
+
+variable "cluster_tls_node_secret_arn" {
+  description = "ARN of a Secrets Manager secret or SSM SecureString parameter holding JSON {\"ca\": PEM CA certificate(s), \"cert\": PEM certificate (chain), \"key\": PEM key} for mutual TLS on the cluster's gRPC: the node certificate, DNS name quicmq-node with serverAuth and clientAuth (`quicmq ca issue DIR --name node --usage node`), shared by every node. Several CAs in \"ca\" during a CA rotation. Read by nodes only, before every start."
+  type        = string
+
+  validation {
+    condition     = can(regex("^arn:[^:]+:(secretsmanager|ssm):", var.cluster_tls_node_secret_arn))
+    error_message = "cluster_tls_node_secret_arn must be a Secrets Manager secret ARN or an SSM parameter ARN."
+  }
+}
+
+variable "cluster_tls_router_secret_arn" {
+  description = "ARN of a Secrets Manager secret or SSM SecureString parameter holding JSON {\"ca\", \"cert\", \"key\"} (PEM) like cluster_tls_node_secret_arn, with the router certificate: DNS name quicmq-router, clientAuth (`quicmq ca issue DIR --name router --usage router`), which may watch the cluster but not join it. Read by routers only, before every start."
+  type        = string
+
+  validation {
+    condition     = can(regex("^arn:[^:]+:(secretsmanager|ssm):", var.cluster_tls_router_secret_arn))
+    error_message = "cluster_tls_router_secret_arn must be a Secrets Manager secret ARN or an SSM parameter ARN."
   }
 }
 

@@ -19,12 +19,38 @@ locals {
     local.create_keys_secret ? "${var.release_name}-cluster-keys" : ""
   )
 
+  # The Secrets nodes and routers mount for gRPC mTLS, as the chart names
+  # them: the caller's, else cert-manager's (-cert) or the chart's
+  # generated ones (-tls).
+  cluster_tls_suffix = var.cluster_tls_cert_manager_issuer != null ? "cert" : "tls"
+  cluster_tls_secret_names = var.cluster_tls_plaintext ? null : {
+    node   = coalesce(var.cluster_tls_node_secret_name, "${local.fullname}-cluster-node-${local.cluster_tls_suffix}")
+    router = coalesce(var.cluster_tls_router_secret_name, "${local.fullname}-cluster-router-${local.cluster_tls_suffix}")
+  }
+
   values = {
     image = { for k, v in { repository = var.image_repository, tag = var.image_tag } : k => v if v != null }
     cluster = {
       id           = var.cluster_id != null ? var.cluster_id : ""
       voters       = var.voters
       joinAllPeers = var.join_all_peers
+      # The chart refuses contradictory combinations (plaintext with
+      # certificates, existing Secrets with cert-manager).
+      tls = {
+        plaintext = var.cluster_tls_plaintext
+        existingSecret = {
+          node   = var.cluster_tls_node_secret_name != null ? var.cluster_tls_node_secret_name : ""
+          router = var.cluster_tls_router_secret_name != null ? var.cluster_tls_router_secret_name : ""
+        }
+        certManager = {
+          enabled = var.cluster_tls_cert_manager_issuer != null
+          issuerRef = {
+            name = var.cluster_tls_cert_manager_issuer != null ? var.cluster_tls_cert_manager_issuer.name : ""
+            kind = var.cluster_tls_cert_manager_issuer != null ? var.cluster_tls_cert_manager_issuer.kind : "Issuer"
+          }
+        }
+        caBundle = var.cluster_ca_bundle != null ? var.cluster_ca_bundle : ""
+      }
     }
     clusterKeys = {
       existingSecret = local.keys_secret_name

@@ -38,6 +38,11 @@ output "node_headless_service" {
   value       = "${local.fullname}-node-headless"
 }
 
+output "cluster_tls_secret_names" {
+  description = "Secrets with the node and router certificates for gRPC mTLS ({node, router}; the chart's generated <fullname>-cluster-node-tls and -router-tls when neither Secrets nor an issuer were given); null with cluster_tls_plaintext."
+  value       = local.cluster_tls_secret_names
+}
+
 output "cluster_keys_secret_name" {
   description = "Secret holding the cluster keys (the chart's generated <release>-keys when none was given)."
   value       = local.keys_secret_name != "" ? local.keys_secret_name : "${local.fullname}-keys"

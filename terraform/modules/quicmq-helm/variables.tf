@@ -177,6 +177,39 @@ variable "cluster_keys" {
   sensitive = true
 }
 
+variable "cluster_tls_node_secret_name" {
+  description = "Name of an existing Secret in the namespace with ca.crt, tls.crt and tls.key: the node certificate (DNS name quicmq-node, serverAuth + clientAuth) for mTLS on the cluster's gRPC (chart value cluster.tls.existingSecret.node). Set with cluster_tls_router_secret_name. Null: cert-manager (cluster_tls_cert_manager_issuer) or a CA the chart generates."
+  type        = string
+  default     = null
+}
+
+variable "cluster_tls_router_secret_name" {
+  description = "Name of an existing Secret in the namespace with ca.crt, tls.crt and tls.key: the router certificate (DNS name quicmq-router, clientAuth) (chart value cluster.tls.existingSecret.router)."
+  type        = string
+  default     = null
+}
+
+variable "cluster_tls_cert_manager_issuer" {
+  description = "cert-manager issuer of a private CA (it must write ca.crt) that issues the node and router certificates for gRPC mTLS (chart values cluster.tls.certManager.*). Null: no cluster Certificates. Not together with the cluster_tls_*_secret_name inputs."
+  type = object({
+    name = string
+    kind = optional(string, "Issuer")
+  })
+  default = null
+}
+
+variable "cluster_ca_bundle" {
+  description = "PEM of every CA nodes and routers trust on gRPC, in place of the ca.crt of their Secrets (chart value cluster.tls.caBundle): old and new CA while the cluster CA is rotated. Null: each Secret's ca.crt."
+  type        = string
+  default     = null
+}
+
+variable "cluster_tls_plaintext" {
+  description = "gRPC between nodes and routers without TLS (chart value cluster.tls.plaintext), only for a service mesh that does mTLS between the pods itself. Not together with the other cluster TLS inputs."
+  type        = bool
+  default     = false
+}
+
 variable "tls_secret_name" {
   description = "Name of an existing kubernetes.io/tls Secret for the QUIC and TLS listeners. Null: cert-manager (if cert_manager_issuer is set) or a self-signed development certificate."
   type        = string
