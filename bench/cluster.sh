@@ -10,9 +10,11 @@
 #      build --release -p quicmq-node) and copies them into a temp dir, so a
 #      rebuild meanwhile changes nothing;
 #   2. starts ONE cluster of 3 quicmq-node processes on free 127.0.0.1 ports
-#      (node 1 bootstraps and generates the certificate nodes 2 and 3 reuse;
-#      2 and 3 join through node 1, one after the other; TCP, QUIC and admin
-#      listeners, --log warn), used by every measurement below;
+#      (node 1 bootstraps and generates the certificate nodes 2 and 3 reuse,
+#      and the cluster CA they issue their gRPC certificates from; 2 and 3
+#      join through node 1, one after the other; TCP, QUIC and admin
+#      listeners, anonymous clients allowed, --log warn), used by every
+#      measurement below;
 #   3. delivery, same node vs cross node: for TCP and QUIC, ROUNDS times,
 #      `quicmq bench sub` on node 1 (same node) or node 2 (cross node), then
 #      -- once node 1's route table (`/api/cluster/status` on node 1) lists
@@ -141,7 +143,7 @@ start_node() {
             --grpc-addr "127.0.0.1:${GRPC[n]}" "${extra[@]}" \
             --tcp-addr "127.0.0.1:${TCP[n]}" --quic-addr "127.0.0.1:${QUIC[n]}" \
             --routed-addr off --tls-addr off --admin-addr "127.0.0.1:${ADMIN[n]}" \
-            --log warn
+            --allow-anonymous true --log warn
     ) >>"$WORK/n$n.log" 2>&1 &
     NODE_PID[n]=$!
     PIDS+=("${NODE_PID[n]}")

@@ -163,6 +163,20 @@ fn own_certificates_are_checked_when_the_configuration_is_built() {
 }
 
 #[test]
+fn the_role_names_are_dns_names() {
+    for name in [PeerRole::Node.name(), PeerRole::Router.name()] {
+        assert!(matches!(
+            rustls::pki_types::ServerName::try_from(name),
+            Ok(rustls::pki_types::ServerName::DnsName(_))
+        ));
+    }
+    assert!(matches!(
+        server_name(),
+        rustls::pki_types::ServerName::DnsName(_)
+    ));
+}
+
+#[test]
 fn garbage_certificates_name_no_role() {
     let der = rustls::pki_types::CertificateDer::from(vec![0x30, 0x03, 0x01, 0x01, 0xff]);
     assert_eq!(PeerRole::of(&der), None);
