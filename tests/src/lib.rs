@@ -924,15 +924,7 @@ impl ClusterPki {
         &self,
         usage: quicmq_node::tls::CertUsage,
     ) -> quicmq_proto::cluster_tls::ClusterTls {
-        let issued = self.authority.issue("test", &[], usage).expect("issued");
-        quicmq_proto::cluster_tls::ClusterTls::new(
-            self.authority.cert_pem().as_bytes(),
-            issued.cert_pem.as_bytes(),
-            issued.key_pem.as_bytes(),
-            Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
-            rustls::pki_types::UnixTime::now(),
-        )
-        .expect("cluster TLS")
+        member_tls(self.authority.cert_pem(), &self.authority, usage)
     }
 
     /// A gRPC channel to `addr` over cluster TLS with a fresh certificate
@@ -946,6 +938,25 @@ impl ClusterPki {
         quicmq_raft::network::lazy_channel(&addr.to_string(), None, Some(tls.client_config()))
             .expect("channel")
     }
+}
+
+/// The cluster TLS of a member that trusts the CAs in `ca_pem` and shows
+/// a fresh certificate for `usage` from `issuer` (which need not be one of
+/// them: an impostor's).
+pub fn member_tls(
+    ca_pem: &str,
+    issuer: &quicmq_node::tls::CertificateAuthority,
+    usage: quicmq_node::tls::CertUsage,
+) -> quicmq_proto::cluster_tls::ClusterTls {
+    let issued = issuer.issue("test", &[], usage).expect("issued");
+    quicmq_proto::cluster_tls::ClusterTls::new(
+        ca_pem.as_bytes(),
+        issued.cert_pem.as_bytes(),
+        issued.key_pem.as_bytes(),
+        Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+        rustls::pki_types::UnixTime::now(),
+    )
+    .expect("cluster TLS")
 }
 
 /// A cluster of `quicmq-node` processes on loopback: node 1 bootstraps,
