@@ -63,17 +63,29 @@ pub enum Command {
     /// A node takes ownership of a persistent session (a client connected
     /// to it). Returns the previous owner so that it drops the old
     /// connection.
+    ///
+    /// A session belongs to the identity that created it
+    /// ([`SessionRecord::identity`]): a claim by another identity is
+    /// refused ([`CommandResponse::ClaimRefused`], nothing changes) unless
+    /// `may_take_over` says the claimer may take over others' sessions. A
+    /// stored session that expired by `now_ms` counts as absent.
     ClaimSession {
         /// The client ID.
         client_id: String,
         /// The new owner.
         node_id: NodeId,
         /// The session as it is now (on clean start, a new one; otherwise
-        /// the state the claimer resumed, as it read it).
+        /// the state the claimer resumed, as it read it), with the
+        /// claimer's identity.
         session: SessionRecord,
         /// Discard any stored session (MQTT clean start) instead of
         /// keeping its subscriptions.
         clean_start: bool,
+        /// The claimer may take over a session of another identity (ACL
+        /// `session_takeover=any`).
+        may_take_over: bool,
+        /// When (Unix ms), as the proposer saw it.
+        now_ms: u64,
     },
     /// The owner changes what it stores for a session (subscriptions,
     /// expiry, will, disconnect time). Ignored unless `node_id` owns it.
@@ -184,6 +196,9 @@ pub enum CommandResponse {
         /// The stored session before the claim.
         previous: Option<SessionRecord>,
     },
+    /// A [`Command::ClaimSession`] by an identity that does not own the
+    /// session; nothing changed.
+    ClaimRefused,
     /// Whether a conditional update or removal applied.
     Applied(bool),
     /// One response per command of a [`Command::Batch`].
@@ -357,6 +372,11 @@ pub struct SessionRecord {
     /// The node whose client holds it now (`None`: no node; any may resume
     /// it). Set by [`Command::ClaimSession`], not by the record's sender.
     pub owner: Option<NodeId>,
+    /// The identity that created the session: the authenticated user name
+    /// or certificate identity (`None`: an anonymous client). Only this
+    /// identity may resume or replace it; kept by
+    /// [`Command::UpdateSession`], whatever the update carries.
+    pub identity: Option<String>,
     /// MQTT protocol level the client last connected with (4 or 5; 0: not
     /// recorded).
     pub protocol_level: u8,
@@ -369,6 +389,32 @@ pub struct SessionRecord {
     /// Its will, while connected (published by the owner on an abnormal
     /// disconnect).
     pub will: Option<WillRecord>,
+}
+
+impl SessionRecord {
+    /// Whether the session has expired by `now_ms`: its client is
+    /// disconnected and its Session Expiry Interval has passed since.
+    ///
+    /// ```
+    /// use quicmq_raft::command::SessionRecord;
+    ///
+    /// let record = SessionRecord {
+    ///     expiry_interval_s: 10,
+    ///     disconnected_at_ms: Some(1_000),
+    ///     ..Default::default()
+    /// };
+    /// assert!(!record.expired_at(10_999));
+    /// assert!(record.expired_at(11_000));
+    /// let connected = SessionRecord { expiry_interval_s: 10, ..Default::default() };
+    /// assert!(!connected.expired_at(u64::MAX));
+    /// ```
+    pub fn expired_at(&self, now_ms: u64) -> bool {
+        match self.disconnected_at_ms {
+            Some(_) if self.expiry_interval_s == u32::MAX => false,
+            Some(since) => now_ms >= since.saturating_add(u64::from(self.expiry_interval_s) * 1000),
+            None => false,
+        }
+    }
 }
 
 /// One subscription of a persistent session.

@@ -7,10 +7,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use quicmq_node::client::{Client, Event, Transport};
 use quicmq_proto::mqtt::{
-    Disconnect, LastWill, Packet, Properties, Publish, PublishResponse, QoS, ReasonCode, Subscribe,
-    SubscriptionOptions,
+    Disconnect, LastWill, Packet, Properties, ProtocolVersion, Publish, PublishResponse, QoS,
+    ReasonCode, Subscribe, SubscriptionOptions,
 };
-use quicmq_tests::{RawClient, TestNode, TRANSPORTS};
+use quicmq_tests::{PacketStream, RawClient, TestNode, TRANSPORTS};
 
 async fn next_event(client: &Client) -> Event {
     tokio::time::timeout(Duration::from_secs(5), client.recv())
@@ -461,6 +461,37 @@ async fn maximum_packet_size_towards_the_client_drops_big_messages() {
         p.topic, "size/small",
         "the oversize message was dropped, not sent"
     );
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn a_connack_that_does_not_fit_the_client_closes_the_connection() {
+    let node = TestNode::start().await;
+    let socket = tokio::net::TcpStream::connect(node.addr(Transport::Tcp))
+        .await
+        .unwrap();
+    let mut raw = PacketStream::new(socket, ProtocolVersion::V5);
+    let mut connect = RawClient::connect_packet("tiny", false);
+    connect.properties.maximum_packet_size = Some(16);
+    connect.properties.session_expiry_interval = Some(600);
+    raw.send(Packet::Connect(Box::new(connect))).await;
+    raw.send(sub_packet(1, "tiny/#", QoS::AtLeastOnce)).await;
+    assert!(
+        matches!(raw.recv_within(Duration::from_secs(5)).await, Ok(None)),
+        "closed without CONNACK, and the SUBSCRIBE is not served"
+    );
+    // Nothing of a session was made for it.
+    let mut options = node.options(Transport::Tcp, "tiny");
+    options.clean_start = false;
+    options.session_expiry_interval = Some(600);
+    let (client, connack) = Client::connect(options).await.unwrap();
+    assert!(!connack.session_present);
+    // A client whose limit the CONNACK fits is served as usual.
+    let mut connect = RawClient::connect_packet("small-enough", true);
+    connect.properties.maximum_packet_size = Some(64);
+    let (_raw, connack) = RawClient::connect(node.addr(Transport::Tcp), connect).await;
+    assert_eq!(connack.reason_code, ReasonCode::SUCCESS);
+    client.disconnect(ReasonCode::SUCCESS).await.unwrap();
     node.stop().await;
 }
 

@@ -20,6 +20,12 @@
 //!   rule. An ACL without rules allows everything.
 //! - For PUBLISH (wills and retained messages too), a rule applies when its
 //!   filter matches the topic.
+//! - A fifth word `session_takeover=any` on an `allow` rule lets the
+//!   clients the rule names (its second column) take over the sessions of
+//!   other identities: resume another user's session or replace it. By
+//!   default (`session_takeover=owner`) a session belongs to the identity
+//!   that created it, and a CONNECT of another identity with its client ID
+//!   is refused (0x87). The rule's filter and accesses apply as usual.
 //! - For SUBSCRIBE, an `allow` rule applies when its filter covers the
 //!   whole requested filter: every topic the subscription could match is
 //!   matched by the rule. A `deny` rule applies when the two filters share
@@ -100,6 +106,9 @@ struct Rule {
     actions: Actions,
     who: Who,
     filter: String,
+    /// `session_takeover=any`: whom the rule names may take over the
+    /// sessions of other identities.
+    takeover_any: bool,
 }
 
 /// A parsed ACL.
@@ -124,11 +133,31 @@ impl Acl {
             }
             let err = |reason: String| FileError { line, reason };
             let words: Vec<&str> = trimmed.split_whitespace().collect();
-            let [verdict, actions, who, filter] = words[..] else {
-                return Err(err(format!(
-                    "expected `allow|deny publish|subscribe|both all|user:NAME|client:ID FILTER`, found {} words",
-                    words.len()
-                )));
+            let (verdict, actions, who, filter, option) = match words[..] {
+                [verdict, actions, who, filter] => (verdict, actions, who, filter, None),
+                [verdict, actions, who, filter, option] => {
+                    (verdict, actions, who, filter, Some(option))
+                }
+                _ => {
+                    return Err(err(format!(
+                        "expected `allow|deny publish|subscribe|both all|user:NAME|client:ID FILTER [session_takeover=owner|any]`, found {} words",
+                        words.len()
+                    )))
+                }
+            };
+            let takeover_any = match option {
+                None | Some("session_takeover=owner") => false,
+                Some("session_takeover=any") if verdict == "allow" => true,
+                Some("session_takeover=any") => {
+                    return Err(err(
+                        "session_takeover=any grants a right: write it on an allow rule".into(),
+                    ))
+                }
+                Some(other) => {
+                    return Err(err(format!(
+                        "`{other}`: expected session_takeover=owner or session_takeover=any"
+                    )))
+                }
             };
             let verdict = match verdict {
                 "allow" => Verdict::Allow,
@@ -169,6 +198,7 @@ impl Acl {
                 actions,
                 who,
                 filter: filter.to_owned(),
+                takeover_any,
             });
         }
         Ok(Acl { rules })
@@ -191,6 +221,22 @@ impl Acl {
     /// Whether there are no rules (everything is allowed).
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
+    }
+
+    /// Whether `client` may take over sessions of other identities: some
+    /// `allow` rule that names it carries `session_takeover=any`.
+    ///
+    /// ```
+    /// use quicmq_node::auth::acl::{Acl, Client};
+    ///
+    /// let acl = Acl::parse("allow both user:ops # session_takeover=any\nallow both all devices/%c/#\n").unwrap();
+    /// assert!(acl.may_take_over(&Client { username: Some("ops"), client_id: "x" }));
+    /// assert!(!acl.may_take_over(&Client { username: Some("d1"), client_id: "d1" }));
+    /// ```
+    pub fn may_take_over(&self, client: &Client<'_>) -> bool {
+        self.rules
+            .iter()
+            .any(|rule| rule.takeover_any && applies_to(&rule.who, client))
     }
 
     /// Whether `client` may publish to topic `target` ([`Access::Publish`])
@@ -422,10 +468,41 @@ mod tests {
             ("allow both user: a\n", 1, "user:NAME"),
             ("allow both all a/#/b\n", 1, "not a topic filter"),
             ("allow both all $share/g/a\n", 1, "$share"),
+            (
+                "allow both all a session_takeover=all\n",
+                1,
+                "session_takeover=owner or",
+            ),
+            ("deny both all a session_takeover=any\n", 1, "allow rule"),
+            ("allow both all a b c\n", 1, "found 6 words"),
         ] {
             let err = Acl::parse(text).unwrap_err();
             assert_eq!(err.line, line, "{text:?}: {err}");
             assert!(err.to_string().contains(words), "{text:?}: {err}");
         }
+    }
+
+    #[test]
+    fn takeover_rights_come_from_allow_rules_that_name_the_client() {
+        let acl = Acl::parse(
+            "allow both user:alice admin/# session_takeover=any\n\
+             allow both client:x9 legacy/x9 session_takeover=owner\n\
+             allow both all # \n",
+        )
+        .unwrap();
+        assert!(acl.may_take_over(&ALICE));
+        assert!(!acl.may_take_over(&ANON));
+        assert!(!acl.may_take_over(&Client {
+            username: None,
+            client_id: "x9"
+        }));
+        assert!(
+            acl.check(&ALICE, Access::Publish, "admin/x"),
+            "the rule's own access is unchanged"
+        );
+        assert!(
+            !Acl::default().may_take_over(&ALICE),
+            "no rules: owners only"
+        );
     }
 }

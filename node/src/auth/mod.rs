@@ -257,6 +257,16 @@ impl Authenticator {
         allowed
     }
 
+    /// Whether the client may take over sessions of other identities (ACL
+    /// `session_takeover=any`).
+    pub fn may_take_over(&self, username: Option<&str>, client_id: &str) -> bool {
+        let acl = self.acl.read().unwrap_or_else(|p| p.into_inner()).clone();
+        acl.may_take_over(&acl::Client {
+            username,
+            client_id,
+        })
+    }
+
     /// Whether clients without credentials may connect.
     pub fn allows_anonymous(&self) -> bool {
         self.allow_anonymous

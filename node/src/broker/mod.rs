@@ -171,12 +171,48 @@ pub struct SessionCell {
     client_id: ClientId,
     next_seq: AtomicU64,
     persistent: AtomicBool,
+    /// The identity the session belongs to (`None`: an anonymous client).
+    identity: Mutex<Option<String>>,
     slot: Mutex<Slot>,
 }
 
 impl SessionCell {
+    fn new(
+        client_id: ClientId,
+        next_seq: u64,
+        identity: Option<String>,
+        slot: Slot,
+    ) -> SessionCell {
+        SessionCell {
+            client_id,
+            next_seq: AtomicU64::new(next_seq),
+            persistent: AtomicBool::new(false),
+            identity: Mutex::new(identity),
+            slot: Mutex::new(slot),
+        }
+    }
+
     fn slot(&self) -> MutexGuard<'_, Slot> {
         self.slot.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn identity(&self) -> MutexGuard<'_, Option<String>> {
+        self.identity.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the session is live (connected, or offline and not expired
+    /// at `now_ms`) and belongs to an identity other than `identity`: then
+    /// a CONNECT by `identity` must neither resume nor replace it.
+    fn belongs_to_another(&self, identity: Option<&str>, now_ms: u64) -> bool {
+        if self.identity().as_deref() == identity {
+            return false;
+        }
+        match &*self.slot() {
+            Slot::Online { conn_id, .. } => *conn_id != 0,
+            Slot::Offline {
+                session, since_ms, ..
+            } => !session_expired(session, *since_ms, now_ms),
+        }
     }
 
     /// The next sequence number for a delivery to this session.
@@ -188,6 +224,38 @@ impl SessionCell {
     pub fn client_id(&self) -> &ClientId {
         &self.client_id
     }
+}
+
+/// Whether an offline `session`, disconnected since `since_ms`, has
+/// expired by `now_ms`.
+fn session_expired(session: &Session, since_ms: u64, now_ms: u64) -> bool {
+    let expiry = session.expiry_interval();
+    expiry != u32::MAX && since_ms.saturating_add(u64::from(expiry) * 1000) <= now_ms
+}
+
+/// Who connects, as [`Broker::attach`] checks it against the session's
+/// owner.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnectIdentity {
+    /// The authenticated user name or certificate identity (`None`: an
+    /// anonymous client).
+    pub identity: Option<String>,
+    /// Whether it may take over sessions of other identities (ACL
+    /// `session_takeover=any`).
+    pub may_take_over: bool,
+}
+
+/// Why [`Broker::attach`] refused a connection.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    /// The client ID's session belongs to another identity: CONNACK 0x87
+    /// (3.1.1: return code 5); the session and its connection are
+    /// untouched.
+    #[error("the session of this client ID belongs to another identity")]
+    NotOwner,
+    /// The cluster could not commit the claim (no leader): CONNACK 0x88.
+    #[error(transparent)]
+    Cluster(#[from] quicmq_raft::ClusterError),
 }
 
 /// A session handed to a new connection.
@@ -325,16 +393,17 @@ impl Broker {
             for packet_id in loaded.incoming_qos2 {
                 session.restore_incoming_qos2(packet_id);
             }
-            let cell = SessionCell {
-                client_id: client_id.clone(),
-                next_seq: AtomicU64::new(next_seq),
-                persistent: AtomicBool::new(true),
-                slot: Mutex::new(Slot::Offline {
+            let cell = SessionCell::new(
+                client_id.clone(),
+                next_seq,
+                record.identity,
+                Slot::Offline {
                     session: Box::new(session),
                     since_ms: record.disconnected_at_ms.unwrap_or(now),
                     will: None,
-                }),
-            };
+                },
+            );
+            cell.persistent.store(true, Ordering::Relaxed);
             sessions.insert(client_id, Arc::new(cell));
         }
         metrics::gauge!(m::SESSIONS).set(sessions.len() as f64);
@@ -402,45 +471,90 @@ impl Broker {
     /// connection, and a session stored by another node is resumed here
     /// with its subscriptions.
     ///
+    /// A session belongs to the identity that created it: a client of
+    /// another identity ([`ConnectIdentity`]) neither resumes nor replaces
+    /// it, and its connection is not disturbed, unless the new client may
+    /// take over others' sessions. The cluster's record decides for
+    /// persistent sessions (on every node); this node's registry for
+    /// plain ones.
+    ///
     /// # Errors
     ///
-    /// When the cluster cannot commit the claim (no leader): the client
-    /// gets CONNACK 0x88 (server unavailable).
+    /// [`AttachError::NotOwner`] when the session belongs to another
+    /// identity (CONNACK 0x87); [`AttachError::Cluster`] when the cluster
+    /// cannot commit the claim (no leader; CONNACK 0x88).
     pub async fn attach(
         &self,
         client_id: ClientId,
         clean_start: bool,
         expiry_interval: u32,
         conn_id: u64,
-    ) -> Result<Attached, quicmq_raft::ClusterError> {
+        who: ConnectIdentity,
+    ) -> Result<Attached, AttachError> {
+        let identity = who.identity.as_deref();
+        let refused_here = |cell: Option<&Arc<SessionCell>>| {
+            !who.may_take_over && cell.is_some_and(|c| c.belongs_to_another(identity, now_ms()))
+        };
+        if refused_here(self.sessions_map().get(&client_id)) {
+            return Err(AttachError::NotOwner);
+        }
         let mut resumed_elsewhere = None;
+        let mut claimed_new = false;
         if let Some(link) = &self.cluster {
             if expiry_interval > 0 || !clean_start || link.has_session(&client_id) {
                 let record = quicmq_raft::command::SessionRecord {
                     expiry_interval_s: expiry_interval,
+                    identity: who.identity.clone(),
                     ..Default::default()
                 };
-                resumed_elsewhere = link.claim_session(&client_id, record, clean_start).await?;
+                match link
+                    .claim_session(&client_id, record, clean_start, who.may_take_over)
+                    .await?
+                {
+                    crate::cluster::Claim::Granted { resumed, existed } => {
+                        claimed_new = !existed;
+                        resumed_elsewhere = resumed;
+                    }
+                    crate::cluster::Claim::NotOwner => return Err(AttachError::NotOwner),
+                }
             }
         }
         let (tx, events) = mpsc::unbounded_channel();
         let (cell, previous) = {
             let mut sessions = self.sessions_map();
+            // Again under the lock: a client of another identity may have
+            // connected with this ID meanwhile.
+            if refused_here(sessions.get(&client_id)) {
+                drop(sessions);
+                if claimed_new {
+                    // The cluster record this claim made is not ours to keep.
+                    self.end_cluster_session(&client_id);
+                }
+                return Err(AttachError::NotOwner);
+            }
             let cell = sessions
                 .entry(client_id.clone())
                 .or_insert_with(|| {
-                    Arc::new(SessionCell {
-                        client_id: client_id.clone(),
-                        next_seq: AtomicU64::new(0),
-                        persistent: AtomicBool::new(false),
-                        slot: Mutex::new(Slot::Online {
+                    Arc::new(SessionCell::new(
+                        client_id.clone(),
+                        0,
+                        who.identity.clone(),
+                        Slot::Online {
                             conn_id: 0,
                             tx: mpsc::unbounded_channel().0,
-                        }),
-                    })
+                        },
+                    ))
                 })
                 .clone();
             metrics::gauge!(m::SESSIONS).set(sessions.len() as f64);
+            if clean_start {
+                // A new session is the connecting identity's (the same one,
+                // or one that may take over).
+                who.identity.clone_into(&mut *cell.identity());
+            } else if let Some(record) = &resumed_elsewhere {
+                // Resumed from the cluster: the owner it records.
+                record.record.identity.clone_into(&mut *cell.identity());
+            }
             let previous = std::mem::replace(&mut *cell.slot(), Slot::Online { conn_id, tx });
             (cell, previous)
         };
@@ -522,7 +636,7 @@ impl Broker {
         session.set_expiry_interval(expiry_interval);
         let was_persistent = cell.persistent.swap(expiry_interval > 0, Ordering::Relaxed);
         if expiry_interval > 0 {
-            self.persist_session(&session, None);
+            self.persist_session(&cell, &session, None);
         } else if was_persistent {
             // Resumed with expiry 0: the session now ends with this
             // connection, so its stored copy must not outlive a restart.
@@ -658,7 +772,12 @@ impl Broker {
     }
 
     /// Write a persistent session's record.
-    pub fn persist_session(&self, session: &Session, disconnected_at_ms: Option<u64>) {
+    pub fn persist_session(
+        &self,
+        cell: &SessionCell,
+        session: &Session,
+        disconnected_at_ms: Option<u64>,
+    ) {
         let record = SessionRecord {
             client_id: session.client_id().to_string(),
             expiry_interval: session.expiry_interval(),
@@ -668,6 +787,7 @@ impl Broker {
                 .map(|(f, s)| (f.clone(), *s))
                 .collect(),
             disconnected_at_ms,
+            identity: cell.identity().clone(),
         };
         if let Err(e) = self.store.put_session(&record) {
             tracing::error!(client_id = %record.client_id, error = %e, "could not store a session");
@@ -773,7 +893,7 @@ impl Broker {
                 publish_will = will;
             } else {
                 let now = now_ms();
-                self.persist_session(&session, Some(now));
+                self.persist_session(cell, &session, Some(now));
                 let pending = match will {
                     Some(w) if !will_now => Some(Box::new(PendingWill::new(
                         w,
@@ -1124,9 +1244,7 @@ impl Broker {
                         wills.push((client_id.clone(), w.into_will()));
                     }
                 }
-                let expiry = session.expiry_interval();
-                let expired = expiry != u32::MAX
-                    && since_ms.saturating_add(u64::from(expiry) * 1000) <= now_ms;
+                let expired = session_expired(session, *since_ms, now_ms);
                 if expired {
                     if let Some(w) = will.take() {
                         wills.push((client_id.clone(), w.into_will()));

@@ -44,6 +44,9 @@ pub struct SessionRecord {
     /// When the client disconnected (ms since the epoch); `None` while
     /// connected.
     pub disconnected_at_ms: Option<u64>,
+    /// The identity that created the session (`None`: an anonymous
+    /// client); only it may resume or replace the session.
+    pub identity: Option<String>,
 }
 
 /// A message waiting for (or in flight to) one persistent session.
@@ -330,6 +333,7 @@ mod tests {
                     },
                 )],
                 disconnected_at_ms: Some(5),
+                identity: Some("alice".into()),
             };
             store.put_session(&record).unwrap();
             // A client ID that is a prefix of another must not see its keys.

@@ -56,6 +56,22 @@ pub struct ClaimedSession {
     pub moved: bool,
 }
 
+/// What the cluster answered a session claim.
+#[derive(Debug, Clone)]
+pub enum Claim {
+    /// This node owns the session now.
+    Granted {
+        /// The stored session this node may resume (`None` on clean start
+        /// or when there was none).
+        resumed: Option<ClaimedSession>,
+        /// Whether the cluster held an unexpired session for the client ID
+        /// before the claim.
+        existed: bool,
+    },
+    /// The session belongs to another identity; nothing changed.
+    NotOwner,
+}
+
 /// The broker's handle on the cluster.
 pub struct ClusterLink {
     node: ClusterNode,
@@ -110,11 +126,11 @@ impl ClusterLink {
         let _ = self.broker.set(Arc::downgrade(broker));
     }
 
-    /// Takes ownership of `client_id`'s persistent session through Raft.
-    /// Returns the stored session this node may resume (`None` on clean
-    /// start or when there was none). The previous owner, if another live
-    /// node, drops its connection (takeover, 0x8E) when it applies the
-    /// claim.
+    /// Takes ownership of `client_id`'s persistent session through Raft,
+    /// as the identity in `record` ([`SessionRecord::identity`]). The
+    /// previous owner, if another live node, drops its connection
+    /// (takeover, 0x8E) when it applies the claim. A session of another
+    /// identity is refused ([`Claim::NotOwner`]) unless `may_take_over`.
     ///
     /// # Errors
     ///
@@ -124,7 +140,8 @@ impl ClusterLink {
         client_id: &str,
         record: SessionRecord,
         clean_start: bool,
-    ) -> Result<Option<ClaimedSession>, ClusterError> {
+        may_take_over: bool,
+    ) -> Result<Claim, ClusterError> {
         let response = self
             .node
             .propose(Command::ClaimSession {
@@ -132,6 +149,8 @@ impl ClusterLink {
                 node_id: self.node_id(),
                 session: record,
                 clean_start,
+                may_take_over,
+                now_ms: crate::broker::now_ms(),
             })
             .await?;
         match response {
@@ -147,13 +166,16 @@ impl ClusterLink {
                         "session taken over from another node"
                     );
                 }
-                Ok(previous
+                let existed = previous.is_some();
+                let resumed = previous
                     .filter(|_| !clean_start)
                     .map(|record| ClaimedSession {
                         record,
                         moved: previous_owner.is_some_and(|owner| owner != self.node_id()),
-                    }))
+                    });
+                Ok(Claim::Granted { resumed, existed })
             }
+            CommandResponse::ClaimRefused => Ok(Claim::NotOwner),
             other => Err(ClusterError::Refused(format!(
                 "unexpected claim response {other:?}"
             ))),

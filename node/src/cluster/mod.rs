@@ -18,7 +18,7 @@ pub mod ticket_keys;
 pub mod tls;
 
 pub use forward::{ForwardService, Forwarder};
-pub use link::ClusterLink;
+pub use link::{Claim, ClusterLink};
 pub use route_table::RouteTable;
 
 use std::net::SocketAddr;

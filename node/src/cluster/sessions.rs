@@ -47,6 +47,8 @@ pub fn options_from_byte(byte: u8) -> Option<SubscriptionOptions> {
 pub fn session_record(session: &Session, disconnected_at_ms: Option<u64>) -> SessionRecord {
     SessionRecord {
         owner: None,
+        // The cluster keeps the identity its claim recorded.
+        identity: None,
         protocol_level: 0,
         expiry_interval_s: session.expiry_interval(),
         disconnected_at_ms,

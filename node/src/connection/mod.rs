@@ -28,8 +28,8 @@ use tokio::time::Instant;
 
 use crate::auth::{Access, AuthDecision};
 use crate::broker::{
-    now_ms, Attached, Broker, ClientId, Delivery, Detach, Message, Session, SessionCell,
-    SessionEvent, Subscription, Transmit,
+    now_ms, AttachError, Attached, Broker, ClientId, ConnectIdentity, Delivery, Detach, Message,
+    Session, SessionCell, SessionEvent, Subscription, Transmit,
 };
 use crate::metrics as m;
 use stream::{Inbound, StreamContext, StreamWriter};
@@ -215,6 +215,14 @@ struct Connection {
     _slot: crate::limits::ConnectionSlot,
 }
 
+/// Whether `connack` encoded for `version` is at most `maximum_packet_size`
+/// octets.
+fn fits(connack: &ConnAck, version: ProtocolVersion, maximum_packet_size: u32) -> bool {
+    let mut out = BytesMut::new();
+    encode(&Packet::ConnAck(connack.clone()), version, &mut out).is_ok()
+        && out.len() <= maximum_packet_size as usize
+}
+
 impl Connection {
     async fn start(broker: Arc<Broker>, link: Link, connect: Connect, early: Vec<Inbound>) {
         let version = connect.protocol;
@@ -359,18 +367,73 @@ impl Connection {
                 .unwrap_or(quicmq_proto::mqtt::MAX_PACKET_SIZE),
             topic_alias_maximum: connect.properties.topic_alias_maximum.unwrap_or(0),
         };
+        let mut properties = Properties::default();
+        if v5 {
+            properties.receive_maximum = Some(settings.receive_maximum);
+            properties.topic_alias_maximum = Some(settings.topic_alias_maximum);
+            properties.maximum_packet_size = Some(settings.max_packet_size);
+            properties.assigned_client_identifier = assigned;
+            properties.server_keep_alive = server_keep_alive;
+            properties.retain_available = Some(1);
+            properties.wildcard_subscription_available = Some(1);
+            properties.subscription_identifier_available = Some(1);
+            properties.shared_subscription_available = Some(1);
+            if expiry != requested_expiry {
+                properties.session_expiry_interval = Some(expiry);
+            }
+            if let Some(name) = &settings.node_name {
+                properties
+                    .user_properties
+                    .push(("quicmq-node".to_string(), name.clone()));
+            }
+        }
+        // The CONNACK must fit the client's Maximum Packet Size: without
+        // the optional user property if need be, else the connection is
+        // closed before any session is touched (MQTT 5.0 §3.1.2.11).
+        let mut connack = ConnAck {
+            session_present: false,
+            reason_code: ReasonCode::SUCCESS,
+            properties,
+        };
+        if !fits(&connack, version, limits.maximum_packet_size) {
+            connack.properties.user_properties.clear();
+        }
+        if !fits(&connack, version, limits.maximum_packet_size) {
+            tracing::debug!(
+                client_id = %client_id, peer = %link.peer,
+                maximum_packet_size = limits.maximum_packet_size,
+                "CONNACK does not fit the client's Maximum Packet Size: connection closed"
+            );
+            metrics::counter!(m::PROTOCOL_ERRORS, "reason" => "connack_too_large").increment(1);
+            return;
+        }
         let conn_id = broker.next_conn_id();
+        let who = ConnectIdentity {
+            may_take_over: settings.auth.may_take_over(username.as_deref(), &client_id),
+            identity: username.clone(),
+        };
         let Attached {
             cell,
             session,
             session_present,
             events,
         } = match broker
-            .attach(client_id.clone(), connect.clean_start, expiry, conn_id)
+            .attach(client_id.clone(), connect.clean_start, expiry, conn_id, who)
             .await
         {
             Ok(attached) => attached,
-            Err(e) => {
+            Err(AttachError::NotOwner) => {
+                metrics::counter!(m::AUTH, "result" => "not_session_owner").increment(1);
+                settings.auth.log_failure(
+                    &link.peer.to_string(),
+                    username.as_deref(),
+                    &AuthDecision::NotAuthorized,
+                );
+                tracing::debug!(client_id = %client_id, "session belongs to another identity");
+                refuse(ReasonCode::NOT_AUTHORIZED, &link);
+                return;
+            }
+            Err(AttachError::Cluster(e)) => {
                 tracing::warn!(client_id = %client_id, "session not claimed in the cluster: {e}");
                 refuse(ReasonCode::SERVER_UNAVAILABLE, &link);
                 return;
@@ -407,30 +470,9 @@ impl Connection {
             publish_bucket: settings.limits.publish_bucket(std::time::Instant::now()),
             _slot: slot,
         };
-        let mut properties = Properties::default();
-        if v5 {
-            properties.receive_maximum = Some(settings.receive_maximum);
-            properties.topic_alias_maximum = Some(settings.topic_alias_maximum);
-            properties.maximum_packet_size = Some(settings.max_packet_size);
-            properties.assigned_client_identifier = assigned;
-            properties.server_keep_alive = server_keep_alive;
-            properties.retain_available = Some(1);
-            properties.wildcard_subscription_available = Some(1);
-            properties.subscription_identifier_available = Some(1);
-            properties.shared_subscription_available = Some(1);
-            if expiry != requested_expiry {
-                properties.session_expiry_interval = Some(expiry);
-            }
-            if let Some(name) = &settings.node_name {
-                properties
-                    .user_properties
-                    .push(("quicmq-node".to_string(), name.clone()));
-            }
-        }
         let connack = Packet::ConnAck(ConnAck {
             session_present,
-            reason_code: ReasonCode::SUCCESS,
-            properties,
+            ..connack
         });
         let close = match conn.send(0, connack) {
             Ok(()) => conn.run().await,
@@ -1115,7 +1157,7 @@ impl Connection {
             }
         }
         if self.session.is_persistent() {
-            self.broker.persist_session(&self.session, None);
+            self.broker.persist_session(&self.cell, &self.session, None);
             // The subscription must outlive a crash once it is
             // acknowledged.
             if let Err(e) = self.broker.flush().await {
@@ -1152,7 +1194,7 @@ impl Connection {
             }
         }
         if self.session.is_persistent() {
-            self.broker.persist_session(&self.session, None);
+            self.broker.persist_session(&self.cell, &self.session, None);
         }
         self.send(
             stream,

@@ -228,26 +228,40 @@ impl ClusterState {
                 node_id,
                 session,
                 clean_start,
+                may_take_over,
+                now_ms,
             } => {
-                let previous = self.sessions.get(client_id).cloned();
-                if *clean_start {
+                let stored = self.sessions.get(client_id).cloned();
+                let stored_owner = stored.as_ref().and_then(|p| p.owner);
+                let previous = stored.filter(|p| !p.expired_at(*now_ms));
+                let other_identity = previous
+                    .as_ref()
+                    .is_some_and(|p| p.identity != session.identity);
+                if other_identity && !*may_take_over {
+                    return CommandResponse::ClaimRefused;
+                }
+                if *clean_start || previous.is_none() {
+                    // A clean start, or an expired session not swept yet:
+                    // nothing of the old session is kept.
                     self.queues.remove(client_id);
                 }
                 let mut record = session.clone();
                 record.owner = Some(*node_id);
-                if !*clean_start && record.subscriptions.is_empty() {
+                if !*clean_start {
                     if let Some(prev) = &previous {
-                        record.subscriptions.clone_from(&prev.subscriptions);
+                        if record.subscriptions.is_empty() {
+                            record.subscriptions.clone_from(&prev.subscriptions);
+                        }
+                        // Resumed by an identity allowed to take over: the
+                        // session still belongs to the one that made it.
+                        record.identity.clone_from(&prev.identity);
                     }
                 }
                 self.sessions.insert(client_id.clone(), record);
-                let previous_owner = previous
-                    .as_ref()
-                    .and_then(|p| p.owner)
-                    .filter(|owner| owner != node_id);
+                let previous_owner = stored_owner.filter(|owner| owner != node_id);
                 changes.push(StateChange::SessionOwner {
                     client_id: client_id.clone(),
-                    previous: previous.as_ref().and_then(|p| p.owner),
+                    previous: stored_owner,
                     owner: Some(*node_id),
                 });
                 CommandResponse::Claimed {
@@ -263,6 +277,7 @@ impl ClusterState {
                 Some(stored) if stored.owner == Some(*node_id) => {
                     *stored = SessionRecord {
                         owner: Some(*node_id),
+                        identity: stored.identity.take(),
                         ..session.clone()
                     };
                     CommandResponse::Applied(true)

@@ -41,6 +41,7 @@ fn apply(state: &mut ClusterState, c: Command) -> (CommandResponse, Vec<StateCha
 fn session(filters: &[&str]) -> SessionRecord {
     SessionRecord {
         owner: None,
+        identity: None,
         protocol_level: 5,
         expiry_interval_s: 60,
         disconnected_at_ms: None,
@@ -114,6 +115,8 @@ fn leave_drops_routes_and_orphans_sessions() {
             node_id: 1,
             session: session(&["a/#"]),
             clean_start: true,
+            may_take_over: false,
+            now_ms: 0,
         },
     );
     let (r, changes) = apply(
@@ -146,6 +149,8 @@ fn claim_reports_previous_owner_and_keeps_subscriptions_on_resume() {
             node_id: 1,
             session: session(&["x", "y/+"]),
             clean_start: true,
+            may_take_over: false,
+            now_ms: 0,
         },
     );
     let (r, _) = apply(
@@ -155,6 +160,8 @@ fn claim_reports_previous_owner_and_keeps_subscriptions_on_resume() {
             node_id: 2,
             session: session(&[]),
             clean_start: false,
+            may_take_over: false,
+            now_ms: 0,
         },
     );
     let CommandResponse::Claimed { previous_owner, .. } = r else {
@@ -226,6 +233,8 @@ fn state_round_trips_through_bincode() {
             node_id: 4,
             session: session(&["t"]),
             clean_start: true,
+            may_take_over: false,
+            now_ms: 0,
         },
     );
     let bytes = bincode::serialize(&s).unwrap();
@@ -251,6 +260,8 @@ fn durable_queues_follow_the_session_owner() {
         node_id,
         session: session(&["q"]),
         clean_start,
+        may_take_over: false,
+        now_ms: 0,
     };
     apply(&mut s, claim(1, true));
     let (r, _) = apply(
@@ -355,4 +366,139 @@ fn auth_records_replace_each_other_with_rising_versions() {
     assert_eq!(auth.version, 2);
     assert_eq!(auth.acl.as_deref(), Some("deny both all #\n"));
     assert_eq!(auth.from_node, 2);
+}
+
+fn claim_by(
+    identity: Option<&str>,
+    node_id: NodeId,
+    clean_start: bool,
+    may_take_over: bool,
+) -> Command {
+    Command::ClaimSession {
+        client_id: "dev".into(),
+        node_id,
+        session: SessionRecord {
+            identity: identity.map(str::to_owned),
+            expiry_interval_s: 60,
+            ..session(&[])
+        },
+        clean_start,
+        may_take_over,
+        now_ms: 1_000,
+    }
+}
+
+#[test]
+fn a_session_belongs_to_the_identity_that_made_it() {
+    let mut s = ClusterState::default();
+    apply(&mut s, claim_by(Some("alice"), 1, true, false));
+    apply(
+        &mut s,
+        Command::Queue(vec![QueueOp::Push {
+            client_id: "dev".into(),
+            owner: 1,
+            id: 1,
+            record: vec![1],
+            limit: 10,
+        }]),
+    );
+    let before = s.clone();
+    // Another user, an anonymous client: refused on resume and on clean
+    // start alike, and nothing changes (owner, queue, identity).
+    for claim in [
+        claim_by(Some("bob"), 2, false, false),
+        claim_by(Some("bob"), 2, true, false),
+        claim_by(None, 1, false, false),
+        claim_by(Some("Alice"), 1, true, false),
+    ] {
+        let (r, changes) = apply(&mut s, claim);
+        assert_eq!(r, CommandResponse::ClaimRefused);
+        assert!(changes.is_empty());
+        assert_eq!(s, before);
+    }
+    // The owner resumes from another node.
+    let (r, _) = apply(&mut s, claim_by(Some("alice"), 2, false, false));
+    assert!(
+        matches!(
+            r,
+            CommandResponse::Claimed {
+                previous_owner: Some(1),
+                ..
+            }
+        ),
+        "{r:?}"
+    );
+    assert_eq!(s.queue("dev").map(|q| q.len()), Some(1));
+    // An update carries no identity of its own: the stored one stays.
+    apply(
+        &mut s,
+        Command::UpdateSession {
+            client_id: "dev".into(),
+            node_id: 2,
+            session: SessionRecord::default(),
+        },
+    );
+    assert_eq!(s.sessions()["dev"].identity.as_deref(), Some("alice"));
+}
+
+#[test]
+fn an_identity_allowed_to_take_over_resumes_without_becoming_the_owner() {
+    let mut s = ClusterState::default();
+    apply(&mut s, claim_by(None, 1, true, false));
+    let (r, _) = apply(&mut s, claim_by(Some("ops"), 2, false, true));
+    assert!(matches!(r, CommandResponse::Claimed { .. }), "{r:?}");
+    assert_eq!(
+        s.sessions()["dev"].identity,
+        None,
+        "still the anonymous client's"
+    );
+    // A clean start by it makes a new session, which is its own.
+    apply(&mut s, claim_by(Some("ops"), 2, true, true));
+    assert_eq!(s.sessions()["dev"].identity.as_deref(), Some("ops"));
+}
+
+#[test]
+fn an_expired_session_binds_nobody() {
+    let mut s = ClusterState::default();
+    apply(&mut s, claim_by(Some("alice"), 1, true, false));
+    apply(
+        &mut s,
+        Command::UpdateSession {
+            client_id: "dev".into(),
+            node_id: 1,
+            session: SessionRecord {
+                expiry_interval_s: 60,
+                disconnected_at_ms: Some(0),
+                ..session(&["x"])
+            },
+        },
+    );
+    // At 1 s it is still alice's.
+    assert_eq!(
+        apply(&mut s, claim_by(Some("bob"), 2, false, false)).0,
+        CommandResponse::ClaimRefused
+    );
+    let mut late = claim_by(Some("bob"), 2, false, false);
+    if let Command::ClaimSession { now_ms, .. } = &mut late {
+        *now_ms = 61_000;
+    }
+    let (r, _) = apply(&mut s, late);
+    let CommandResponse::Claimed {
+        previous,
+        previous_owner,
+    } = r
+    else {
+        panic!("{r:?}")
+    };
+    assert_eq!(
+        previous, None,
+        "nothing of alice's session is handed to bob"
+    );
+    assert_eq!(
+        previous_owner,
+        Some(1),
+        "its old holder still drops its copy"
+    );
+    assert_eq!(s.sessions()["dev"].identity.as_deref(), Some("bob"));
+    assert!(s.sessions()["dev"].subscriptions.is_empty());
 }
