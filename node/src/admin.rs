@@ -54,8 +54,19 @@ pub async fn serve_admin(
 }
 
 async fn render_metrics(State(state): State<AdminState>) -> String {
+    if let Some(bytes) = resident_memory_bytes() {
+        metrics::gauge!(crate::metrics::RESIDENT_MEMORY).set(bytes as f64);
+    }
     state.metrics.run_upkeep();
     state.metrics.render()
+}
+
+/// The process's resident memory (Linux: `VmRSS` of `/proc/self/status`).
+fn resident_memory_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 async fn ready(State(state): State<AdminState>) -> (StatusCode, &'static str) {

@@ -267,6 +267,26 @@ pub struct Overrides {
     /// the rate (one second's worth).
     #[arg(long, env = "QUICMQ_PUBLISH_BURST")]
     pub publish_burst: Option<u32>,
+    /// Password checks (argon2id, 19 MiB each) running at once; 0 = one
+    /// per CPU core. Default 0.
+    #[arg(long, env = "QUICMQ_MAX_CONCURRENT_AUTH")]
+    pub max_concurrent_auth: Option<usize>,
+    /// Password checks waiting for a free worker; one more CONNECT gets
+    /// CONNACK 0x89 Server busy (3.1.1: 3) at once. Default 256.
+    #[arg(long, env = "QUICMQ_AUTH_QUEUE")]
+    pub auth_queue: Option<usize>,
+    /// Failed logins an address may make before it backs off (each
+    /// further attempt waits twice as long; 0 = no back-off). Default 5.
+    #[arg(long, env = "QUICMQ_AUTH_BACKOFF_AFTER")]
+    pub auth_backoff_after: Option<u32>,
+    /// The first back-off wait after failed logins, milliseconds.
+    /// Default 1000.
+    #[arg(long, env = "QUICMQ_AUTH_BACKOFF_INITIAL_MS")]
+    pub auth_backoff_initial_ms: Option<u64>,
+    /// The longest back-off wait, milliseconds; failures are forgotten
+    /// this long after the last one. Default 60000.
+    #[arg(long, env = "QUICMQ_AUTH_BACKOFF_MAX_MS")]
+    pub auth_backoff_max_ms: Option<u64>,
     /// QUIC handshakes in progress above which a new client must first
     /// prove its address with a Retry (one more round trip; 0 = always).
     /// Default 64.
@@ -432,6 +452,9 @@ pub struct NodeConfig {
     pub max_publish_rate: u32,
     /// Burst of PUBLISHes per client.
     pub publish_burst: u32,
+    /// Password work at once, its queue, and the back-off after failed
+    /// logins.
+    pub auth_limits: crate::auth::AuthLimits,
     /// QUIC handshakes in progress above which unvalidated clients get a
     /// Retry.
     pub quic_retry_above: usize,
@@ -466,6 +489,7 @@ impl NodeConfig {
         // Read before the fields move out; reported after the join and
         // address checks, whose errors say more.
         let cluster_tls = cluster_tls_source(&o);
+        let auth_limits = auth_limits(&o);
         let addr = |value: Option<ListenAddr>, default: &str| {
             value.map(|a| a.0).unwrap_or_else(|| default.parse().ok())
         };
@@ -621,6 +645,7 @@ impl NodeConfig {
                 ));
             }
         }
+        let auth_limits = auth_limits?;
         let password_file = o.password_file.filter(|p| !p.as_os_str().is_empty());
         let acl_file = o.acl_file.filter(|p| !p.as_os_str().is_empty());
         let dev_default = cert_and_key.is_none()
@@ -707,6 +732,7 @@ impl NodeConfig {
             handshake_burst: o.handshake_burst.unwrap_or(max_handshake_rate_per_ip),
             max_publish_rate,
             publish_burst: o.publish_burst.unwrap_or(max_publish_rate),
+            auth_limits,
             quic_retry_above: o
                 .quic_retry_above
                 .unwrap_or(crate::limits::DEFAULT_RETRY_ABOVE),
@@ -763,6 +789,61 @@ impl NodeConfig {
             ..BrokerSettings::default()
         }
     }
+}
+
+/// `max_concurrent_auth`, `auth_queue` and the `auth_backoff_*` keys.
+fn auth_limits(o: &Overrides) -> Result<crate::auth::AuthLimits, ConfigError> {
+    let defaults = crate::auth::AuthLimits::default();
+    let max_concurrent = match o.max_concurrent_auth.unwrap_or(0) {
+        0 => defaults.max_concurrent,
+        n if n > 1024 => {
+            return Err(invalid(
+                "max_concurrent_auth",
+                format!(
+                "{n} is out of range; use 0 (one per CPU core) to 1024 (each check takes 19 MiB)"
+            ),
+            ))
+        }
+        n => n,
+    };
+    let queue = o.auth_queue.unwrap_or(defaults.queue);
+    if queue > 1_000_000 {
+        return Err(invalid(
+            "auth_queue",
+            format!("{queue} is out of range; use 0 to 1000000"),
+        ));
+    }
+    let initial = o
+        .auth_backoff_initial_ms
+        .map_or(defaults.backoff.initial, Duration::from_millis);
+    let max = o
+        .auth_backoff_max_ms
+        .map_or(defaults.backoff.max, Duration::from_millis);
+    if initial.is_zero() {
+        return Err(invalid(
+            "auth_backoff_initial_ms",
+            "must be at least 1; set auth_backoff_after = 0 to turn back-off off",
+        ));
+    }
+    if max < initial {
+        return Err(invalid(
+            "auth_backoff_max_ms",
+            format!(
+                "{} ms is below auth_backoff_initial_ms ({} ms); the cap must be at least the first wait",
+                max.as_millis(),
+                initial.as_millis()
+            ),
+        ));
+    }
+    Ok(crate::auth::AuthLimits {
+        max_concurrent,
+        queue,
+        backoff: crate::auth::BackoffSettings {
+            after: o.auth_backoff_after.unwrap_or(defaults.backoff.after),
+            initial,
+            max,
+        },
+    })
 }
 
 /// An optional key given as hex (`""` = none), `N` octets.
@@ -868,6 +949,8 @@ fn merge(cli: Overrides, file: Overrides) -> Overrides {
         max_subscriptions, max_topic_levels, max_topic_length,
         max_connections, max_connections_per_ip, max_handshake_rate_per_ip, handshake_burst,
         max_publish_rate, publish_burst, quic_retry_above,
+        max_concurrent_auth, auth_queue, auth_backoff_after, auth_backoff_initial_ms,
+        auth_backoff_max_ms,
         client_ca, require_client_cert, cert_identity,
         max_session_expiry, tls_ticket_lifetime, max_queued_messages, queue_drop_policy, log,
         password_file, allow_anonymous, acl_file,

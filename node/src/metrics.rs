@@ -6,8 +6,13 @@
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// CONNECT credential checks, by `result` (allowed, bad_credentials,
-/// not_authorized, bad_method).
+/// not_authorized, bad_method, certificate, not_session_owner, busy,
+/// backoff).
 pub const AUTH: &str = "quicmq_auth_total";
+/// Password checks queued or running on the hash workers.
+pub const AUTH_PENDING: &str = "quicmq_auth_checks_pending";
+/// The node process's resident memory, bytes (read at each scrape).
+pub const RESIDENT_MEMORY: &str = "quicmq_process_resident_memory_bytes";
 /// PUBLISH (wills included) and SUBSCRIBE filters the ACL refused, by
 /// `access` (publish, subscribe).
 pub const ACL_DENIED: &str = "quicmq_acl_denied_total";
@@ -117,7 +122,16 @@ fn describe() {
     describe_counter!(PACKETS_RECEIVED, "MQTT packets received by type");
     describe_counter!(
         AUTH,
-        "CONNECT credential checks by result (allowed, bad_credentials, not_authorized, bad_method)"
+        "CONNECT credential checks by result (allowed, bad_credentials, not_authorized, bad_method, certificate, not_session_owner, busy, backoff)"
+    );
+    describe_gauge!(
+        AUTH_PENDING,
+        "Password checks queued or running on the hash workers"
+    );
+    describe_gauge!(
+        RESIDENT_MEMORY,
+        Unit::Bytes,
+        "Resident memory of the node process, read at each scrape"
     );
     describe_counter!(
         LIMITS_HIT,

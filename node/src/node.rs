@@ -380,7 +380,8 @@ fn authenticator(config: &NodeConfig) -> Result<Authenticator, StartError> {
         config.acl_file.clone(),
         config.allow_anonymous,
     )
-    .map_err(StartError::Config)?;
+    .map_err(StartError::Config)?
+    .with_limits(config.auth_limits);
     if config.password_file.is_some() || config.acl_file.is_some() {
         tracing::info!(
             users = auth.user_count(),

@@ -639,73 +639,20 @@ pub async fn http_post(addr: SocketAddr, path: &str) -> (u16, String) {
 }
 
 async fn http_request(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let exchange = async {
-        let mut socket = tokio::net::TcpStream::connect(addr)
-            .await
-            .expect("admin connect");
-        let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-        );
-        socket
-            .write_all(request.as_bytes())
-            .await
-            .expect("admin write");
-        let mut response = Vec::new();
-        socket.read_to_end(&mut response).await.expect("admin read");
-        response
-    };
-    let response = tokio::time::timeout(Duration::from_secs(5), exchange)
-        .await
-        .expect("admin answers in time");
-    let text = String::from_utf8(response).expect("UTF-8 response");
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .expect("HTTP response with a header");
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("no status code in {head:?}"));
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_string()
-    };
-    (status, body)
+    let addr = addr.to_string();
+    let reply = quicmq_node::admin_client::request(&quicmq_node::admin_client::AdminRequest {
+        addr: &addr,
+        method,
+        path,
+        token: None,
+        timeout: Duration::from_secs(5),
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    (reply.status, reply.body)
 }
 
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    loop {
-        let Some((size, rest)) = body.split_once("\r\n") else {
-            return out;
-        };
-        let size = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16)
-            .expect("chunk size");
-        if size == 0 || rest.len() < size {
-            return out;
-        }
-        out.push_str(&rest[..size]);
-        body = rest[size..].trim_start_matches("\r\n");
-    }
-}
-
-/// The value of one sample in a Prometheus text exposition: `series` is
-/// the metric name with its labels exactly as rendered, e.g.
-/// `quicmq_messages_dropped_total{reason="queue_full"}` (labels in the
-/// exporter's order). `None` if the series is not there.
-pub fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .find_map(|line| {
-            let (name, value) = line.rsplit_once(' ')?;
-            (name == series).then(|| value.parse().ok())?
-        })
-}
+pub use quicmq_node::admin_client::metric;
 
 /// A counter of the node's `/metrics` (0 when not yet rendered: counters
 /// appear on first increment). Metrics are process-global: compare values

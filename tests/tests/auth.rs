@@ -28,8 +28,11 @@ fn write_passwords(dir: &Path, users: &[(&str, &str)]) -> std::path::PathBuf {
 async fn node_with_passwords(users: &[(&str, &str)]) -> (TestNode, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let path = write_passwords(dir.path(), users);
+    // Every attempt of these tests comes from 127.0.0.1: no back-off, so
+    // each gets the answer its credentials deserve (back-off has a test
+    // of its own).
     let node = TestNode::start_with(&format!(
-        "password_file = {:?}\n",
+        "password_file = {:?}\nauth_backoff_after = 0\n",
         path.display().to_string()
     ))
     .await;
@@ -102,7 +105,10 @@ async fn every_outcome_is_counted() {
     let path = write_passwords(dir.path(), &[("alice", "pw")]);
     let path = path.to_str().unwrap().to_owned();
     let node = tokio::task::block_in_place(|| {
-        NodeProcess::spawn_with(&dir.path().join("data"), &["--password-file", &path])
+        NodeProcess::spawn_with(
+            &dir.path().join("data"),
+            &["--password-file", &path, "--auth-backoff-after", "0"],
+        )
     });
     let attempt = |user: Option<&str>, password: Option<&str>, method: Option<&str>| {
         let mut options = node.tcp_options("counted");
@@ -310,5 +316,136 @@ async fn quicmq_passwd_writes_entries_the_node_accepts() {
     assert_eq!(
         code(Some("bob"), Some("two")).await,
         ReasonCode::BAD_USER_NAME_OR_PASSWORD
+    );
+}
+
+/// The reason code of one login to `node` from `source` (None: the
+/// system's choice of address).
+async fn login_from(
+    node: &NodeProcess,
+    source: Option<&str>,
+    user: &str,
+    password: &str,
+    protocol: ProtocolVersion,
+) -> ReasonCode {
+    let mut options = node.tcp_options("login");
+    options.protocol = protocol;
+    options.local_ip = source.map(|ip| ip.parse().unwrap());
+    options.username = Some(user.into());
+    options.password = Some(Bytes::from(password.to_owned()));
+    match Client::connect(options).await {
+        Ok((client, _)) => {
+            let _ = client.disconnect(ReasonCode::SUCCESS).await;
+            ReasonCode::SUCCESS
+        }
+        Err(ClientError::Refused(connack)) => connack.reason_code,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guessing_address_backs_off_without_locking_out_the_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_passwords(dir.path(), &[("alice", "pw")]);
+    let path = path.to_str().unwrap().to_owned();
+    let node = tokio::task::block_in_place(|| {
+        NodeProcess::spawn_with(
+            &dir.path().join("data"),
+            &[
+                "--password-file",
+                &path,
+                "--auth-backoff-after",
+                "3",
+                "--auth-backoff-initial-ms",
+                "60000",
+            ],
+        )
+    });
+    let guesser = Some("127.0.0.2");
+    for _ in 0..3 {
+        assert_eq!(
+            login_from(&node, guesser, "alice", "guess", ProtocolVersion::V5).await,
+            ReasonCode::BAD_USER_NAME_OR_PASSWORD
+        );
+    }
+    // The guesser waits now: Server busy before any password work, even
+    // with the right password; 3.1.1 gets return code 3.
+    assert_eq!(
+        login_from(&node, guesser, "alice", "pw", ProtocolVersion::V5).await,
+        ReasonCode::SERVER_BUSY
+    );
+    assert_eq!(
+        login_from(&node, guesser, "alice", "guess", ProtocolVersion::V311).await,
+        ReasonCode::SERVER_UNAVAILABLE
+    );
+    // alice from her own address is not locked out, and her login clears
+    // her name's failures.
+    assert_eq!(
+        login_from(&node, Some("127.0.0.3"), "alice", "pw", ProtocolVersion::V5).await,
+        ReasonCode::SUCCESS
+    );
+    let backoff = metric_sum(node.admin, "quicmq_auth_total{result=\"backoff\"}").await;
+    assert_eq!(backoff, 2.0, "the two held-back attempts are counted");
+    assert_eq!(
+        metric_sum(node.admin, "quicmq_auth_total{result=\"bad_credentials\"}").await,
+        3.0,
+        "only three password checks ran for the guesser"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_work_beyond_the_queue_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_passwords(dir.path(), &[("alice", "pw")]);
+    let path = path.to_str().unwrap().to_owned();
+    let node = tokio::task::block_in_place(|| {
+        NodeProcess::spawn_with(
+            &dir.path().join("data"),
+            &[
+                "--password-file",
+                &path,
+                "--max-concurrent-auth",
+                "1",
+                "--auth-queue",
+                "2",
+                "--auth-backoff-after",
+                "0",
+            ],
+        )
+    });
+    // 24 logins at once, one hash worker, two waiting: the rest are
+    // refused with Server busy; nothing else happens to them.
+    let mut logins = tokio::task::JoinSet::new();
+    for i in 0..24 {
+        let mut options = node.tcp_options(&format!("flood-{i}"));
+        options.username = Some("alice".into());
+        options.password = Some(Bytes::from_static(b"pw"));
+        logins.spawn(async move {
+            match Client::connect(options).await {
+                Ok((client, _)) => {
+                    let _ = client.disconnect(ReasonCode::SUCCESS).await;
+                    ReasonCode::SUCCESS
+                }
+                Err(ClientError::Refused(connack)) => connack.reason_code,
+                Err(e) => panic!("{e}"),
+            }
+        });
+    }
+    let codes = logins.join_all().await;
+    let ok = codes.iter().filter(|c| **c == ReasonCode::SUCCESS).count();
+    let busy = codes
+        .iter()
+        .filter(|c| **c == ReasonCode::SERVER_BUSY)
+        .count();
+    assert_eq!(ok + busy, 24, "{codes:?}");
+    assert!(ok >= 2 && busy >= 1, "{ok} in, {busy} busy");
+    assert_eq!(
+        metric_sum(node.admin, "quicmq_auth_total{result=\"busy\"}").await,
+        busy as f64
+    );
+    // Once the flood is over, logins go through again.
+    assert_eq!(
+        login_from(&node, None, "alice", "pw", ProtocolVersion::V5).await,
+        ReasonCode::SUCCESS
     );
 }

@@ -3,7 +3,9 @@
 //! `allow_anonymous` says so, and an [`Acl`] for PUBLISH and SUBSCRIBE.
 //!
 //! [`Authenticator::check`] is the decision the CONNECT handler asks for;
-//! it runs the password hash on the blocking pool, counts outcomes
+//! it runs the password hash on the node's [`HashWorkers`] (a fixed number
+//! of threads behind a bounded queue), backs off addresses and user names
+//! after failed logins ([`LoginBackoff`]), counts outcomes
 //! (`quicmq_auth_total{result}`) and logs failures at most a few times a
 //! second ([`FailureLog`]). [`Authenticator::authorize`] answers the ACL
 //! for each PUBLISH, will and SUBSCRIBE filter; [`Authenticator::reload`]
@@ -13,23 +15,29 @@
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! use quicmq_node::auth::{AuthDecision, Authenticator};
 //!
+//! let peer = "192.0.2.1".parse().unwrap();
 //! let open = Authenticator::new(None, true);
-//! assert!(matches!(open.check(None, None).await, AuthDecision::Allowed { .. }));
+//! assert!(matches!(open.check(peer, None, None).await, AuthDecision::Allowed { .. }));
 //! let closed = Authenticator::new(None, false);
-//! assert_eq!(closed.check(None, None).await, AuthDecision::NotAuthorized);
+//! assert_eq!(closed.check(peer, None, None).await, AuthDecision::NotAuthorized);
 //! # });
 //! ```
 
 pub mod acl;
+mod hash_workers;
+pub mod login_backoff;
 pub mod password_file;
 
+use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 pub use acl::{Access, Acl};
+pub use hash_workers::{HashWorkers, WorkersBusy};
+pub use login_backoff::{BackoffSettings, LoginBackoff};
 pub use password_file::{hash_password, PasswordFile};
 
 /// A line of a password file or an ACL file that cannot be used.
@@ -73,6 +81,36 @@ pub enum AuthDecision {
     /// No credentials where they are required: CONNACK 0x87 (3.1.1:
     /// return code 5).
     NotAuthorized,
+    /// Not checked: every password worker is busy and the queue is full,
+    /// or the address backs off after failed logins. CONNACK 0x89 Server
+    /// busy (3.1.1: 3, Server unavailable); nothing was spent on it.
+    Busy,
+}
+
+/// How much password work a node does at once, and the back-off after
+/// failed logins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthLimits {
+    /// argon2id checks running at once (`max_concurrent_auth`).
+    pub max_concurrent: usize,
+    /// Checks waiting for a worker (`auth_queue`); beyond it, Server busy.
+    pub queue: usize,
+    /// Back-off after failed logins.
+    pub backoff: BackoffSettings,
+}
+
+/// Default `auth_queue`.
+pub const DEFAULT_AUTH_QUEUE: usize = 256;
+
+impl Default for AuthLimits {
+    /// One check per CPU core, 256 waiting, the default back-off.
+    fn default() -> Self {
+        AuthLimits {
+            max_concurrent: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            queue: DEFAULT_AUTH_QUEUE,
+            backoff: BackoffSettings::default(),
+        }
+    }
 }
 
 /// The node's authentication rules; reloadable.
@@ -85,6 +123,10 @@ pub struct Authenticator {
     password_path: Option<PathBuf>,
     acl_path: Option<PathBuf>,
     log: FailureLog,
+    limits: AuthLimits,
+    /// Started with the first password check.
+    workers: OnceLock<HashWorkers>,
+    backoff: LoginBackoff,
 }
 
 /// The texts of a password file and an ACL file (`None`: not used), as a
@@ -135,7 +177,23 @@ impl Authenticator {
             password_path: None,
             acl_path: None,
             log: FailureLog::new(Duration::from_secs(10), 5),
+            limits: AuthLimits::default(),
+            workers: OnceLock::new(),
+            backoff: LoginBackoff::new(BackoffSettings::default()),
         }
+    }
+
+    /// The same rules with `limits` on password work and failed logins.
+    pub fn with_limits(mut self, limits: AuthLimits) -> Authenticator {
+        self.limits = limits;
+        self.workers = OnceLock::new();
+        self.backoff = LoginBackoff::new(limits.backoff);
+        self
+    }
+
+    fn workers(&self) -> &HashWorkers {
+        self.workers
+            .get_or_init(|| HashWorkers::new(self.limits.max_concurrent, self.limits.queue))
     }
 
     /// Reads the password file and the ACL file (either may be absent) and
@@ -289,27 +347,46 @@ impl Authenticator {
             .clone()
     }
 
-    /// Decides on a CONNECT's user name and password.
+    /// Decides on a CONNECT's user name and password, from `peer`.
     ///
-    /// - A user name with a password file: the password must match.
+    /// - A user name with a password file: the password must match. The
+    ///   check waits for a hash worker; with every worker busy and the
+    ///   queue full, or while `peer` backs off after failed logins, the
+    ///   answer is [`AuthDecision::Busy`] at once.
     /// - A user name without a password file: accepted as given only
     ///   while anonymous clients are allowed (nothing checks it).
     /// - No user name: allowed only with `allow_anonymous`.
-    pub async fn check(&self, username: Option<&str>, password: Option<&Bytes>) -> AuthDecision {
+    pub async fn check(
+        &self,
+        peer: IpAddr,
+        username: Option<&str>,
+        password: Option<&Bytes>,
+    ) -> AuthDecision {
+        let mut result = None;
         let decision = match (username, self.passwords()) {
             (Some(name), Some(file)) => {
-                let name_owned = name.to_owned();
-                let password = password.cloned().unwrap_or_default();
-                let matches =
-                    tokio::task::spawn_blocking(move || file.verify(&name_owned, &password))
-                        .await
-                        .unwrap_or(false);
-                if matches {
-                    AuthDecision::Allowed {
-                        username: Some(name.to_owned()),
-                    }
+                if self
+                    .backoff
+                    .admit(peer, Some(name), Instant::now())
+                    .is_err()
+                {
+                    result = Some("backoff");
+                    AuthDecision::Busy
                 } else {
-                    AuthDecision::BadCredentials
+                    let password = password.map(|p| p.to_vec()).unwrap_or_default();
+                    match self.workers().verify(file, name, password).await {
+                        Ok(true) => {
+                            self.backoff.succeeded(peer, Some(name));
+                            AuthDecision::Allowed {
+                                username: Some(name.to_owned()),
+                            }
+                        }
+                        Ok(false) => {
+                            self.backoff.failed(peer, Some(name), Instant::now());
+                            AuthDecision::BadCredentials
+                        }
+                        Err(WorkersBusy) => AuthDecision::Busy,
+                    }
                 }
             }
             (Some(name), None) if self.allow_anonymous => AuthDecision::Allowed {
@@ -318,11 +395,12 @@ impl Authenticator {
             (None, _) if self.allow_anonymous => AuthDecision::Allowed { username: None },
             _ => AuthDecision::NotAuthorized,
         };
-        let result = match &decision {
+        let result = result.unwrap_or(match &decision {
             AuthDecision::Allowed { .. } => "allowed",
             AuthDecision::BadCredentials => "bad_credentials",
             AuthDecision::NotAuthorized => "not_authorized",
-        };
+            AuthDecision::Busy => "busy",
+        });
         metrics::counter!(crate::metrics::AUTH, "result" => result).increment(1);
         decision
     }
@@ -388,6 +466,8 @@ impl FailureLog {
 mod tests {
     use super::*;
 
+    const PEER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
+
     fn with_user() -> Authenticator {
         let mut file = PasswordFile::default();
         file.set("alice", &hash_password(b"pw").unwrap()).unwrap();
@@ -400,35 +480,38 @@ mod tests {
         let wrong = Bytes::from_static(b"no");
         let auth = with_user();
         assert_eq!(
-            auth.check(Some("alice"), Some(&pw)).await,
+            auth.check(PEER, Some("alice"), Some(&pw)).await,
             AuthDecision::Allowed {
                 username: Some("alice".into())
             }
         );
         assert_eq!(
-            auth.check(Some("alice"), Some(&wrong)).await,
+            auth.check(PEER, Some("alice"), Some(&wrong)).await,
             AuthDecision::BadCredentials
         );
         assert_eq!(
-            auth.check(Some("alice"), None).await,
+            auth.check(PEER, Some("alice"), None).await,
             AuthDecision::BadCredentials
         );
         assert_eq!(
-            auth.check(Some("mallory"), Some(&pw)).await,
+            auth.check(PEER, Some("mallory"), Some(&pw)).await,
             AuthDecision::BadCredentials
         );
-        assert_eq!(auth.check(None, None).await, AuthDecision::NotAuthorized);
+        assert_eq!(
+            auth.check(PEER, None, None).await,
+            AuthDecision::NotAuthorized
+        );
 
         let open = Authenticator::new(None, true);
         assert_eq!(
-            open.check(Some("anyone"), None).await,
+            open.check(PEER, Some("anyone"), None).await,
             AuthDecision::Allowed {
                 username: Some("anyone".into())
             }
         );
         let closed = Authenticator::new(None, false);
         assert_eq!(
-            closed.check(Some("anyone"), Some(&pw)).await,
+            closed.check(PEER, Some("anyone"), Some(&pw)).await,
             AuthDecision::NotAuthorized
         );
     }
@@ -441,11 +524,11 @@ mod tests {
         auth.set_passwords(file);
         let b = Bytes::from_static(b"b");
         assert!(matches!(
-            auth.check(Some("bob"), Some(&b)).await,
+            auth.check(PEER, Some("bob"), Some(&b)).await,
             AuthDecision::Allowed { .. }
         ));
         assert_eq!(
-            auth.check(Some("alice"), Some(&Bytes::from_static(b"pw")))
+            auth.check(PEER, Some("alice"), Some(&Bytes::from_static(b"pw")))
                 .await,
             AuthDecision::BadCredentials
         );
@@ -460,5 +543,37 @@ mod tests {
         assert_eq!(log.admit_at(t0), None);
         assert_eq!(log.admit_at(t0), None);
         assert_eq!(log.admit_at(t0 + Duration::from_secs(11)), Some(2));
+    }
+
+    #[tokio::test]
+    async fn failed_logins_back_off_the_address_not_the_user() {
+        let auth = with_user().with_limits(AuthLimits {
+            max_concurrent: 1,
+            queue: 4,
+            backoff: BackoffSettings {
+                after: 2,
+                initial: Duration::from_secs(30),
+                max: Duration::from_secs(60),
+            },
+        });
+        let wrong = Bytes::from_static(b"no");
+        let pw = Bytes::from_static(b"pw");
+        for _ in 0..2 {
+            assert_eq!(
+                auth.check(PEER, Some("alice"), Some(&wrong)).await,
+                AuthDecision::BadCredentials
+            );
+        }
+        // The guessing address waits, even with the right password…
+        assert_eq!(
+            auth.check(PEER, Some("alice"), Some(&pw)).await,
+            AuthDecision::Busy
+        );
+        // …alice elsewhere does not.
+        let home = IpAddr::V4(std::net::Ipv4Addr::new(198, 51, 100, 7));
+        assert!(matches!(
+            auth.check(home, Some("alice"), Some(&pw)).await,
+            AuthDecision::Allowed { .. }
+        ));
     }
 }

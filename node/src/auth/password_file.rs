@@ -23,8 +23,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{Output, PasswordHash, PasswordHasher, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 
 use super::FileError;
 
@@ -76,6 +76,74 @@ fn decoy_hash() -> &'static str {
             .map(|h| h.to_string())
             .unwrap_or_default()
     })
+}
+
+/// Largest hash memory a [`HashMemory`] keeps between checks (64 MiB); a
+/// hash that asks for more gets it for its check only.
+const KEEP_BLOCKS: usize = 64 * 1024;
+
+/// The memory argon2id works in (19 MiB for the default parameters), kept
+/// by the thread that owns it from one check to the next, so that checking
+/// passwords does not allocate and free tens of MiB each time (memory the
+/// allocator may keep per thread and never give back).
+#[derive(Debug, Default)]
+pub struct HashMemory {
+    blocks: Vec<Block>,
+}
+
+impl HashMemory {
+    /// Bytes held now.
+    pub fn held_bytes(&self) -> usize {
+        self.blocks.len() * Block::SIZE
+    }
+
+    fn blocks(&mut self, count: usize) -> &mut [Block] {
+        if self.blocks.len() < count {
+            self.blocks.resize(count, Block::default());
+        }
+        &mut self.blocks[..count]
+    }
+
+    fn trim(&mut self) {
+        if self.blocks.len() > KEEP_BLOCKS {
+            self.blocks = Vec::new();
+        }
+    }
+}
+
+/// Whether `password` hashes to the PHC string `hash` (argon2, any
+/// parameters the string names), working in `memory`. The comparison is
+/// constant-time.
+fn verify_hash(hash: &str, password: &[u8], memory: &mut HashMemory) -> bool {
+    let Ok(parsed) = PasswordHash::new(hash) else {
+        return false;
+    };
+    let (Ok(params), Some(expected), Some(salt)) =
+        (Params::try_from(&parsed), parsed.hash, parsed.salt)
+    else {
+        return false;
+    };
+    let version = match parsed.version.map(Version::try_from) {
+        None => Version::V0x13,
+        Some(Ok(version)) => version,
+        Some(Err(_)) => return false,
+    };
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
+        return false;
+    };
+    let mut out = [0u8; Output::MAX_LENGTH];
+    let Some(out) = out.get_mut(..expected.len()) else {
+        return false;
+    };
+    let blocks = params.block_count();
+    let argon = Argon2::new(Algorithm::Argon2id, version, params);
+    let hashed = argon
+        .hash_password_into_with_memory(password, salt, &mut *out, memory.blocks(blocks))
+        .is_ok();
+    memory.trim();
+    // `Output`'s equality is constant-time.
+    hashed && Output::new(out).is_ok_and(|out| out == expected)
 }
 
 /// Hashes `password` with argon2id and a random salt, as a PHC string.
@@ -178,8 +246,16 @@ impl PasswordFile {
     /// Whether `password` is `name`'s. CPU-bound (one argon2id hash, tens
     /// of milliseconds): call it off the async runtime. An unknown user
     /// costs the same hash, against a decoy, so response time does not
-    /// tell whether a user exists.
+    /// tell whether a user exists. Allocates the hash memory for this
+    /// check alone; a node checks with [`PasswordFile::verify_in`] on its
+    /// hash workers instead.
     pub fn verify(&self, name: &str, password: &[u8]) -> bool {
+        self.verify_in(name, password, &mut HashMemory::default())
+    }
+
+    /// [`PasswordFile::verify`], working in `memory` (reused from one check
+    /// to the next).
+    pub fn verify_in(&self, name: &str, password: &[u8], memory: &mut HashMemory) -> bool {
         self.checks.fetch_add(1, Ordering::Relaxed);
         let stored = self.users.get(name).and_then(|&i| match &self.lines[i] {
             Line::User { hash, .. } => Some(hash.as_str()),
@@ -189,9 +265,7 @@ impl PasswordFile {
             Some(hash) => (hash, true),
             None => (decoy_hash(), false),
         };
-        let matches = PasswordHash::new(hash)
-            .map(|parsed| hasher().verify_password(password, &parsed).is_ok())
-            .unwrap_or(false);
+        let matches = verify_hash(hash, password, memory);
         known && matches
     }
 

@@ -11,6 +11,8 @@
 //! - [`ConnBench`]: many idle connections opened at a bounded rate (over
 //!   QUIC on one shared client endpoint), held, then closed; the latency
 //!   is the connect time.
+//! - [`run_logins`]: a flood of failed logins over several source
+//!   addresses beside an honest client, with the node's memory sampled.
 //!
 //! Each ends in a [`Summary`] (human text via `Display`, or one JSON line
 //! via [`Summary::to_json`]). The decisions (pacing, bounds, the stop rule,
@@ -43,6 +45,7 @@
 mod connect;
 mod connections;
 mod error;
+mod logins;
 mod payload;
 mod plan;
 mod progress;
@@ -54,6 +57,7 @@ mod tests;
 
 pub use connections::{ConnBench, ConnSettings};
 pub use error::BenchError;
+pub use logins::{run_logins, LoginSettings, LoginSummary};
 pub use payload::{unix_nanos, PayloadHeader, HEADER_LEN};
 pub use plan::{
     client_id, expand_sequence, expand_template, shared_filter, Bound, Pacer, StopReason,

@@ -193,6 +193,74 @@ enum BenchCommand {
     /// them; reports connect latency and failures.
     #[command(disable_help_flag = true, disable_version_flag = true)]
     Conn(BenchConnArgs),
+    /// A flood of failed logins (unknown users) from parallel clients over
+    /// several source addresses, while an honest client (-u/-P) keeps
+    /// logging in; reports outcomes, the honest connect time and, with
+    /// --admin, the node's memory.
+    #[command(disable_help_flag = true, disable_version_flag = true)]
+    Login(BenchLoginArgs),
+}
+
+#[derive(Args, Debug)]
+struct BenchLoginArgs {
+    #[command(flatten)]
+    conn: ConnArgs,
+    /// Failed logins to attempt.
+    #[arg(short = 'n', long, default_value_t = 10_000)]
+    count: usize,
+    /// Guessing clients at once.
+    #[arg(short = 'c', long, default_value_t = 32)]
+    clients: usize,
+    /// Local addresses the guessers connect from, in turn: `127.0.0.2+31`
+    /// is 127.0.0.2 to 127.0.0.32; a comma-separated list also works.
+    #[arg(long, value_parser = parse_sources)]
+    sources: Option<Sources>,
+    /// Milliseconds between the honest client's logins.
+    #[arg(long, default_value_t = 100)]
+    honest_interval_ms: u64,
+    /// Time limit, seconds.
+    #[arg(short = 'd', long, default_value = "300", value_parser = parse_secs)]
+    duration: Duration,
+    /// The node's admin endpoint (HOST:PORT), to sample its memory.
+    #[arg(long)]
+    admin: Option<String>,
+    /// Print the summary as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Local addresses to connect from (`--sources`).
+#[derive(Clone, Debug)]
+struct Sources(Vec<std::net::IpAddr>);
+
+/// `A.B.C.D+N` (D to D+N) or a comma-separated list of addresses.
+fn parse_sources(value: &str) -> Result<Sources, String> {
+    if let Some((first, more)) = value.split_once('+') {
+        let first: std::net::Ipv4Addr = first
+            .parse()
+            .map_err(|_| format!("`{first}` is not an IPv4 address"))?;
+        let more: u8 = more
+            .parse()
+            .map_err(|_| format!("`{more}` is not a count of 0 to 255"))?;
+        let [a, b, c, d] = first.octets();
+        let last = d
+            .checked_add(more)
+            .ok_or_else(|| format!("{first}+{more} goes past {a}.{b}.{c}.255"))?;
+        return Ok(Sources(
+            (d..=last)
+                .map(|d| std::net::IpAddr::from([a, b, c, d]))
+                .collect(),
+        ));
+    }
+    value
+        .split(',')
+        .map(|ip| {
+            ip.trim()
+                .parse()
+                .map_err(|_| format!("`{ip}` is not an IP address"))
+        })
+        .collect::<Result<_, _>>()
+        .map(Sources)
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -748,6 +816,31 @@ async fn bench(command: BenchCommand) -> anyhow::Result<ExitCode> {
             );
             (bench.hold_and_close().await, args.json)
         }
+        BenchCommand::Login(args) => {
+            let settings = quicmq_node::bench::LoginSettings {
+                options: args.conn.bench_options(),
+                attempts: args.count,
+                clients: args.clients,
+                sources: args.sources.map(|s| s.0).unwrap_or_default(),
+                honest_interval: Duration::from_millis(args.honest_interval_ms),
+                duration: args.duration,
+                admin: args.admin,
+                admin_token: None,
+            };
+            let summary = quicmq_node::bench::run_logins(settings)
+                .await
+                .context("bench login")?;
+            let text = if args.json {
+                summary.to_json()
+            } else {
+                summary.to_string()
+            };
+            let mut stdout = std::io::stdout().lock();
+            writeln!(stdout, "{text}")
+                .and_then(|()| stdout.flush())
+                .context("cannot write to stdout")?;
+            return Ok(ExitCode::SUCCESS);
+        }
     };
     let text = if json {
         summary.to_json()
@@ -995,63 +1088,18 @@ async fn health(args: HealthArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// A plain HTTP/1.1 request (`Connection: close`); returns the status code
-/// and the body.
+/// One request to an admin endpoint (30 s at most); returns the status
+/// code and the body.
 async fn admin_request(addr: &str, method: &str, path: &str) -> anyhow::Result<(u16, String)> {
-    use anyhow::Context;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let exchange = async {
-        let mut socket = tokio::net::TcpStream::connect(addr)
-            .await
-            .with_context(|| format!("cannot connect to the admin endpoint {addr}"))?;
-        let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-        );
-        socket.write_all(request.as_bytes()).await?;
-        let mut response = Vec::new();
-        socket.read_to_end(&mut response).await?;
-        anyhow::Ok(response)
-    };
-    let response = tokio::time::timeout(Duration::from_secs(30), exchange)
-        .await
-        .context("the admin endpoint did not answer within 30 s")??;
-    let text = String::from_utf8_lossy(&response);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .context("not an HTTP response")?;
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .context("no HTTP status code")?;
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_string()
-    };
-    Ok((status, body))
-}
-
-/// The body of a chunked HTTP response.
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        let (Some(chunk), Some(after)) = (rest.get(..size), rest.get(size..)) else {
-            break;
-        };
-        if size == 0 {
-            break;
-        }
-        out.push_str(chunk);
-        body = after.trim_start_matches("\r\n");
-    }
-    out
+    let reply = quicmq_node::admin_client::request(&quicmq_node::admin_client::AdminRequest {
+        addr,
+        method,
+        path,
+        token: None,
+        timeout: Duration::from_secs(30),
+    })
+    .await?;
+    Ok((reply.status, reply.body))
 }
 
 #[cfg(test)]
@@ -1063,6 +1111,28 @@ mod cli_client {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn bench_login_takes_a_range_of_sources() {
+        let cli = Cli::try_parse_from([
+            "quicmq",
+            "bench",
+            "login",
+            "--sources",
+            "127.0.0.2+3",
+            "-n",
+            "10",
+        ])
+        .unwrap();
+        let Command::Bench(BenchCommand::Login(args)) = cli.command else {
+            panic!("not bench login")
+        };
+        let sources: Vec<String> = args.sources.unwrap().0.iter().map(|s| s.to_string()).collect();
+        assert_eq!(sources, ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"]);
+        assert_eq!(args.count, 10);
+        assert!(parse_sources("127.0.0.250+10").is_err());
+        assert_eq!(parse_sources("::1,127.0.0.1").unwrap().0.len(), 2);
     }
 
     #[test]

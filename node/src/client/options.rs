@@ -194,6 +194,11 @@ pub struct ClientOptions {
     /// handshake is done. [`Client::zero_rtt_accepted`](super::Client::zero_rtt_accepted)
     /// tells which happened.
     pub zero_rtt: bool,
+    /// The local IP address to connect from (TCP and TLS sockets, and a
+    /// QUIC endpoint of the connection's own); `None` (the default) lets
+    /// the system choose. Load tools spread clients over several loopback
+    /// addresses with it.
+    pub local_ip: Option<std::net::IpAddr>,
     /// A QoS 0 PUBLISH sent right behind the CONNECT, before the CONNACK
     /// (MQTT allows it): with 0-RTT, the message leaves in the client's
     /// first flight. Lost if the server refuses the connection.
@@ -230,6 +235,7 @@ impl ClientOptions {
             quic_reuse_tokens: true,
             resumption: Resumption::shared(),
             zero_rtt: true,
+            local_ip: None,
             connect_publish: None,
         }
     }

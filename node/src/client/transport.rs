@@ -57,7 +57,7 @@ pub(crate) async fn establish(
     let addrs = resolve(&opts.host, opts.port).await?;
     match opts.transport {
         Transport::Tcp => {
-            let tcp = connect_tcp(&addrs).await?;
+            let tcp = connect_tcp(&addrs, opts.local_ip).await?;
             let local_addr = tcp.local_addr().ok();
             let (reader, writer) = tcp.into_split();
             Ok(Established {
@@ -73,7 +73,7 @@ pub(crate) async fn establish(
         Transport::Tls => {
             let config = tls::client_config(&opts.tls, false)?;
             let name = tls::server_name(&opts.tls, &opts.host)?;
-            let tcp = connect_tcp(&addrs).await?;
+            let tcp = connect_tcp(&addrs, opts.local_ip).await?;
             let local_addr = tcp.local_addr().ok();
             let stream = tokio_rustls::TlsConnector::from(config)
                 .connect(name, tcp)
@@ -96,10 +96,25 @@ pub(crate) async fn establish(
     }
 }
 
-async fn connect_tcp(addrs: &[SocketAddr]) -> Result<TcpStream, ClientError> {
+async fn connect_tcp(
+    addrs: &[SocketAddr],
+    local_ip: Option<std::net::IpAddr>,
+) -> Result<TcpStream, ClientError> {
     let mut last = None;
     for addr in addrs {
-        match TcpStream::connect(addr).await {
+        let connected = match local_ip {
+            None => TcpStream::connect(addr).await,
+            Some(ip) => {
+                let socket = if addr.is_ipv4() {
+                    tokio::net::TcpSocket::new_v4()?
+                } else {
+                    tokio::net::TcpSocket::new_v6()?
+                };
+                socket.bind(SocketAddr::new(ip, 0))?;
+                socket.connect(*addr).await
+            }
+        };
+        match connected {
             Ok(tcp) => {
                 tcp.set_nodelay(true)?;
                 return Ok(tcp);
@@ -147,10 +162,10 @@ async fn connect_quic(
     let endpoint = match &opts.quic_endpoint {
         Some(shared) => shared.clone(),
         None => {
-            let bind: SocketAddr = if addr.is_ipv6() {
-                (Ipv6Addr::UNSPECIFIED, 0).into()
-            } else {
-                (Ipv4Addr::UNSPECIFIED, 0).into()
+            let bind: SocketAddr = match opts.local_ip {
+                Some(ip) => (ip, 0).into(),
+                None if addr.is_ipv6() => (Ipv6Addr::UNSPECIFIED, 0).into(),
+                None => (Ipv4Addr::UNSPECIFIED, 0).into(),
             };
             quinn::Endpoint::client(bind)?
         }

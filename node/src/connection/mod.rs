@@ -281,7 +281,11 @@ impl Connection {
             PeerCertificate::None => {
                 settings
                     .auth
-                    .check(connect.username.as_deref(), connect.password.as_ref())
+                    .check(
+                        link.peer.ip(),
+                        connect.username.as_deref(),
+                        connect.password.as_ref(),
+                    )
                     .await
             }
         };
@@ -293,6 +297,7 @@ impl Connection {
             AuthDecision::Allowed { .. } => None,
             AuthDecision::BadCredentials => Some(ReasonCode::BAD_USER_NAME_OR_PASSWORD),
             AuthDecision::NotAuthorized => Some(ReasonCode::NOT_AUTHORIZED),
+            AuthDecision::Busy => Some(ReasonCode::SERVER_BUSY),
         };
         if let Some(code) = code {
             settings.auth.log_failure(

@@ -64,7 +64,7 @@ impl Default for AbuseLimits {
 pub const DEFAULT_RETRY_ABOVE: usize = 64;
 
 /// An IPv4 address seen through a dual-stack socket is the IPv4 source.
-fn canonical_ip(ip: IpAddr) -> IpAddr {
+pub(crate) fn canonical_ip(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6
             .to_ipv4_mapped()
