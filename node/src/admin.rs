@@ -5,11 +5,16 @@
 //! - `POST /api/cluster/leave` — this node leaves the cluster and shuts
 //!   down;
 //! - `POST /api/cluster/remove/{node_id}` — removes another node.
+//!
+//! With `admin_token_file`, every request but those to `admin_open_paths`
+//! needs `Authorization: Bearer TOKEN` ([`AdminAccess`]); others get 401.
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::extract::{Path, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -18,6 +23,7 @@ use quicmq_raft::ClusterNode;
 use serde_json::json;
 use tokio::net::TcpListener;
 
+use crate::admin_access::AdminAccess;
 use crate::broker::Broker;
 
 #[derive(Clone)]
@@ -33,6 +39,7 @@ pub async fn serve_admin(
     broker: Arc<Broker>,
     cluster: ClusterNode,
     metrics: PrometheusHandle,
+    access: AdminAccess,
     listener: TcpListener,
 ) {
     let app = Router::new()
@@ -43,6 +50,10 @@ pub async fn serve_admin(
         .route("/api/cluster/leave", post(cluster_leave))
         .route("/api/cluster/remove/{node_id}", post(cluster_remove))
         .route("/api/auth/reload", post(auth_reload))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(access),
+            require_token,
+        ))
         .with_state(AdminState {
             broker,
             cluster,
@@ -51,6 +62,30 @@ pub async fn serve_admin(
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!(error = %e, "admin HTTP server failed");
     }
+}
+
+/// Refuses a request that [`AdminAccess`] does not allow: 401 with
+/// `WWW-Authenticate: Bearer`, counted in `quicmq_admin_refused_total`.
+async fn require_token(
+    State(access): State<Arc<AdminAccess>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if access.allows(request.uri().path(), authorization) {
+        return next.run(request).await;
+    }
+    metrics::counter!(crate::metrics::ADMIN_REFUSED).increment(1);
+    let body = json!({ "error": "this admin path needs `Authorization: Bearer TOKEN` (the node's admin_token_file)" });
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer")],
+        body.to_string() + "\n",
+    )
+        .into_response()
 }
 
 async fn render_metrics(State(state): State<AdminState>) -> String {

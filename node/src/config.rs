@@ -182,9 +182,22 @@ pub struct Overrides {
     /// MQTT over TLS listen address, or `off`. Default 0.0.0.0:8883.
     #[arg(long, env = "QUICMQ_TLS_ADDR")]
     pub tls_addr: Option<ListenAddr>,
-    /// Admin HTTP listen address (/metrics, /health/*), or `off`. Default 0.0.0.0:8080.
+    /// Admin HTTP listen address (/metrics, /health/*, /api/...), or
+    /// `off`. Default 127.0.0.1:8080. Any other than a loopback address
+    /// needs `admin_token_file`.
     #[arg(long, env = "QUICMQ_ADMIN_ADDR")]
     pub admin_addr: Option<ListenAddr>,
+    /// File holding the bearer token the admin API requires (first line;
+    /// `quicmq token new FILE` writes one). Every request but those to
+    /// `admin_open_paths` must carry `Authorization: Bearer TOKEN`.
+    /// Default: none (the admin API is open, and may bind only loopback).
+    #[arg(long, env = "QUICMQ_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// Admin paths served without the token, comma-separated: any of
+    /// /metrics, /health/live, /health/ready. Default: all three.
+    #[arg(long, env = "QUICMQ_ADMIN_OPEN_PATHS", value_delimiter = ',')]
+    #[serde(default, deserialize_with = "deserialize_join")]
+    pub admin_open_paths: Option<Vec<String>>,
     /// PEM certificate chain for QUIC and TLS (with `key`). Default: a
     /// self-signed development certificate in the data directory.
     #[arg(long, env = "QUICMQ_CERT")]
@@ -411,6 +424,10 @@ pub struct NodeConfig {
     pub tls_addr: Option<SocketAddr>,
     /// Admin HTTP listen address.
     pub admin_addr: Option<SocketAddr>,
+    /// The admin API's bearer token file, if one is required.
+    pub admin_token_file: Option<PathBuf>,
+    /// Admin paths served without the token.
+    pub admin_open_paths: Vec<String>,
     /// Certificate and key files, if configured.
     pub cert_and_key: Option<(PathBuf, PathBuf)>,
     /// Password file, if configured.
@@ -646,6 +663,11 @@ impl NodeConfig {
             }
         }
         let auth_limits = auth_limits?;
+        let (admin_addr, admin_token_file, admin_open_paths) = admin_settings(
+            addr(o.admin_addr, "127.0.0.1:8080"),
+            o.admin_token_file.clone(),
+            o.admin_open_paths.clone(),
+        )?;
         let password_file = o.password_file.filter(|p| !p.as_os_str().is_empty());
         let acl_file = o.acl_file.filter(|p| !p.as_os_str().is_empty());
         let dev_default = cert_and_key.is_none()
@@ -711,7 +733,9 @@ impl NodeConfig {
             token_key,
             tcp_addr: addr(o.tcp_addr, "0.0.0.0:1883"),
             tls_addr: addr(o.tls_addr, "0.0.0.0:8883"),
-            admin_addr: addr(o.admin_addr, "0.0.0.0:8080"),
+            admin_addr,
+            admin_token_file,
+            admin_open_paths,
             cert_and_key,
             password_file,
             allow_anonymous,
@@ -789,6 +813,47 @@ impl NodeConfig {
             ..BrokerSettings::default()
         }
     }
+}
+
+/// The admin endpoint: a bind other than loopback needs a token file;
+/// open paths only from [`crate::admin_access::OPENABLE_PATHS`].
+type AdminSettings = (Option<SocketAddr>, Option<PathBuf>, Vec<String>);
+
+fn admin_settings(
+    addr: Option<SocketAddr>,
+    token_file: Option<PathBuf>,
+    open_paths: Option<Vec<String>>,
+) -> Result<AdminSettings, ConfigError> {
+    let token_file = token_file.filter(|p| !p.as_os_str().is_empty());
+    if let Some(addr) = addr {
+        if !addr.ip().is_loopback() && token_file.is_none() {
+            return Err(invalid(
+                "admin_addr",
+                format!("{addr} is not a loopback address, and the admin API can remove members and shut the node down: set admin_token_file (a bearer token every request must carry; `quicmq token new FILE` writes one), or bind 127.0.0.1"),
+            ));
+        }
+    }
+    let open_paths = match open_paths {
+        None => crate::admin_access::default_open_paths(),
+        Some(paths) => {
+            let paths: Vec<String> = paths
+                .into_iter()
+                .map(|p| p.trim().to_owned())
+                .filter(|p| !p.is_empty())
+                .collect();
+            if let Some(bad) = paths
+                .iter()
+                .find(|p| !crate::admin_access::OPENABLE_PATHS.contains(&p.as_str()))
+            {
+                return Err(invalid(
+                    "admin_open_paths",
+                    format!("`{bad}` cannot be served without the token; choose among /metrics, /health/live, /health/ready"),
+                ));
+            }
+            paths
+        }
+    };
+    Ok((addr, token_file, open_paths))
 }
 
 /// `max_concurrent_auth`, `auth_queue` and the `auth_backoff_*` keys.
@@ -903,8 +968,8 @@ fn optional_key<const N: usize>(
     }
 }
 
-/// `join` in TOML: a list of `HOST:PORT` strings, or one comma-separated
-/// string (as in the flag and environment variable).
+/// `join` (and `admin_open_paths`) in TOML: a list of strings, or one
+/// comma-separated string (as in the flag and environment variable).
 fn deserialize_join<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -944,7 +1009,8 @@ fn merge(cli: Overrides, file: Overrides) -> Overrides {
         data_dir, quic_addr, routed_addr, node_id, cluster_id, grpc_addr, advertise_addr, join,
         voters, zone, peer_proxy, cluster_ca, cluster_cert, cluster_key, cluster_ca_key,
         cluster_plaintext, raft_snapshot_logs, server_id_len, quic_lb_config_id, quic_lb_nonce_len,
-        quic_lb_key, reset_key, token_key, tcp_addr, tls_addr, admin_addr, cert, key,
+        quic_lb_key, reset_key, token_key, tcp_addr, tls_addr, admin_addr, admin_token_file,
+        admin_open_paths, cert, key,
         max_packet_size, receive_maximum, topic_alias_maximum, max_keep_alive,
         max_subscriptions, max_topic_levels, max_topic_length,
         max_connections, max_connections_per_ip, max_handshake_rate_per_ip, handshake_burst,
@@ -971,7 +1037,7 @@ mod tests {
         assert_eq!(c.quic_addr, Some("0.0.0.0:14567".parse().unwrap()));
         assert_eq!(c.tcp_addr, Some("0.0.0.0:1883".parse().unwrap()));
         assert_eq!(c.tls_addr, Some("0.0.0.0:8883".parse().unwrap()));
-        assert_eq!(c.admin_addr, Some("0.0.0.0:8080".parse().unwrap()));
+        assert_eq!(c.admin_addr, Some("127.0.0.1:8080".parse().unwrap()));
         assert_eq!(c.data_dir, PathBuf::from("quicmq-data"));
         assert_eq!(c.routed_addr, Some("0.0.0.0:14568".parse().unwrap()));
         assert_eq!(c.cluster.node_id, 1);
@@ -1013,6 +1079,34 @@ mod tests {
             Overrides::try_parse_from(["quicmq-node", "--max-connections-per-ip", "5"]).unwrap();
         let c = NodeConfig::resolve(cli, file("max_connections_per_ip = 9")).unwrap();
         assert_eq!(c.max_connections_per_ip, 5);
+    }
+
+    #[test]
+    fn the_admin_api_binds_loopback_unless_a_token_guards_it() {
+        let resolve = |text: &str| NodeConfig::resolve(Overrides::default(), file(text));
+        let c = resolve("").unwrap();
+        assert_eq!(c.admin_addr, Some("127.0.0.1:8080".parse().unwrap()));
+        assert_eq!(c.admin_token_file, None);
+        assert_eq!(
+            c.admin_open_paths,
+            ["/metrics", "/health/live", "/health/ready"]
+        );
+        let err = resolve("admin_addr = \"0.0.0.0:8080\"").unwrap_err();
+        assert_eq!(err.key, "admin_addr");
+        assert!(err.message.contains("admin_token_file"), "{err}");
+        let c = resolve("admin_addr = \"0.0.0.0:8080\"\nadmin_token_file = \"/t\"").unwrap();
+        assert_eq!(c.admin_token_file, Some(PathBuf::from("/t")));
+        assert!(resolve("admin_addr = \"[::1]:8080\"").is_ok());
+        let c = resolve("admin_open_paths = \"/health/live,/health/ready\"").unwrap();
+        assert_eq!(c.admin_open_paths, ["/health/live", "/health/ready"]);
+        let c = resolve("admin_open_paths = []").unwrap();
+        assert!(c.admin_open_paths.is_empty());
+        let err = resolve("admin_open_paths = [\"/api/cluster/status\"]").unwrap_err();
+        assert_eq!(err.key, "admin_open_paths");
+        let cli =
+            Overrides::try_parse_from(["quicmq-node", "--admin-open-paths", "/metrics"]).unwrap();
+        let c = NodeConfig::resolve(cli, file("")).unwrap();
+        assert_eq!(c.admin_open_paths, ["/metrics"]);
     }
 
     #[test]

@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod admin_access;
 pub mod admin_client;
 pub mod auth;
 pub mod bench;

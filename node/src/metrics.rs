@@ -9,6 +9,8 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 /// not_authorized, bad_method, certificate, not_session_owner, busy,
 /// backoff).
 pub const AUTH: &str = "quicmq_auth_total";
+/// Admin HTTP requests refused for a missing or wrong bearer token.
+pub const ADMIN_REFUSED: &str = "quicmq_admin_refused_total";
 /// Password checks queued or running on the hash workers.
 pub const AUTH_PENDING: &str = "quicmq_auth_checks_pending";
 /// The node process's resident memory, bytes (read at each scrape).
@@ -123,6 +125,10 @@ fn describe() {
     describe_counter!(
         AUTH,
         "CONNECT credential checks by result (allowed, bad_credentials, not_authorized, bad_method, certificate, not_session_owner, busy, backoff)"
+    );
+    describe_counter!(
+        ADMIN_REFUSED,
+        "Admin HTTP requests refused for a missing or wrong bearer token"
     );
     describe_gauge!(
         AUTH_PENDING,

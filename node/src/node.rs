@@ -12,6 +12,7 @@ use tokio::task::JoinSet;
 use quicmq_raft::command::{Command, JoinRecord};
 use quicmq_raft::ClusterNode;
 
+use crate::admin_access::AdminAccess;
 use crate::auth::Authenticator;
 use crate::broker::{now_ms, Broker, SessionStore, StoreError};
 use crate::cluster;
@@ -112,6 +113,14 @@ impl RunningNode {
             None => Identity::development(&config.data_dir)?,
         };
         let auth = Arc::new(authenticator(config)?);
+        // Read now: a bad token file stops the start before the cluster.
+        let admin_token = config
+            .admin_token_file
+            .as_deref()
+            .map(crate::admin_access::read_token_file)
+            .transpose()
+            .map_err(|e| StartError::Config(format!("admin_token_file: {e}")))?;
+        let access = AdminAccess::new(admin_token, config.admin_open_paths.clone());
         let client_certs = match &config.client_ca {
             Some(ca) => Some(tls::ClientCertPolicy::load(
                 ca,
@@ -279,6 +288,7 @@ impl RunningNode {
                     broker.clone(),
                     cluster.clone(),
                     handle,
+                    access,
                     listener,
                 ));
             }

@@ -280,7 +280,11 @@ impl NodeProcess {
             .arg(&self.data_dir)
             .args(["--tcp-addr", &self.tcp.to_string()])
             .args(["--quic-addr", &self.quic.to_string()])
-            .args(["--admin-addr", &self.admin.to_string()])
+            .args(if self.extra.iter().any(|a| a == "--admin-addr") {
+                Vec::new()
+            } else {
+                vec!["--admin-addr".to_string(), self.admin.to_string()]
+            })
             .args(if self.extra.iter().any(|a| a == "--tls-addr") {
                 &[][..]
             } else {

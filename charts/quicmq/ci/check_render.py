@@ -52,6 +52,7 @@ NODE_KEYS = {
     "max_subscriptions", "max_topic_levels", "max_topic_length",
     "max_connections", "max_connections_per_ip", "max_handshake_rate_per_ip",
     "handshake_burst", "max_publish_rate", "publish_burst", "quic_retry_above",
+    "admin_token_file", "admin_open_paths",
 }
 ROUTER_KEYS = {
     "listen", "internal_addr", "admin_addr", "log", "probe_interval_ms",
@@ -270,6 +271,25 @@ def check_node(r: Render, replicas: int, voters: int, join_all: bool) -> None:
         eq(toml["tls_addr"], "0.0.0.0:8883", "tls_addr")
         eq(toml["grpc_addr"], "0.0.0.0:7000", "grpc_addr")
         eq(toml["admin_addr"], "0.0.0.0:8080", "admin_addr")
+        # The admin API listens on the pod network: it must require a token.
+        eq(toml["admin_token_file"], "/etc/quicmq/admin/admin-token", "admin_token_file")
+        open_paths = [p for p in toml["admin_open_paths"].split(",") if p]
+        eq(open_paths, r.values["adminApi"]["openPaths"], "admin_open_paths")
+        for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+            path = c.get(probe, {}).get("httpGet", {}).get("path")
+            expect(path is None or path in open_paths,
+                   f"{probe} {path} needs the admin token")
+        mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+        eq(mounts.get("admin-token"), "/etc/quicmq/admin", "admin-token mount")
+        token_vol = [v for v in pod["volumes"] if v["name"] == "admin-token"][0]["secret"]
+        token_secret = r.values["adminApi"]["tokenSecret"] or f"{RELEASE}-admin-token"
+        eq((token_vol["secretName"], token_vol["items"]),
+           (token_secret, [{"key": "admin-token", "path": "admin-token"}]), "admin-token volume")
+        generated = r.has("Secret", f"{RELEASE}-admin-token")
+        eq(generated, not r.values["adminApi"]["tokenSecret"], "generated admin-token Secret")
+        if generated:
+            token = r.get("Secret", f"{RELEASE}-admin-token")["data"]["admin-token"]
+            expect(len(base64.b64decode(token)) >= 16, "generated admin token too short")
         eq(toml["voters"], voters, "voters")
         eq(toml["cluster_id"], r.values["cluster"]["id"] or f"{NAMESPACE}-{RELEASE}", "cluster_id")
         expect(isinstance(toml["max_session_expiry"], int), "max_session_expiry is not an integer")

@@ -65,6 +65,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{/* Secret holding reset-key, token-key and (optionally) quic-lb-key. */}}
+{{/* The Secret holding the admin API token (key `admin-token`). */}}
+{{- define "quicmq.adminTokenSecret" -}}
+{{- default (printf "%s-admin-token" (include "quicmq.fullname" .)) .Values.adminApi.tokenSecret }}
+{{- end }}
+
 {{- define "quicmq.keysSecret" -}}
 {{- default (printf "%s-keys" (include "quicmq.fullname" .)) .Values.clusterKeys.existingSecret }}
 {{- end }}

@@ -210,12 +210,18 @@ impl LoginBackoff {
         }
     }
 
+    /// Whether `ip` has failed logins not yet forgotten (its checks wait
+    /// behind those of clean addresses; failures are counted with
+    /// back-off off too).
+    pub fn has_failed(&self, ip: IpAddr, now: Instant) -> bool {
+        let ip = crate::limits::canonical_ip(ip);
+        let s = self.settings;
+        self.tables().sources.get(&ip, &s, now).is_some()
+    }
+
     /// A login from `ip` as `username` failed (wrong password or unknown
     /// user).
     pub fn failed(&self, ip: IpAddr, username: Option<&str>, now: Instant) {
-        if self.settings.after == 0 {
-            return;
-        }
         let ip = crate::limits::canonical_ip(ip);
         let (s, max) = (self.settings, self.max_entries);
         let mut tables = self.tables();
@@ -227,9 +233,6 @@ impl LoginBackoff {
 
     /// A login from `ip` as `username` succeeded: both start afresh.
     pub fn succeeded(&self, ip: IpAddr, username: Option<&str>) {
-        if self.settings.after == 0 {
-            return;
-        }
         let ip = crate::limits::canonical_ip(ip);
         let mut tables = self.tables();
         tables.sources.entries.remove(&ip);
@@ -312,7 +315,7 @@ mod tests {
     }
 
     #[test]
-    fn off_means_never_held_back() {
+    fn off_means_never_held_back_but_failures_still_count() {
         let b = LoginBackoff::new(BackoffSettings {
             after: 0,
             ..settings()
@@ -322,6 +325,11 @@ mod tests {
             b.failed(ip(1), Some("a"), now);
         }
         assert!(b.admit(ip(1), Some("a"), now).is_ok());
+        assert!(
+            b.has_failed(ip(1), now),
+            "its checks still wait behind clean ones"
+        );
+        assert!(!b.has_failed(ip(2), now));
     }
 
     #[test]

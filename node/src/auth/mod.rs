@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 pub use acl::{Access, Acl};
-pub use hash_workers::{HashWorkers, WorkersBusy};
+pub use hash_workers::{CheckPriority, HashWorkers, WorkersBusy};
 pub use login_backoff::{BackoffSettings, LoginBackoff};
 pub use password_file::{hash_password, PasswordFile};
 
@@ -374,7 +374,12 @@ impl Authenticator {
                     AuthDecision::Busy
                 } else {
                     let password = password.map(|p| p.to_vec()).unwrap_or_default();
-                    match self.workers().verify(file, name, password).await {
+                    let priority = if self.backoff.has_failed(peer, Instant::now()) {
+                        CheckPriority::Suspect
+                    } else {
+                        CheckPriority::Clean
+                    };
+                    match self.workers().verify(file, name, password, priority).await {
                         Ok(true) => {
                             self.backoff.succeeded(peer, Some(name));
                             AuthDecision::Allowed {

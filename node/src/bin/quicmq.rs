@@ -81,6 +81,23 @@ enum Command {
     /// certificate with it.
     #[command(subcommand)]
     Ca(CaCommand),
+    /// Bearer tokens for a node's admin API (`admin_token_file`).
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum TokenCommand {
+    /// Write a new random token (32 random bytes in hex) to FILE, mode
+    /// 0600. Refuses to overwrite an existing file.
+    New {
+        /// The token file.
+        file: PathBuf,
+        /// Keep a token FILE already holds and succeed (for an init step
+        /// that runs at every start).
+        #[arg(long)]
+        if_missing: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -162,6 +179,9 @@ struct ClusterArgs {
     /// Admin HTTP address of any node (HOST:PORT).
     #[arg(long, default_value = "127.0.0.1:8080", global = true)]
     admin: String,
+    /// File holding the node's admin bearer token (its `admin_token_file`).
+    #[arg(long, env = "QUICMQ_ADMIN_TOKEN_FILE", global = true)]
+    token_file: Option<PathBuf>,
     #[command(subcommand)]
     command: ClusterCommand,
 }
@@ -224,6 +244,9 @@ struct BenchLoginArgs {
     /// The node's admin endpoint (HOST:PORT), to sample its memory.
     #[arg(long)]
     admin: Option<String>,
+    /// File holding the node's admin bearer token, if /metrics needs it.
+    #[arg(long, env = "QUICMQ_ADMIN_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
     /// Print the summary as one JSON object.
     #[arg(long)]
     json: bool,
@@ -608,6 +631,7 @@ fn main() -> ExitCode {
             Command::Health(args) => health(args).await,
             Command::Passwd(args) => passwd(&args),
             Command::Ca(command) => ca(command),
+            Command::Token(command) => token(command),
         }
     });
     match result {
@@ -825,7 +849,12 @@ async fn bench(command: BenchCommand) -> anyhow::Result<ExitCode> {
                 honest_interval: Duration::from_millis(args.honest_interval_ms),
                 duration: args.duration,
                 admin: args.admin,
-                admin_token: None,
+                admin_token: args
+                    .token_file
+                    .as_deref()
+                    .map(quicmq_node::admin_access::read_token_file)
+                    .transpose()
+                    .map_err(|e| anyhow::anyhow!("--token-file: {e}"))?,
             };
             let summary = quicmq_node::bench::run_logins(settings)
                 .await
@@ -921,14 +950,45 @@ async fn cluster(args: ClusterArgs) -> anyhow::Result<ExitCode> {
         ClusterCommand::Leave => ("POST", "/api/cluster/leave".to_string()),
         ClusterCommand::Remove { node_id } => ("POST", format!("/api/cluster/remove/{node_id}")),
     };
-    let (status, body) = admin_request(&args.admin, method, &path).await?;
+    let token = args
+        .token_file
+        .as_deref()
+        .map(quicmq_node::admin_access::read_token_file)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--token-file: {e}"))?;
+    let (status, body) = admin_request(&args.admin, method, &path, token.as_deref()).await?;
     print!("{body}");
     if (200..300).contains(&status) {
         Ok(ExitCode::SUCCESS)
     } else {
         eprintln!("quicmq: {} answered HTTP {status}", args.admin);
+        if status == 401 {
+            eprintln!("quicmq: the node requires its admin token: pass --token-file (or QUICMQ_ADMIN_TOKEN_FILE)");
+        }
         Ok(ExitCode::FAILURE)
     }
+}
+
+/// `quicmq token new FILE`.
+fn token(command: TokenCommand) -> anyhow::Result<ExitCode> {
+    let TokenCommand::New { file, if_missing } = command;
+    if file.exists() {
+        if if_missing {
+            quicmq_node::admin_access::read_token_file(&file)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("{}", file.display());
+            return Ok(ExitCode::SUCCESS);
+        }
+        bail!(
+            "{} exists; remove it first, or pass --if-missing to keep it",
+            file.display()
+        );
+    }
+    let token = quicmq_node::admin_access::new_token();
+    write_private(&file, format!("{token}\n").as_bytes())
+        .with_context(|| format!("cannot write {}", file.display()))?;
+    println!("{}", file.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `quicmq ca new|issue`.
@@ -1066,7 +1126,8 @@ async fn health(args: HealthArgs) -> anyhow::Result<ExitCode> {
         "/health/ready"
     };
     let limit = Duration::from_secs(args.timeout.max(1));
-    let Ok(answer) = tokio::time::timeout(limit, admin_request(&args.admin, "GET", path)).await
+    let Ok(answer) =
+        tokio::time::timeout(limit, admin_request(&args.admin, "GET", path, None)).await
     else {
         bail!(
             "{}{path} did not answer within {} s",
@@ -1090,12 +1151,17 @@ async fn health(args: HealthArgs) -> anyhow::Result<ExitCode> {
 
 /// One request to an admin endpoint (30 s at most); returns the status
 /// code and the body.
-async fn admin_request(addr: &str, method: &str, path: &str) -> anyhow::Result<(u16, String)> {
+async fn admin_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> anyhow::Result<(u16, String)> {
     let reply = quicmq_node::admin_client::request(&quicmq_node::admin_client::AdminRequest {
         addr,
         method,
         path,
-        token: None,
+        token,
         timeout: Duration::from_secs(30),
     })
     .await?;
@@ -1128,8 +1194,17 @@ mod cli_client {
         let Command::Bench(BenchCommand::Login(args)) = cli.command else {
             panic!("not bench login")
         };
-        let sources: Vec<String> = args.sources.unwrap().0.iter().map(|s| s.to_string()).collect();
-        assert_eq!(sources, ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"]);
+        let sources: Vec<String> = args
+            .sources
+            .unwrap()
+            .0
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            sources,
+            ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"]
+        );
         assert_eq!(args.count, 10);
         assert!(parse_sources("127.0.0.250+10").is_err());
         assert_eq!(parse_sources("::1,127.0.0.1").unwrap().0.len(), 2);

@@ -28,6 +28,7 @@ module "primary" {
   # the other.
   cluster_tls_node_secret_arn   = var.primary.cluster_tls_node_secret_arn
   cluster_tls_router_secret_arn = var.primary.cluster_tls_router_secret_arn
+  admin_token_secret_arn        = var.primary.admin_token_secret_arn
   tls_secret_arn                = var.primary.tls_secret_arn
   node_count                    = var.primary.node_count
   router_count                  = var.primary.router_count
@@ -54,6 +55,7 @@ module "secondary" {
   # the other.
   cluster_tls_node_secret_arn   = var.secondary.cluster_tls_node_secret_arn
   cluster_tls_router_secret_arn = var.secondary.cluster_tls_router_secret_arn
+  admin_token_secret_arn        = var.secondary.admin_token_secret_arn
   tls_secret_arn                = var.secondary.tls_secret_arn
   node_count                    = var.secondary.node_count
   router_count                  = var.secondary.router_count

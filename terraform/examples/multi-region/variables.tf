@@ -5,7 +5,7 @@ variable "name" {
 }
 
 variable "primary" {
-  description = "The first region's cluster: region, existing VPC and subnets, cluster keys and cluster TLS (node and router certificate) secrets, in that region."
+  description = "The first region's cluster: region, existing VPC and subnets, cluster keys, cluster TLS (node and router certificate) and admin token secrets, in that region."
   type = object({
     region                        = string
     vpc_id                        = string
@@ -14,6 +14,7 @@ variable "primary" {
     cluster_keys_secret_arn       = string
     cluster_tls_node_secret_arn   = string
     cluster_tls_router_secret_arn = string
+    admin_token_secret_arn        = string
     tls_secret_arn                = optional(string)
     node_count                    = optional(number, 3)
     router_count                  = optional(number, 2)
@@ -30,6 +31,7 @@ variable "secondary" {
     cluster_keys_secret_arn       = string
     cluster_tls_node_secret_arn   = string
     cluster_tls_router_secret_arn = string
+    admin_token_secret_arn        = string
     tls_secret_arn                = optional(string)
     node_count                    = optional(number, 3)
     router_count                  = optional(number, 2)

@@ -33,6 +33,8 @@ module "quicmq" {
   # certificate, both issued by a CA whose key stays outside AWS.
   cluster_tls_node_secret_arn   = var.cluster_tls_node_secret_arn
   cluster_tls_router_secret_arn = var.cluster_tls_router_secret_arn
+  # The admin API's bearer token (quicmq token new FILE).
+  admin_token_secret_arn = var.admin_token_secret_arn
 
   node_count   = 3
   voters       = 3

@@ -51,6 +51,11 @@ variable "cluster_tls_router_secret_arn" {
   type        = string
 }
 
+variable "admin_token_secret_arn" {
+  description = "Secrets Manager secret (or SSM SecureString parameter) ARN whose text is the nodes' admin API bearer token (quicmq token new FILE)."
+  type        = string
+}
+
 variable "tls_secret_arn" {
   description = "Secrets Manager secret (or SSM parameter) ARN with JSON {cert, key} in PEM; null uses development certificates."
   type        = string

@@ -13,6 +13,7 @@ locals {
     tls_arn      = var.tls_secret_arn != null ? var.tls_secret_arn : ""
     passwd_arn   = var.password_file_secret_arn != null ? var.password_file_secret_arn : ""
     cluster_tls  = var.cluster_tls_node_secret_arn
+    admin_token  = var.admin_token_secret_arn
     anonymous    = var.allow_anonymous
     extra_config = var.node_extra_config
     port_quic    = local.ports.quic
@@ -53,12 +54,13 @@ resource "aws_ebs_volume" "node_data" {
 # ---------------------------------------------------------------- launch templates
 
 resource "aws_launch_template" "node" {
-  name_prefix            = "${var.name}-node-"
-  description            = "quicmq ${var.name} broker node"
-  image_id               = local.ami_id
-  instance_type          = var.node_instance_type
-  key_name               = var.key_name
-  user_data              = base64encode(local.node_user_data)
+  name_prefix   = "${var.name}-node-"
+  description   = "quicmq ${var.name} broker node"
+  image_id      = local.ami_id
+  instance_type = var.node_instance_type
+  key_name      = var.key_name
+  # gzip: cloud-init unpacks it, and the script stays under EC2's 16 KiB.
+  user_data              = base64gzip(local.node_user_data)
   vpc_security_group_ids = [aws_security_group.node.id]
   update_default_version = true
 
@@ -104,7 +106,7 @@ resource "aws_launch_template" "router" {
   image_id               = local.ami_id
   instance_type          = var.router_instance_type
   key_name               = var.key_name
-  user_data              = base64encode(local.router_user_data)
+  user_data              = base64gzip(local.router_user_data)
   vpc_security_group_ids = [aws_security_group.router.id]
   update_default_version = true
 

@@ -11,6 +11,7 @@ locals {
 
   cluster_tls_node_in_sm   = can(regex("^arn:[^:]+:secretsmanager:", var.cluster_tls_node_secret_arn))
   cluster_tls_router_in_sm = can(regex("^arn:[^:]+:secretsmanager:", var.cluster_tls_router_secret_arn))
+  admin_token_in_sm        = can(regex("^arn:[^:]+:secretsmanager:", var.admin_token_secret_arn))
 }
 
 data "aws_iam_policy_document" "assume_ec2" {
@@ -62,6 +63,12 @@ data "aws_iam_policy_document" "node" {
     sid       = "ReadNodeClusterCertificate"
     actions   = [local.cluster_tls_node_in_sm ? "secretsmanager:GetSecretValue" : "ssm:GetParameter"]
     resources = [var.cluster_tls_node_secret_arn]
+  }
+
+  statement {
+    sid       = "ReadAdminToken"
+    actions   = [local.admin_token_in_sm ? "secretsmanager:GetSecretValue" : "ssm:GetParameter"]
+    resources = [var.admin_token_secret_arn]
   }
 
   dynamic "statement" {

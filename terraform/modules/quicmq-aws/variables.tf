@@ -196,6 +196,16 @@ variable "cluster_tls_node_secret_arn" {
   }
 }
 
+variable "admin_token_secret_arn" {
+  description = "ARN of a Secrets Manager secret or SSM SecureString parameter whose text is the bearer token of the nodes' admin API (`quicmq token new FILE` writes one). The admin port listens on the instance's network, so every request but /metrics and /health/* must carry `Authorization: Bearer TOKEN` (`quicmq cluster ... --token-file`). Read by nodes only, before every start."
+  type        = string
+
+  validation {
+    condition     = can(regex("^arn:[^:]+:(secretsmanager|ssm):", var.admin_token_secret_arn))
+    error_message = "admin_token_secret_arn must be a Secrets Manager secret ARN or an SSM parameter ARN."
+  }
+}
+
 variable "cluster_tls_router_secret_arn" {
   description = "ARN of a Secrets Manager secret or SSM SecureString parameter holding JSON {\"ca\", \"cert\", \"key\"} (PEM) like cluster_tls_node_secret_arn, with the router certificate: DNS name quicmq-router, clientAuth (`quicmq ca issue DIR --name router --usage router`), which may watch the cluster but not join it. Read by routers only, before every start."
   type        = string

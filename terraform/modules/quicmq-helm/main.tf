@@ -55,6 +55,9 @@ locals {
     clusterKeys = {
       existingSecret = local.keys_secret_name
     }
+    adminApi = {
+      tokenSecret = var.admin_token_secret_name != null ? var.admin_token_secret_name : ""
+    }
     tls = {
       existingSecret = var.tls_secret_name != null ? var.tls_secret_name : ""
       certManager = {

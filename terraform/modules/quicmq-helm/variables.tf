@@ -177,6 +177,12 @@ variable "cluster_keys" {
   sensitive = true
 }
 
+variable "admin_token_secret_name" {
+  description = "Name of an existing Secret in the namespace with the nodes' admin API bearer token under admin-token (quicmq token new FILE); chart value adminApi.tokenSecret. Null: the chart generates <release>-admin-token."
+  type        = string
+  default     = null
+}
+
 variable "cluster_tls_node_secret_name" {
   description = "Name of an existing Secret in the namespace with ca.crt, tls.crt and tls.key: the node certificate (DNS name quicmq-node, serverAuth + clientAuth) for mTLS on the cluster's gRPC (chart value cluster.tls.existingSecret.node). Set with cluster_tls_router_secret_name. Null: cert-manager (cluster_tls_cert_manager_issuer) or a CA the chart generates."
   type        = string
