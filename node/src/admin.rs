@@ -92,6 +92,10 @@ async fn render_metrics(State(state): State<AdminState>) -> String {
     if let Some(bytes) = resident_memory_bytes() {
         metrics::gauge!(crate::metrics::RESIDENT_MEMORY).set(bytes as f64);
     }
+    if let Some(budget) = state.broker.queue_budget() {
+        metrics::gauge!(crate::metrics::QUEUED_BYTES).set(budget.used() as f64);
+        metrics::gauge!(crate::metrics::QUEUED_BYTES_LIMIT).set(budget.limit() as f64);
+    }
     state.metrics.run_upkeep();
     state.metrics.render()
 }

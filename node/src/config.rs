@@ -244,7 +244,7 @@ pub struct Overrides {
     /// Topic Alias Maximum announced to clients. Default 64.
     #[arg(long, env = "QUICMQ_TOPIC_ALIAS_MAXIMUM")]
     pub topic_alias_maximum: Option<u16>,
-    /// Most subscriptions one client may hold; 0 = no limit. Default 0.
+    /// Most subscriptions one client may hold; 0 = no limit. Default 1000.
     #[arg(long, env = "QUICMQ_MAX_SUBSCRIPTIONS")]
     pub max_subscriptions: Option<usize>,
     /// Most levels in a topic name or filter. Default 128.
@@ -319,6 +319,17 @@ pub struct Overrides {
     /// Messages queued per session beyond those in flight. Default 10000.
     #[arg(long, env = "QUICMQ_MAX_QUEUED_MESSAGES")]
     pub max_queued_messages: Option<usize>,
+    /// Bytes of messages queued per session beyond those in flight; 0 =
+    /// no limit. The drop policy applies when full. Default 16777216
+    /// (16 MiB).
+    #[arg(long, env = "QUICMQ_MAX_QUEUED_BYTES")]
+    pub max_queued_bytes: Option<usize>,
+    /// Bytes of messages all sessions of this node may hold, queued and in
+    /// flight; a delivery that does not fit is dropped. 0 = a quarter of
+    /// the memory the process may use (cgroup limit, else the machine's).
+    /// Default 0.
+    #[arg(long, env = "QUICMQ_MAX_MEMORY_QUEUED")]
+    pub max_memory_queued: Option<usize>,
     /// Which message goes when a session's queue is full. Default drop-oldest.
     #[arg(long, env = "QUICMQ_QUEUE_DROP_POLICY", value_enum)]
     pub queue_drop_policy: Option<DropPolicyArg>,
@@ -483,6 +494,10 @@ pub struct NodeConfig {
     pub tls_ticket_lifetime: Duration,
     /// Queue limit per session.
     pub max_queued_messages: usize,
+    /// Queued bytes per session (0 = no limit).
+    pub max_queued_bytes: usize,
+    /// Bytes all sessions may hold (resolved: never 0).
+    pub max_memory_queued: usize,
     /// Drop policy.
     pub queue_drop_policy: QueueDropPolicy,
     /// Log filter.
@@ -744,7 +759,9 @@ impl NodeConfig {
             max_packet_size,
             receive_maximum,
             topic_alias_maximum: o.topic_alias_maximum.unwrap_or(64),
-            max_subscriptions: o.max_subscriptions.unwrap_or(0),
+            max_subscriptions: o
+                .max_subscriptions
+                .unwrap_or(crate::broker::DEFAULT_MAX_SUBSCRIPTIONS),
             max_topic_levels,
             max_topic_length,
             client_ca,
@@ -764,6 +781,13 @@ impl NodeConfig {
             max_session_expiry: o.max_session_expiry.unwrap_or(u32::MAX),
             tls_ticket_lifetime,
             max_queued_messages,
+            max_queued_bytes: o
+                .max_queued_bytes
+                .unwrap_or(crate::broker::DEFAULT_MAX_QUEUED_BYTES),
+            max_memory_queued: match o.max_memory_queued.unwrap_or(0) {
+                0 => crate::broker::default_memory_budget(),
+                n => n,
+            },
             queue_drop_policy: match o.queue_drop_policy.unwrap_or(DropPolicyArg::DropOldest) {
                 DropPolicyArg::DropOldest => QueueDropPolicy::DropOldest,
                 DropPolicyArg::DropNewest => QueueDropPolicy::DropNewest,
@@ -785,7 +809,11 @@ impl NodeConfig {
         BrokerSettings {
             session_limits: SessionLimits {
                 max_queued: self.max_queued_messages,
+                max_queued_bytes: self.max_queued_bytes,
                 drop_policy: self.queue_drop_policy,
+                budget: Some(Arc::new(crate::broker::QueueBudget::new(
+                    self.max_memory_queued,
+                ))),
             },
             max_packet_size: self.max_packet_size,
             receive_maximum: self.receive_maximum,
@@ -1018,7 +1046,8 @@ fn merge(cli: Overrides, file: Overrides) -> Overrides {
         max_concurrent_auth, auth_queue, auth_backoff_after, auth_backoff_initial_ms,
         auth_backoff_max_ms,
         client_ca, require_client_cert, cert_identity,
-        max_session_expiry, tls_ticket_lifetime, max_queued_messages, queue_drop_policy, log,
+        max_session_expiry, tls_ticket_lifetime, max_queued_messages, max_queued_bytes,
+        max_memory_queued, queue_drop_policy, log,
         password_file, allow_anonymous, acl_file,
     )
 }
@@ -1079,6 +1108,23 @@ mod tests {
             Overrides::try_parse_from(["quicmq-node", "--max-connections-per-ip", "5"]).unwrap();
         let c = NodeConfig::resolve(cli, file("max_connections_per_ip = 9")).unwrap();
         assert_eq!(c.max_connections_per_ip, 5);
+    }
+
+    #[test]
+    fn memory_limits_are_finite_by_default() {
+        let resolve = |text: &str| NodeConfig::resolve(Overrides::default(), file(text));
+        let c = resolve("").unwrap();
+        assert_eq!(c.max_subscriptions, 1000);
+        assert_eq!(c.max_queued_bytes, 16 << 20);
+        assert!(c.max_memory_queued > 0, "a quarter of some memory");
+        let c = resolve("max_queued_bytes = 0\nmax_memory_queued = 4096\nmax_subscriptions = 0")
+            .unwrap();
+        assert_eq!(
+            (c.max_queued_bytes, c.max_memory_queued, c.max_subscriptions),
+            (0, 4096, 0)
+        );
+        let limits = c.broker_settings().session_limits;
+        assert_eq!(limits.budget.map(|b| b.limit()), Some(4096));
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub mod config;
 pub mod connection;
 pub mod keys;
 pub mod limits;
+pub mod memory_trim;
 pub mod metrics;
 pub mod node;
 pub mod tls;

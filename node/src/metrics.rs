@@ -13,6 +13,11 @@ pub const AUTH: &str = "quicmq_auth_total";
 pub const ADMIN_REFUSED: &str = "quicmq_admin_refused_total";
 /// Password checks queued or running on the hash workers.
 pub const AUTH_PENDING: &str = "quicmq_auth_checks_pending";
+/// Bytes of messages sessions hold, queued and in flight (read at each
+/// scrape).
+pub const QUEUED_BYTES: &str = "quicmq_queued_bytes";
+/// The node's budget for them (`max_memory_queued`).
+pub const QUEUED_BYTES_LIMIT: &str = "quicmq_queued_bytes_limit";
 /// The node process's resident memory, bytes (read at each scrape).
 pub const RESIDENT_MEMORY: &str = "quicmq_process_resident_memory_bytes";
 /// PUBLISH (wills included) and SUBSCRIBE filters the ACL refused, by
@@ -133,6 +138,16 @@ fn describe() {
     describe_gauge!(
         AUTH_PENDING,
         "Password checks queued or running on the hash workers"
+    );
+    describe_gauge!(
+        QUEUED_BYTES,
+        Unit::Bytes,
+        "Bytes of messages sessions hold, queued and in flight; a message queued for N sessions counts N times"
+    );
+    describe_gauge!(
+        QUEUED_BYTES_LIMIT,
+        Unit::Bytes,
+        "The node's budget for queued and in-flight message bytes (max_memory_queued)"
     );
     describe_gauge!(
         RESIDENT_MEMORY,

@@ -303,9 +303,17 @@ impl RunningNode {
         tasks.spawn(async move {
             let mut shutdown = sweeper.shutdown_signal();
             let mut tick = tokio::time::interval(Duration::from_millis(500));
+            let mut trim = crate::memory_trim::MemoryTrim::new(std::time::Instant::now());
             loop {
                 tokio::select! {
-                    _ = tick.tick() => sweeper.sweep(now_ms()),
+                    _ = tick.tick() => {
+                        sweeper.sweep(now_ms());
+                        let held = sweeper.queue_budget().map_or(0, |b| b.used());
+                        if trim.due(held, std::time::Instant::now()) {
+                            // Freed session memory goes back to the system.
+                            tokio::task::spawn_blocking(crate::memory_trim::release_free_memory);
+                        }
+                    }
                     _ = crate::broker::shutdown_started(&mut shutdown) => return,
                 }
             }

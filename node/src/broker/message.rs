@@ -40,6 +40,23 @@ pub struct Message {
 }
 
 impl Message {
+    /// Bytes this message holds in memory, as the session and node budgets
+    /// count them: topic, payload and forwarded properties, plus a fixed
+    /// overhead for the structures around them.
+    pub fn held_bytes(&self) -> usize {
+        const OVERHEAD: usize = 128;
+        let p = &self.properties;
+        let strings: usize = p
+            .user_properties
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>()
+            + p.content_type.as_ref().map_or(0, String::len)
+            + p.response_topic.as_ref().map_or(0, String::len)
+            + p.correlation_data.as_ref().map_or(0, |d| d.len());
+        OVERHEAD + self.topic.len() + self.payload.len() + strings
+    }
+
     /// Build a message from an incoming PUBLISH whose topic is resolved.
     pub fn from_publish(publish: Publish, publisher: Option<String>, now_ms: u64) -> Message {
         let p = publish.properties;

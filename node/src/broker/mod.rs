@@ -9,6 +9,7 @@
 
 mod flush_group;
 mod message;
+mod queue_budget;
 mod retained;
 mod session;
 mod store;
@@ -24,6 +25,7 @@ use quicmq_proto::mqtt::{LastWill, QoS};
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use message::{now_ms, Message};
+pub use queue_budget::{default_memory_budget, QueueBudget};
 pub use retained::RetainedMessages;
 pub use session::{
     AckError, Delivery, EnqueueOutcome, QueueDropPolicy, Session, SessionLimits, StoreOp,
@@ -71,6 +73,12 @@ pub struct BrokerSettings {
     pub client_certs: Option<crate::tls::ClientCertPolicy>,
 }
 
+/// Default `max_queued_bytes`: 16 MiB per session.
+pub const DEFAULT_MAX_QUEUED_BYTES: usize = 16 << 20;
+
+/// Default `max_subscriptions` per client.
+pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 1000;
+
 /// Limits on what one client may subscribe to and publish on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TopicLimits {
@@ -106,7 +114,7 @@ impl TopicLimits {
 impl Default for TopicLimits {
     fn default() -> Self {
         TopicLimits {
-            max_subscriptions: 0,
+            max_subscriptions: DEFAULT_MAX_SUBSCRIPTIONS,
             max_levels: 128,
             max_length: 65_535,
         }
@@ -118,7 +126,9 @@ impl Default for BrokerSettings {
         BrokerSettings {
             session_limits: SessionLimits {
                 max_queued: 10_000,
+                max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
                 drop_policy: QueueDropPolicy::DropOldest,
+                budget: Some(Arc::new(QueueBudget::new(default_memory_budget()))),
             },
             max_packet_size: 1024 * 1024,
             receive_maximum: 1024,
@@ -362,7 +372,7 @@ impl Broker {
             let mut session = Session::new(
                 client_id.clone(),
                 record.expiry_interval,
-                self.settings.session_limits,
+                self.settings.session_limits.clone(),
             );
             for (filter, sub) in record.subscriptions {
                 if !tree.insert(&filter, client_id.clone(), sub) {
@@ -424,6 +434,11 @@ impl Broker {
     /// The broker's settings.
     pub fn settings(&self) -> &BrokerSettings {
         &self.settings
+    }
+
+    /// The node's budget for bytes held by sessions, if counted.
+    pub fn queue_budget(&self) -> Option<&Arc<QueueBudget>> {
+        self.settings.session_limits.budget.as_ref()
     }
 
     /// A fresh connection ID.
@@ -597,7 +612,7 @@ impl Broker {
                 let mut session = Session::new(
                     client_id.clone(),
                     expiry_interval,
-                    self.settings.session_limits,
+                    self.settings.session_limits.clone(),
                 );
                 let mut commits = Vec::new();
                 if let Some(record) = &resumed_elsewhere {
@@ -628,7 +643,7 @@ impl Broker {
                 let session = Session::new(
                     client_id.clone(),
                     expiry_interval,
-                    self.settings.session_limits,
+                    self.settings.session_limits.clone(),
                 );
                 (session, false)
             }
@@ -884,7 +899,7 @@ impl Broker {
                     session: Box::new(Session::new(
                         cell.client_id.clone(),
                         0,
-                        self.settings.session_limits,
+                        self.settings.session_limits.clone(),
                     )),
                     since_ms: 0,
                     will: None,
@@ -1207,8 +1222,12 @@ impl Broker {
     pub fn enqueue_into(&self, cell: &SessionCell, session: &mut Session, delivery: Delivery) {
         match session.enqueue(delivery) {
             EnqueueOutcome::Queued => {}
-            EnqueueOutcome::DroppedQueueFull { .. } => {
-                metrics::counter!(m::MESSAGES_DROPPED, "reason" => "queue_full").increment(1);
+            EnqueueOutcome::DroppedQueueFull { seqs } => {
+                metrics::counter!(m::MESSAGES_DROPPED, "reason" => "queue_full")
+                    .increment(seqs.len() as u64);
+            }
+            EnqueueOutcome::DroppedNodeBudget { .. } => {
+                metrics::counter!(m::MESSAGES_DROPPED, "reason" => "node_memory").increment(1);
             }
             EnqueueOutcome::DroppedOffline => {
                 metrics::counter!(m::MESSAGES_DROPPED, "reason" => "qos0_offline").increment(1);
@@ -1251,7 +1270,7 @@ impl Broker {
                     }
                     let session = std::mem::replace(
                         &mut **session,
-                        Session::new(client_id.clone(), 0, self.settings.session_limits),
+                        Session::new(client_id.clone(), 0, self.settings.session_limits.clone()),
                     );
                     ended.push(session);
                 }

@@ -14,6 +14,7 @@ use quicmq_proto::mqtt::{Publish, QoS, SubscriptionOptions};
 use serde::{Deserialize, Serialize};
 
 use super::message::Message;
+use super::queue_budget::QueueBudget;
 
 /// What to do when a session's queue is full.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,12 +27,18 @@ pub enum QueueDropPolicy {
 }
 
 /// Limits that apply to every session.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct SessionLimits {
     /// Messages (queued, not yet in flight) kept per session.
     pub max_queued: usize,
+    /// Bytes of messages queued (not yet in flight) per session; 0: no
+    /// limit.
+    pub max_queued_bytes: usize,
     /// Which message goes when the queue is full.
     pub drop_policy: QueueDropPolicy,
+    /// The node's budget for bytes held by sessions, queued and in flight
+    /// (`None`: not counted).
+    pub budget: Option<Arc<QueueBudget>>,
 }
 
 /// One subscription of a session.
@@ -126,10 +133,16 @@ pub enum StoreOp {
 pub enum EnqueueOutcome {
     /// Queued for transmission.
     Queued,
-    /// The queue was full; this delivery (the new one or the oldest queued,
-    /// by policy) was dropped.
+    /// The queue was full (in messages or bytes); these deliveries (the new
+    /// one, or the oldest queued ones, by policy) were dropped.
     DroppedQueueFull {
-        /// Sequence number of the dropped delivery.
+        /// Sequence numbers of the dropped deliveries.
+        seqs: Vec<u64>,
+    },
+    /// The node's budget for queued bytes is spent: the new delivery was
+    /// dropped.
+    DroppedNodeBudget {
+        /// Its sequence number.
         seq: u64,
     },
     /// QoS 0 while the client is offline: not kept.
@@ -174,6 +187,20 @@ pub struct Session {
     connected: bool,
     limits: SessionLimits,
     store_ops: Vec<StoreOp>,
+    /// Bytes of the messages in `queue`.
+    queued_bytes: usize,
+    /// Bytes of the messages in `queue` and `inflight`, reserved from
+    /// `limits.budget`.
+    held_bytes: usize,
+}
+
+impl Drop for Session {
+    /// An ended session gives its bytes back to the node's budget.
+    fn drop(&mut self) {
+        if let Some(budget) = &self.limits.budget {
+            budget.release(self.held_bytes);
+        }
+    }
 }
 
 impl Session {
@@ -192,7 +219,50 @@ impl Session {
             connected: false,
             limits,
             store_ops: Vec::new(),
+            queued_bytes: 0,
+            held_bytes: 0,
         }
+    }
+
+    /// Bytes of the messages queued (not yet in flight).
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes
+    }
+
+    /// Bytes of the messages queued and in flight.
+    pub fn held_bytes(&self) -> usize {
+        self.held_bytes
+    }
+
+    /// Takes the oldest queued delivery off the queue (its bytes stay held).
+    fn pop_queued(&mut self) -> Option<Delivery> {
+        let delivery = self.queue.pop_front()?;
+        self.queued_bytes = self
+            .queued_bytes
+            .saturating_sub(delivery.message.held_bytes());
+        Some(delivery)
+    }
+
+    /// Puts a delivery back at the head of the queue (its bytes are held).
+    fn push_queued_front(&mut self, delivery: Delivery) {
+        self.queued_bytes += delivery.message.held_bytes();
+        self.queue.push_front(delivery);
+    }
+
+    /// A delivery has left the session for good: its bytes go back.
+    fn release(&mut self, delivery: &Delivery) {
+        let bytes = delivery.message.held_bytes();
+        self.held_bytes = self.held_bytes.saturating_sub(bytes);
+        if let Some(budget) = &self.limits.budget {
+            budget.release(bytes);
+        }
+    }
+
+    /// Whether one more message of `bytes` would overfill the queue.
+    fn queue_full_for(&self, bytes: usize) -> bool {
+        self.queue.len() >= self.limits.max_queued
+            || (self.limits.max_queued_bytes > 0
+                && self.queued_bytes + bytes > self.limits.max_queued_bytes)
     }
 
     /// The client identifier.
@@ -261,7 +331,7 @@ impl Session {
         let room = self.send_quota.saturating_sub(self.releasing.len());
         let waiting = inflight.split_off(room.min(inflight.len()));
         for i in waiting.into_iter().rev() {
-            self.queue.push_front(i.delivery);
+            self.push_queued_front(i.delivery);
         }
         let mut out = Vec::with_capacity(inflight.len() + self.releasing.len());
         for i in inflight {
@@ -293,28 +363,45 @@ impl Session {
         self.connected = false;
     }
 
-    /// Queue a delivery for the client.
+    /// Queue a delivery for the client, within the session's limits (in
+    /// messages and bytes; the drop policy says what goes when full) and
+    /// the node's budget (a delivery that does not fit is dropped).
     pub fn enqueue(&mut self, delivery: Delivery) -> EnqueueOutcome {
         if delivery.qos == QoS::AtMostOnce && !self.connected {
             return EnqueueOutcome::DroppedOffline;
         }
-        if self.queue.len() >= self.limits.max_queued {
-            let dropped = match self.limits.drop_policy {
-                QueueDropPolicy::DropNewest => delivery.seq,
-                QueueDropPolicy::DropOldest => {
-                    let seq = self.queue.pop_front().map(|d| d.seq);
-                    self.queue.push_back(delivery);
-                    match seq {
-                        Some(seq) => seq,
-                        None => return EnqueueOutcome::Queued,
-                    }
+        let bytes = delivery.message.held_bytes();
+        let mut dropped = Vec::new();
+        if self.queue_full_for(bytes) {
+            if self.limits.drop_policy == QueueDropPolicy::DropOldest {
+                while self.queue_full_for(bytes) {
+                    let Some(old) = self.pop_queued() else { break };
+                    self.release(&old);
+                    self.store_ops.push(StoreOp::Remove { seq: old.seq });
+                    dropped.push(old.seq);
                 }
-            };
-            self.store_ops.push(StoreOp::Remove { seq: dropped });
-            return EnqueueOutcome::DroppedQueueFull { seq: dropped };
+            }
+            // Drop newest, or a message larger than the whole queue.
+            if self.queue_full_for(bytes) {
+                self.store_ops.push(StoreOp::Remove { seq: delivery.seq });
+                dropped.push(delivery.seq);
+                return EnqueueOutcome::DroppedQueueFull { seqs: dropped };
+            }
         }
+        if let Some(budget) = &self.limits.budget {
+            if !budget.try_reserve(bytes) {
+                self.store_ops.push(StoreOp::Remove { seq: delivery.seq });
+                return EnqueueOutcome::DroppedNodeBudget { seq: delivery.seq };
+            }
+        }
+        self.held_bytes += bytes;
+        self.queued_bytes += bytes;
         self.queue.push_back(delivery);
-        EnqueueOutcome::Queued
+        if dropped.is_empty() {
+            EnqueueOutcome::Queued
+        } else {
+            EnqueueOutcome::DroppedQueueFull { seqs: dropped }
+        }
     }
 
     /// Restore a delivery loaded from durable storage: one with a packet ID
@@ -322,6 +409,14 @@ impl Session {
     /// already received (QoS 2, `released`) waits for its PUBCOMP, others
     /// are queued.
     pub fn restore(&mut self, delivery: Delivery, released: bool) {
+        if !(released && delivery.packet_id.is_some()) {
+            // Held in memory from now on, whatever the budget says.
+            let bytes = delivery.message.held_bytes();
+            self.held_bytes += bytes;
+            if let Some(budget) = &self.limits.budget {
+                budget.force_reserve(bytes);
+            }
+        }
         match delivery.packet_id {
             Some(packet_id) if released => {
                 self.next_packet_id = packet_id.wrapping_add(1).max(1);
@@ -338,7 +433,10 @@ impl Session {
                 self.inflight
                     .insert(packet_id, Inflight { delivery, state });
             }
-            _ => self.queue.push_back(delivery),
+            _ => {
+                self.queued_bytes += delivery.message.held_bytes();
+                self.queue.push_back(delivery);
+            }
         }
     }
 
@@ -357,8 +455,9 @@ impl Session {
         loop {
             let front = self.queue.front()?;
             if front.message.is_expired(now_ms) {
-                if let Some(d) = self.queue.pop_front() {
+                if let Some(d) = self.pop_queued() {
                     *expired += 1;
+                    self.release(&d);
                     self.store_ops.push(StoreOp::Remove { seq: d.seq });
                 }
                 continue;
@@ -368,8 +467,9 @@ impl Session {
             {
                 return None;
             }
-            let mut delivery = self.queue.pop_front()?;
+            let mut delivery = self.pop_queued()?;
             if delivery.qos == QoS::AtMostOnce {
+                self.release(&delivery);
                 let publish = delivery.message.to_publish(
                     QoS::AtMostOnce,
                     delivery.retain,
@@ -434,6 +534,7 @@ impl Session {
         match self.inflight.get(&packet_id) {
             Some(i) if i.state == InflightState::AwaitingPubAck => {
                 if let Some(i) = self.inflight.remove(&packet_id) {
+                    self.release(&i.delivery);
                     self.store_ops.push(StoreOp::Remove {
                         seq: i.delivery.seq,
                     });
@@ -459,6 +560,9 @@ impl Session {
         let Some(inflight) = self.inflight.remove(&packet_id) else {
             return Err(AckError::UnknownPacketId(packet_id));
         };
+        // The message itself is no longer needed: only its packet ID waits
+        // for PUBCOMP.
+        self.release(&inflight.delivery);
         let seq = inflight.delivery.seq;
         if refused {
             self.store_ops.push(StoreOp::Remove { seq });
@@ -531,8 +635,20 @@ mod tests {
     fn limits(max_queued: usize, drop_policy: QueueDropPolicy) -> SessionLimits {
         SessionLimits {
             max_queued,
+            max_queued_bytes: 0,
             drop_policy,
+            budget: None,
         }
+    }
+
+    /// A delivery with a payload of `payload` bytes.
+    fn sized(seq: u64, payload: usize) -> Delivery {
+        let mut d = delivery(seq, QoS::AtLeastOnce);
+        d.message = Arc::new(Message {
+            payload: Bytes::from(vec![0u8; payload]),
+            ..(*d.message).clone()
+        });
+        d
     }
 
     fn delivery(seq: u64, qos: QoS) -> Delivery {
@@ -694,11 +810,11 @@ mod tests {
         }
         assert_eq!(
             newest.enqueue(delivery(3, QoS::AtLeastOnce)),
-            EnqueueOutcome::DroppedQueueFull { seq: 3 }
+            EnqueueOutcome::DroppedQueueFull { seqs: vec![3] }
         );
         assert_eq!(
             oldest.enqueue(delivery(3, QoS::AtLeastOnce)),
-            EnqueueOutcome::DroppedQueueFull { seq: 1 }
+            EnqueueOutcome::DroppedQueueFull { seqs: vec![1] }
         );
         assert_eq!(
             oldest.held_sequence_numbers().collect::<Vec<_>>(),
@@ -843,5 +959,99 @@ mod tests {
                 StoreOp::RemoveIncoming { packet_id: 9 }
             ]
         );
+    }
+
+    #[test]
+    fn the_queue_is_bounded_in_bytes_too() {
+        let size = sized(0, 1000).message.held_bytes();
+        let bytes_limits = |policy| SessionLimits {
+            max_queued_bytes: 3 * size,
+            ..limits(100, policy)
+        };
+        let mut oldest = Session::new(
+            Arc::from("o"),
+            60,
+            bytes_limits(QueueDropPolicy::DropOldest),
+        );
+        let mut newest = Session::new(
+            Arc::from("n"),
+            60,
+            bytes_limits(QueueDropPolicy::DropNewest),
+        );
+        for s in [&mut oldest, &mut newest] {
+            for seq in 1..=3 {
+                assert_eq!(s.enqueue(sized(seq, 1000)), EnqueueOutcome::Queued);
+            }
+            assert_eq!(s.queued_bytes(), 3 * size);
+        }
+        // One about twice as large: the two oldest go, or the new one.
+        assert_eq!(
+            oldest.enqueue(sized(4, 2000)),
+            EnqueueOutcome::DroppedQueueFull { seqs: vec![1, 2] }
+        );
+        assert_eq!(oldest.held_sequence_numbers().collect::<Vec<_>>(), [3, 4]);
+        assert_eq!(
+            newest.enqueue(sized(4, 2000)),
+            EnqueueOutcome::DroppedQueueFull { seqs: vec![4] }
+        );
+        // A message larger than the whole queue never fits.
+        assert_eq!(
+            oldest.enqueue(sized(5, 10 * size)),
+            EnqueueOutcome::DroppedQueueFull {
+                seqs: vec![3, 4, 5]
+            }
+        );
+        assert_eq!(oldest.queued_bytes(), 0);
+        assert_eq!(oldest.held_bytes(), 0);
+    }
+
+    #[test]
+    fn the_node_budget_is_held_until_acknowledged_or_ended() {
+        let budget = Arc::new(QueueBudget::new(0));
+        let with_budget = SessionLimits {
+            budget: Some(budget.clone()),
+            ..limits(100, QueueDropPolicy::DropOldest)
+        };
+        let size = sized(0, 500).message.held_bytes();
+        let mut s = Session::new(Arc::from("b"), 60, with_budget.clone());
+        s.resume(1, 0);
+        s.enqueue(sized(1, 500));
+        s.enqueue(sized(2, 500));
+        assert_eq!(budget.used(), 2 * size);
+        // In flight still holds; the queue does not count it any more.
+        let sent = publish_of(s.poll_transmit(0, &mut 0).unwrap());
+        assert_eq!((budget.used(), s.queued_bytes()), (2 * size, size));
+        s.on_puback(sent.packet_id.unwrap()).unwrap();
+        assert_eq!(budget.used(), size);
+        // QoS 0 is released once sent.
+        let mut q0 = sized(3, 500);
+        q0.qos = QoS::AtMostOnce;
+        s.enqueue(q0);
+        assert_eq!(budget.used(), 2 * size);
+        s.poll_transmit(0, &mut 0).unwrap();
+        let sent = publish_of(s.poll_transmit(0, &mut 0).unwrap());
+        assert_eq!(sent.qos, QoS::AtMostOnce);
+        assert_eq!(budget.used(), size, "seq 2 is in flight");
+        // An ended session gives everything back.
+        drop(s);
+        assert_eq!(budget.used(), 0);
+        // Restored deliveries count even over the limit; new ones then wait.
+        let tight = Arc::new(QueueBudget::new(size));
+        let mut r = Session::new(
+            Arc::from("r"),
+            60,
+            SessionLimits {
+                budget: Some(tight.clone()),
+                ..with_budget
+            },
+        );
+        r.restore(sized(1, 500), false);
+        r.restore(sized(2, 500), false);
+        assert_eq!(tight.used(), 2 * size);
+        assert_eq!(
+            r.enqueue(sized(3, 500)),
+            EnqueueOutcome::DroppedNodeBudget { seq: 3 }
+        );
+        assert!(r.take_store_ops().contains(&StoreOp::Remove { seq: 3 }));
     }
 }

@@ -579,7 +579,7 @@ impl Connection {
             Session::new(
                 self.client_id.clone(),
                 0,
-                self.broker.settings().session_limits,
+                self.broker.settings().session_limits.clone(),
             ),
         );
         let (_, events) = mpsc::unbounded_channel();
