@@ -1,6 +1,6 @@
 # Shell helpers shared by the benchmark scripts (bench/run.sh,
-# bench/router.sh). Source it after `set -euo pipefail`, then call
-# `bench_init NAME`.
+# bench/router.sh, bench/logins.sh, bench/memory.sh). Source it after
+# `set -euo pipefail`, then call `bench_init NAME`.
 
 # bench_init NAME: log prefix, a work directory, and cleanup on exit of
 # every process recorded in PIDS.
@@ -36,6 +36,42 @@ forget_pid() {
         [ "$pid" = "$1" ] || keep+=("$pid")
     done
     PIDS=("${keep[@]}")
+}
+
+# stop_pid PID: kill a process this script started and forget it.
+stop_pid() {
+    kill "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+    forget_pid "$1"
+}
+
+# bench_binaries: QUICMQ and NODE, copies of quicmq and quicmq-node (so a
+# rebuild meanwhile changes nothing): from BIN_DIR when set, else from a
+# release build made now.
+bench_binaries() {
+    mkdir -p "$WORK/bin"
+    if [ -n "${BIN_DIR:-}" ]; then
+        cp "$BIN_DIR/quicmq" "$BIN_DIR/quicmq-node" "$WORK/bin/"
+    else
+        log "building release binaries"
+        cargo build --release -p quicmq-node >&2
+        cp target/release/quicmq target/release/quicmq-node "$WORK/bin/"
+    fi
+    QUICMQ=$WORK/bin/quicmq
+    NODE=$WORK/bin/quicmq-node
+}
+
+# mosquitto_wanted: whether to measure mosquitto beside quicmq, after
+# MOSQUITTO (auto: where installed; install: install it first; skip).
+mosquitto_wanted() {
+    export PATH="$PATH:/usr/sbin:/sbin"
+    case "${MOSQUITTO:-auto}" in
+        install) command -v mosquitto >/dev/null || { log "installing mosquitto"; apt_install mosquitto; } ;;
+        skip) return 1 ;;
+        auto) ;;
+        *) die "MOSQUITTO must be auto, install or skip" ;;
+    esac
+    command -v mosquitto >/dev/null
 }
 
 # apt_install PACKAGE: Debian's package, installed on first need (root only).

@@ -56,24 +56,9 @@ source bench/lib.sh
 bench_init logins
 
 # ---------------------------------------------------------------- tools
-mkdir -p "$WORK/bin"
-if [ -n "${BIN_DIR:-}" ]; then
-    cp "$BIN_DIR/quicmq" "$BIN_DIR/quicmq-node" "$WORK/bin/"
-else
-    log "building release binaries"
-    cargo build --release -p quicmq-node >&2
-    cp target/release/quicmq target/release/quicmq-node "$WORK/bin/"
-fi
-QUICMQ=$WORK/bin/quicmq
-NODE=$WORK/bin/quicmq-node
-export PATH="$PATH:/usr/sbin:/sbin"
-case "$MOSQUITTO" in
-    install) command -v mosquitto >/dev/null || { log "installing mosquitto"; apt_install mosquitto; } ;;
-    skip | auto) ;;
-    *) die "MOSQUITTO must be auto, install or skip" ;;
-esac
+bench_binaries
 HAVE_MOSQUITTO=false
-if [ "$MOSQUITTO" != skip ] && command -v mosquitto >/dev/null && command -v mosquitto_passwd >/dev/null; then
+if mosquitto_wanted && command -v mosquitto_passwd >/dev/null; then
     HAVE_MOSQUITTO=true
 fi
 
@@ -141,9 +126,7 @@ quicmq_case() {
     PIDS+=("$pid")
     wait_tcp "$port" "$pid" || die "$name did not start"
     run_case "$name" "$pid" "$port" "$honest"
-    kill "$pid"
-    wait "$pid" 2>/dev/null || true
-    forget_pid "$pid"
+    stop_pid "$pid"
 }
 
 # ---------------------------------------------------------------- cases

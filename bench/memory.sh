@@ -44,22 +44,7 @@ MOSQUITTO=${MOSQUITTO:-auto}
 source bench/lib.sh
 bench_init memory
 
-mkdir -p "$WORK/bin"
-if [ -n "${BIN_DIR:-}" ]; then
-    cp "$BIN_DIR/quicmq" "$BIN_DIR/quicmq-node" "$WORK/bin/"
-else
-    log "building release binaries"
-    cargo build --release -p quicmq-node >&2
-    cp target/release/quicmq target/release/quicmq-node "$WORK/bin/"
-fi
-QUICMQ=$WORK/bin/quicmq
-NODE=$WORK/bin/quicmq-node
-export PATH="$PATH:/usr/sbin:/sbin"
-case "$MOSQUITTO" in
-    install) command -v mosquitto >/dev/null || { log "installing mosquitto"; apt_install mosquitto; } ;;
-    skip | auto) ;;
-    *) die "MOSQUITTO must be auto, install or skip" ;;
-esac
+bench_binaries
 
 # A raw MQTT 5 client over TCP that does one thing and then waits to be
 # killed: `slow PORT ID` subscribes to slow/# (QoS 1) and never reads;
@@ -169,9 +154,7 @@ sys.exit(0 if s["errors"] == 0 and s["messages"] == int(sys.argv[2]) else f"publ
         fi
         local during
         during=$(rss_mib "$pid" VmRSS)
-        kill "$cpid" 2>/dev/null || true
-        wait "$cpid" 2>/dev/null || true
-        forget_pid "$cpid"
+        stop_pid "$cpid"
         sleep 3
         slow_cells="$slow_cells ${during} → $(rss_mib "$pid" VmRSS);"
         log "$name round $round: RSS with the slow reader $during MiB, after it left $(rss_mib "$pid" VmRSS) MiB"
@@ -186,9 +169,7 @@ sys.exit(0 if s["errors"] == 0 and s["messages"] == int(sys.argv[2]) else f"publ
     done
     local subs_during
     subs_during=$(rss_mib "$pid" VmRSS)
-    kill "$cpid" 2>/dev/null || true
-    wait "$cpid" 2>/dev/null || true
-    forget_pid "$cpid"
+    stop_pid "$cpid"
     sleep 3
     local row
     row="| $name | $start | ${slow_cells%;} | $(rss_mib "$pid" VmHWM) | ${granted:-?} of $SUBS | $subs_during → $(rss_mib "$pid" VmRSS) |"
@@ -207,10 +188,10 @@ qpid=$!
 PIDS+=("$qpid")
 wait_tcp "$QPORT" "$qpid" || die "quicmq-node did not start"
 attack "quicmq (defaults: 16 MiB per session queue, 1000 subscriptions)" "$qpid" "$QPORT"
-kill "$qpid"; wait "$qpid" 2>/dev/null || true; forget_pid "$qpid"
+stop_pid "$qpid"
 
 # ---------------------------------------------------------------- mosquitto
-if [ "$MOSQUITTO" != skip ] && command -v mosquitto >/dev/null; then
+if mosquitto_wanted; then
     version=$( (mosquitto -h 2>&1 || true) | sed -n "s/^mosquitto version //p" | head -1)
     free_port
     cat >"$WORK/mosquitto.conf" <<EOF

@@ -52,14 +52,7 @@ async fn connect_code(
     options.protocol = protocol;
     options.username = username.map(str::to_owned);
     options.password = password.map(|p| Bytes::from(p.to_owned()));
-    match Client::connect(options).await {
-        Ok((client, connack)) => {
-            let _ = client.disconnect(ReasonCode::SUCCESS).await;
-            connack.reason_code
-        }
-        Err(ClientError::Refused(connack)) => connack.reason_code,
-        Err(e) => panic!("{transport:?}: {e}"),
-    }
+    login_code(options).await
 }
 
 #[tokio::test]
@@ -102,29 +95,13 @@ async fn passwords_are_checked_on_every_transport_and_protocol() {
 async fn every_outcome_is_counted() {
     // A process of its own: its metrics count this test's logins alone.
     let dir = tempfile::tempdir().unwrap();
-    let path = write_passwords(dir.path(), &[("alice", "pw")]);
-    let path = path.to_str().unwrap().to_owned();
-    let node = tokio::task::block_in_place(|| {
-        NodeProcess::spawn_with(
-            &dir.path().join("data"),
-            &["--password-file", &path, "--auth-backoff-after", "0"],
-        )
-    });
+    let node = alice_node(dir.path(), &["--auth-backoff-after", "0"]);
     let attempt = |user: Option<&str>, password: Option<&str>, method: Option<&str>| {
         let mut options = node.tcp_options("counted");
         options.username = user.map(str::to_owned);
         options.password = password.map(|p| Bytes::from(p.to_owned()));
         options.properties.authentication_method = method.map(str::to_owned);
-        async move {
-            match Client::connect(options).await {
-                Ok((client, _)) => {
-                    let _ = client.disconnect(ReasonCode::SUCCESS).await;
-                    ReasonCode::SUCCESS
-                }
-                Err(ClientError::Refused(connack)) => connack.reason_code,
-                Err(e) => panic!("{e}"),
-            }
-        }
+        login_code(options)
     };
     assert_eq!(
         attempt(Some("alice"), Some("pw"), None).await,
@@ -319,6 +296,29 @@ async fn quicmq_passwd_writes_entries_the_node_accepts() {
     );
 }
 
+/// A node process whose password file holds alice (password `pw`),
+/// started with `extra` flags.
+fn alice_node(dir: &Path, extra: &[&str]) -> NodeProcess {
+    let path = write_passwords(dir, &[("alice", "pw")]);
+    let path = path.to_str().unwrap().to_owned();
+    let mut args = vec!["--password-file", path.as_str()];
+    args.extend_from_slice(extra);
+    tokio::task::block_in_place(|| NodeProcess::spawn_with(&dir.join("data"), &args))
+}
+
+/// The CONNACK reason code of one login with `options` (SUCCESS: it got
+/// in, and left again).
+async fn login_code(options: quicmq_node::client::ClientOptions) -> ReasonCode {
+    match Client::connect(options).await {
+        Ok((client, _)) => {
+            let _ = client.disconnect(ReasonCode::SUCCESS).await;
+            ReasonCode::SUCCESS
+        }
+        Err(ClientError::Refused(connack)) => connack.reason_code,
+        Err(e) => panic!("{e}"),
+    }
+}
+
 /// The reason code of one login to `node` from `source` (None: the
 /// system's choice of address).
 async fn login_from(
@@ -333,34 +333,21 @@ async fn login_from(
     options.local_ip = source.map(|ip| ip.parse().unwrap());
     options.username = Some(user.into());
     options.password = Some(Bytes::from(password.to_owned()));
-    match Client::connect(options).await {
-        Ok((client, _)) => {
-            let _ = client.disconnect(ReasonCode::SUCCESS).await;
-            ReasonCode::SUCCESS
-        }
-        Err(ClientError::Refused(connack)) => connack.reason_code,
-        Err(e) => panic!("{e}"),
-    }
+    login_code(options).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_guessing_address_backs_off_without_locking_out_the_user() {
     let dir = tempfile::tempdir().unwrap();
-    let path = write_passwords(dir.path(), &[("alice", "pw")]);
-    let path = path.to_str().unwrap().to_owned();
-    let node = tokio::task::block_in_place(|| {
-        NodeProcess::spawn_with(
-            &dir.path().join("data"),
-            &[
-                "--password-file",
-                &path,
-                "--auth-backoff-after",
-                "3",
-                "--auth-backoff-initial-ms",
-                "60000",
-            ],
-        )
-    });
+    let node = alice_node(
+        dir.path(),
+        &[
+            "--auth-backoff-after",
+            "3",
+            "--auth-backoff-initial-ms",
+            "60000",
+        ],
+    );
     let guesser = Some("127.0.0.2");
     for _ in 0..3 {
         assert_eq!(
@@ -396,23 +383,17 @@ async fn a_guessing_address_backs_off_without_locking_out_the_user() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn password_work_beyond_the_queue_is_refused_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let path = write_passwords(dir.path(), &[("alice", "pw")]);
-    let path = path.to_str().unwrap().to_owned();
-    let node = tokio::task::block_in_place(|| {
-        NodeProcess::spawn_with(
-            &dir.path().join("data"),
-            &[
-                "--password-file",
-                &path,
-                "--max-concurrent-auth",
-                "1",
-                "--auth-queue",
-                "2",
-                "--auth-backoff-after",
-                "0",
-            ],
-        )
-    });
+    let node = alice_node(
+        dir.path(),
+        &[
+            "--max-concurrent-auth",
+            "1",
+            "--auth-queue",
+            "2",
+            "--auth-backoff-after",
+            "0",
+        ],
+    );
     // 24 logins at once, one hash worker, two waiting: the rest are
     // refused with Server busy; nothing else happens to them.
     let mut logins = tokio::task::JoinSet::new();
@@ -420,16 +401,7 @@ async fn password_work_beyond_the_queue_is_refused_at_once() {
         let mut options = node.tcp_options(&format!("flood-{i}"));
         options.username = Some("alice".into());
         options.password = Some(Bytes::from_static(b"pw"));
-        logins.spawn(async move {
-            match Client::connect(options).await {
-                Ok((client, _)) => {
-                    let _ = client.disconnect(ReasonCode::SUCCESS).await;
-                    ReasonCode::SUCCESS
-                }
-                Err(ClientError::Refused(connack)) => connack.reason_code,
-                Err(e) => panic!("{e}"),
-            }
-        });
+        logins.spawn(login_code(options));
     }
     let codes = logins.join_all().await;
     let ok = codes.iter().filter(|c| **c == ReasonCode::SUCCESS).count();

@@ -849,38 +849,39 @@ async fn bench(command: BenchCommand) -> anyhow::Result<ExitCode> {
                 honest_interval: Duration::from_millis(args.honest_interval_ms),
                 duration: args.duration,
                 admin: args.admin,
-                admin_token: args
-                    .token_file
-                    .as_deref()
-                    .map(quicmq_node::admin_access::read_token_file)
-                    .transpose()
-                    .map_err(|e| anyhow::anyhow!("--token-file: {e}"))?,
+                admin_token: admin_token(args.token_file.as_deref())?,
             };
             let summary = quicmq_node::bench::run_logins(settings)
                 .await
                 .context("bench login")?;
-            let text = if args.json {
+            return print_line(if args.json {
                 summary.to_json()
             } else {
                 summary.to_string()
-            };
-            let mut stdout = std::io::stdout().lock();
-            writeln!(stdout, "{text}")
-                .and_then(|()| stdout.flush())
-                .context("cannot write to stdout")?;
-            return Ok(ExitCode::SUCCESS);
+            });
         }
     };
-    let text = if json {
+    print_line(if json {
         summary.to_json()
     } else {
         summary.to_string()
-    };
+    })
+}
+
+/// Prints a benchmark's summary as one block on stdout.
+fn print_line(text: String) -> anyhow::Result<ExitCode> {
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{text}")
         .and_then(|()| stdout.flush())
         .context("cannot write to stdout")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The admin token in the file `--token-file` names, if any.
+fn admin_token(file: Option<&std::path::Path>) -> anyhow::Result<Option<String>> {
+    file.map(quicmq_node::admin_access::read_token_file)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--token-file: {e}"))
 }
 
 /// Prints `TOPIC PAYLOAD` (and with `verbose` the QoS, flags and
@@ -950,12 +951,7 @@ async fn cluster(args: ClusterArgs) -> anyhow::Result<ExitCode> {
         ClusterCommand::Leave => ("POST", "/api/cluster/leave".to_string()),
         ClusterCommand::Remove { node_id } => ("POST", format!("/api/cluster/remove/{node_id}")),
     };
-    let token = args
-        .token_file
-        .as_deref()
-        .map(quicmq_node::admin_access::read_token_file)
-        .transpose()
-        .map_err(|e| anyhow::anyhow!("--token-file: {e}"))?;
+    let token = admin_token(args.token_file.as_deref())?;
     let (status, body) = admin_request(&args.admin, method, &path, token.as_deref()).await?;
     print!("{body}");
     if (200..300).contains(&status) {
