@@ -6,12 +6,14 @@
 //!   down;
 //! - `POST /api/cluster/remove/{node_id}` — removes another node.
 //!
-//! With `admin_token_file`, every request but those to `admin_open_paths`
-//! needs `Authorization: Bearer TOKEN` ([`AdminAccess`]); others get 401.
+//! With `admin_token_file` or `admin_mtls`, every request but those to
+//! `admin_open_paths` needs `Authorization: Bearer TOKEN` or, over TLS
+//! (`admin_tls.rs`), an admin certificate of the cluster CA
+//! ([`AdminAccess`]); others get 401.
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Request, State};
+use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -24,6 +26,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::admin_access::AdminAccess;
+use crate::admin_tls::{AdminPeer, AdminTlsListener};
 use crate::broker::Broker;
 
 #[derive(Clone)]
@@ -33,6 +36,14 @@ struct AdminState {
     metrics: PrometheusHandle,
 }
 
+/// Where the admin endpoint listens.
+pub enum AdminListener {
+    /// Plain HTTP.
+    Plain(TcpListener),
+    /// HTTPS with optional client certificates (`admin_mtls`).
+    Tls(AdminTlsListener),
+}
+
 /// Serve the admin endpoints. They stay up through a graceful shutdown
 /// (`/health/ready` then answers 503) until the node stops its tasks.
 pub async fn serve_admin(
@@ -40,7 +51,7 @@ pub async fn serve_admin(
     cluster: ClusterNode,
     metrics: PrometheusHandle,
     access: AdminAccess,
-    listener: TcpListener,
+    listener: AdminListener,
 ) {
     let app = Router::new()
         .route("/metrics", get(render_metrics))
@@ -59,7 +70,23 @@ pub async fn serve_admin(
             cluster,
             metrics,
         });
-    if let Err(e) = axum::serve(listener, app).await {
+    let served = match listener {
+        AdminListener::Plain(listener) => {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<AdminPeer>(),
+            )
+            .await
+        }
+        AdminListener::Tls(listener) => {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<AdminPeer>(),
+            )
+            .await
+        }
+    };
+    if let Err(e) = served {
         tracing::error!(error = %e, "admin HTTP server failed");
     }
 }
@@ -75,11 +102,15 @@ async fn require_token(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    if access.allows(request.uri().path(), authorization) {
+    let admin_cert = request
+        .extensions()
+        .get::<ConnectInfo<AdminPeer>>()
+        .is_some_and(|peer| peer.0.is_admin());
+    if access.allows(request.uri().path(), authorization, admin_cert) {
         return next.run(request).await;
     }
     metrics::counter!(crate::metrics::ADMIN_REFUSED).increment(1);
-    let body = json!({ "error": "this admin path needs `Authorization: Bearer TOKEN` (the node's admin_token_file)" });
+    let body = json!({ "error": "this admin path needs `Authorization: Bearer TOKEN` (the node's admin_token_file) or, with admin_mtls, an admin certificate of the cluster CA" });
     (
         StatusCode::UNAUTHORIZED,
         [(header::WWW_AUTHENTICATE, "Bearer")],

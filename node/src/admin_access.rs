@@ -1,19 +1,25 @@
-//! Who may use the admin HTTP endpoint (sans-IO): with a bearer token
-//! configured (`admin_token_file`), every request but those to the open
-//! paths (`admin_open_paths`: by default `/metrics`, `/health/live` and
-//! `/health/ready`) must carry `Authorization: Bearer TOKEN`. The token is
-//! compared in constant time (as SHA-256 digests, so neither its content
-//! nor its length leaks through timing). Without a token the endpoint is
-//! open, which the node allows only on a loopback address.
+//! Who may use the admin HTTP endpoint (sans-IO). With a bearer token
+//! configured (`admin_token_file`) or the endpoint on TLS with client
+//! certificates of the cluster CA (`admin_mtls`), every request but those
+//! to the open paths (`admin_open_paths`: by default `/metrics`,
+//! `/health/live` and `/health/ready`) must carry
+//! `Authorization: Bearer TOKEN` or come over a connection that showed an
+//! admin certificate (role `quicmq-admin`). The token is compared in
+//! constant time (as SHA-256 digests, so neither its content nor its
+//! length leaks through timing). With neither, the endpoint is open, which
+//! the node allows only on a loopback address.
 //!
 //! ```
 //! use quicmq_node::admin_access::AdminAccess;
 //!
 //! let access = AdminAccess::new(Some("0123456789abcdef0123".into()), AdminAccess::default_open_paths());
-//! assert!(access.allows("/metrics", None));
-//! assert!(!access.allows("/api/cluster/status", None));
-//! assert!(!access.allows("/api/cluster/status", Some("Bearer guess")));
-//! assert!(access.allows("/api/cluster/status", Some("Bearer 0123456789abcdef0123")));
+//! assert!(access.allows("/metrics", None, false));
+//! assert!(!access.allows("/api/cluster/status", None, false));
+//! assert!(!access.allows("/api/cluster/status", Some("Bearer guess"), false));
+//! assert!(access.allows("/api/cluster/status", Some("Bearer 0123456789abcdef0123"), false));
+//! let mtls = AdminAccess::new(None, AdminAccess::default_open_paths()).with_mtls(true);
+//! assert!(!mtls.allows("/api/cluster/status", None, false));
+//! assert!(mtls.allows("/api/cluster/status", None, true));
 //! ```
 
 use std::path::Path;
@@ -37,6 +43,8 @@ pub const MIN_TOKEN_LEN: usize = 16;
 pub struct AdminAccess {
     /// SHA-256 of the token, if one is required.
     token_digest: Option<Vec<u8>>,
+    /// Whether admin certificates are the (other) credential.
+    mtls: bool,
     open_paths: Vec<String>,
 }
 
@@ -44,6 +52,7 @@ impl std::fmt::Debug for AdminAccess {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AdminAccess")
             .field("token", &self.token_digest.as_ref().map(|_| "(set)"))
+            .field("mtls", &self.mtls)
             .field("open_paths", &self.open_paths)
             .finish()
     }
@@ -55,8 +64,16 @@ impl AdminAccess {
     pub fn new(token: Option<String>, open_paths: Vec<String>) -> AdminAccess {
         AdminAccess {
             token_digest: token.map(|t| digest(&SHA256, t.as_bytes()).as_ref().to_vec()),
+            mtls: false,
             open_paths,
         }
+    }
+
+    /// The same rule, with admin certificates as a credential when
+    /// `mtls` (the endpoint serves TLS, `admin_mtls`).
+    pub fn with_mtls(mut self, mtls: bool) -> AdminAccess {
+        self.mtls = mtls;
+        self
     }
 
     /// `/metrics`, `/health/live` and `/health/ready`.
@@ -64,20 +81,25 @@ impl AdminAccess {
         default_open_paths()
     }
 
-    /// Whether a token is required.
-    pub fn requires_token(&self) -> bool {
-        self.token_digest.is_some()
+    /// Whether requests need a credential (a token or an admin
+    /// certificate) beyond the open paths.
+    pub fn requires_credentials(&self) -> bool {
+        self.token_digest.is_some() || self.mtls
     }
 
     /// Whether a request for `path` with the `Authorization` header
-    /// `authorization` (if any) may be served.
-    pub fn allows(&self, path: &str, authorization: Option<&str>) -> bool {
-        let Some(expected) = &self.token_digest else {
-            return true;
-        };
-        if self.open_paths.iter().any(|open| open == path) {
+    /// `authorization` (if any), on a connection that showed an admin
+    /// certificate of the cluster CA or not (`admin_cert`), may be served.
+    pub fn allows(&self, path: &str, authorization: Option<&str>, admin_cert: bool) -> bool {
+        if !self.requires_credentials() || self.open_paths.iter().any(|open| open == path) {
             return true;
         }
+        if admin_cert && self.mtls {
+            return true;
+        }
+        let Some(expected) = &self.token_digest else {
+            return false;
+        };
         let Some(given) = authorization.and_then(bearer) else {
             return false;
         };
@@ -136,38 +158,41 @@ mod tests {
     #[test]
     fn without_a_token_everything_is_open() {
         let open = AdminAccess::new(None, vec![]);
-        assert!(!open.requires_token());
-        assert!(open.allows("/api/cluster/leave", None));
+        assert!(!open.requires_credentials());
+        assert!(open.allows("/api/cluster/leave", None, false));
     }
 
     #[test]
     fn with_a_token_only_the_open_paths_are_open() {
         let token = "t".repeat(20);
         let access = AdminAccess::new(Some(token.clone()), vec!["/health/live".into()]);
-        assert!(access.allows("/health/live", None));
+        assert!(access.allows("/health/live", None, false));
         for path in [
             "/metrics",
             "/api/cluster/status",
             "/api/auth/reload",
             "/health/live/x",
         ] {
-            assert!(!access.allows(path, None), "{path}");
-            assert!(!access.allows(path, Some("Bearer wrong")), "{path}");
-            assert!(!access.allows(path, Some(&token)), "{path}: no scheme");
+            assert!(!access.allows(path, None, false), "{path}");
+            assert!(!access.allows(path, Some("Bearer wrong"), false), "{path}");
             assert!(
-                !access.allows(path, Some(&format!("Basic {token}"))),
+                !access.allows(path, Some(&token), false),
+                "{path}: no scheme"
+            );
+            assert!(
+                !access.allows(path, Some(&format!("Basic {token}")), false),
                 "{path}"
             );
             assert!(
-                !access.allows(path, Some(&format!("Bearer {token}x"))),
+                !access.allows(path, Some(&format!("Bearer {token}x")), false),
                 "{path}"
             );
             assert!(
-                access.allows(path, Some(&format!("Bearer {token}"))),
+                access.allows(path, Some(&format!("Bearer {token}")), false),
                 "{path}"
             );
             assert!(
-                access.allows(path, Some(&format!("bearer  {token} "))),
+                access.allows(path, Some(&format!("bearer  {token} ")), false),
                 "{path}"
             );
         }
@@ -186,5 +211,26 @@ mod tests {
         assert!(read_token_file(&dir.path().join("missing"))
             .unwrap_err()
             .contains("cannot read"));
+    }
+
+    #[test]
+    fn with_mtls_an_admin_certificate_or_the_token_will_do() {
+        let token = "t".repeat(20);
+        let access = AdminAccess::new(Some(token.clone()), default_open_paths()).with_mtls(true);
+        assert!(access.allows("/api/cluster/leave", None, true));
+        assert!(access.allows(
+            "/api/cluster/leave",
+            Some(&format!("Bearer {token}")),
+            false
+        ));
+        assert!(!access.allows("/api/cluster/leave", None, false));
+        assert!(access.allows("/metrics", None, false));
+        let certs_only = AdminAccess::new(None, vec![]).with_mtls(true);
+        assert!(certs_only.requires_credentials());
+        assert!(!certs_only.allows("/metrics", None, false));
+        assert!(!certs_only.allows("/metrics", Some("Bearer x"), false));
+        // An admin certificate counts only where mTLS is on.
+        let token_only = AdminAccess::new(Some(token), vec![]);
+        assert!(!token_only.allows("/api/cluster/leave", None, true));
     }
 }

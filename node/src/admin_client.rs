@@ -1,7 +1,9 @@
 //! A small HTTP/1.1 client for a node's or router's admin endpoint, used by
 //! the `quicmq` CLI (`cluster`, `health`), the benchmarks and the tests:
 //! one request per connection (`Connection: close`), an optional bearer
-//! token, chunked bodies decoded, and a time limit on the whole exchange.
+//! token, optional TLS with an admin certificate ([`tls_config`], for a
+//! node with `admin_mtls`), chunked bodies decoded, and a time limit on the
+//! whole exchange.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), quicmq_node::admin_client::AdminError> {
@@ -13,6 +15,7 @@
 //!     method: "GET",
 //!     path: "/api/cluster/status",
 //!     token: Some("s3cret"),
+//!     tls: None,
 //!     timeout: Duration::from_secs(5),
 //! })
 //! .await?;
@@ -20,9 +23,13 @@
 //! # Ok(()) }
 //! ```
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use rustls::ClientConfig;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Why an admin request got no HTTP answer.
 #[derive(Debug, thiserror::Error)]
@@ -61,10 +68,58 @@ pub enum AdminError {
     /// character).
     #[error("the admin token contains a control character; write it on one line")]
     BadToken,
+    /// The CA, certificate or key for TLS cannot be used.
+    #[error("admin TLS: {0}")]
+    Tls(String),
+}
+
+/// The TLS configuration to reach a node's admin endpoint with
+/// `admin_mtls`: `ca` (PEM) is the cluster CA its certificate chains to,
+/// `identity` the admin certificate chain and key (PEM; `quicmq ca issue
+/// DIR --name NAME --usage admin`). Without an identity only the open
+/// paths answer.
+///
+/// # Errors
+///
+/// When a PEM text holds nothing usable, or the key does not fit.
+pub fn tls_config(
+    ca: &[u8],
+    identity: Option<(&[u8], &[u8])>,
+) -> Result<Arc<ClientConfig>, AdminError> {
+    let bad = |what: &str, e: &dyn std::fmt::Display| AdminError::Tls(format!("{what}: {e}"));
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca) {
+        let cert = cert.map_err(|e| bad("the CA file", &e))?;
+        roots.add(cert).map_err(|e| bad("the CA file", &e))?;
+    }
+    if roots.is_empty() {
+        return Err(AdminError::Tls(
+            "the CA file holds no PEM certificate".into(),
+        ));
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| bad("TLS 1.3", &e))?
+        .with_root_certificates(roots);
+    let mut config = match identity {
+        None => builder.with_no_client_auth(),
+        Some((chain, key)) => {
+            let chain = CertificateDer::pem_slice_iter(chain)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| bad("the certificate", &e))?;
+            let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| bad("the key", &e))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| bad("the certificate and key", &e))?
+        }
+    };
+    config.alpn_protocols = vec![quicmq_proto::cluster_tls::ALPN_ADMIN.to_vec()];
+    Ok(Arc::new(config))
 }
 
 /// One request to an admin endpoint.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct AdminRequest<'a> {
     /// `HOST:PORT`.
     pub addr: &'a str,
@@ -74,6 +129,9 @@ pub struct AdminRequest<'a> {
     pub path: &'a str,
     /// Sent as `Authorization: Bearer TOKEN` when set.
     pub token: Option<&'a str>,
+    /// TLS to a node with `admin_mtls` ([`tls_config`]); the node is
+    /// verified under the name `quicmq-node`.
+    pub tls: Option<Arc<ClientConfig>>,
     /// Limit on the whole exchange.
     pub timeout: Duration,
 }
@@ -100,25 +158,31 @@ pub async fn request(req: &AdminRequest<'_>) -> Result<AdminReply, AdminError> {
         Some(token) => format!("Authorization: Bearer {token}\r\n"),
         None => String::new(),
     };
+    let head = format!(
+        "{} {} HTTP/1.1\r\nHost: {}\r\n{authorization}Content-Length: 0\r\nConnection: close\r\n\r\n",
+        req.method, req.path, req.addr
+    );
     let exchange = async {
-        let mut socket = tokio::net::TcpStream::connect(req.addr)
+        let socket = tokio::net::TcpStream::connect(req.addr)
             .await
             .map_err(|source| AdminError::Connect {
                 addr: addr.clone(),
                 source,
             })?;
-        let head = format!(
-            "{} {} HTTP/1.1\r\nHost: {}\r\n{authorization}Content-Length: 0\r\nConnection: close\r\n\r\n",
-            req.method, req.path, req.addr
-        );
         let io = |source| AdminError::Io {
             addr: addr.clone(),
             source,
         };
-        socket.write_all(head.as_bytes()).await.map_err(io)?;
-        let mut response = Vec::new();
-        socket.read_to_end(&mut response).await.map_err(io)?;
-        Ok(response)
+        match &req.tls {
+            None => exchange(socket, head.as_bytes()).await.map_err(io),
+            Some(config) => {
+                let tls = tokio_rustls::TlsConnector::from(config.clone())
+                    .connect(quicmq_proto::cluster_tls::server_name(), socket)
+                    .await
+                    .map_err(io)?;
+                exchange(tls, head.as_bytes()).await.map_err(io)
+            }
+        }
     };
     let response = tokio::time::timeout(req.timeout, exchange)
         .await
@@ -127,6 +191,23 @@ pub async fn request(req: &AdminRequest<'_>) -> Result<AdminReply, AdminError> {
             timeout: req.timeout,
         })??;
     parse_response(&response).ok_or(AdminError::NotHttp { addr })
+}
+
+/// Writes `head` and reads the whole answer (a peer that closes a TLS
+/// stream without close_notify ends it too).
+async fn exchange(
+    mut io: impl AsyncRead + AsyncWrite + Unpin,
+    head: &[u8],
+) -> std::io::Result<Vec<u8>> {
+    io.write_all(head).await?;
+    let mut response = Vec::new();
+    match io.read_to_end(&mut response).await {
+        Ok(_) => Ok(response),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !response.is_empty() => {
+            Ok(response)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// The status and body of an HTTP/1.1 response (`None`: not one).

@@ -198,6 +198,12 @@ pub struct Overrides {
     #[arg(long, env = "QUICMQ_ADMIN_OPEN_PATHS", value_delimiter = ',')]
     #[serde(default, deserialize_with = "deserialize_join")]
     pub admin_open_paths: Option<Vec<String>>,
+    /// Serve the admin API over TLS with the node's cluster certificate,
+    /// and take admin certificates of the cluster CA (`quicmq ca issue DIR
+    /// --name NAME --usage admin`) as a credential besides the token.
+    /// Default false.
+    #[arg(long, env = "QUICMQ_ADMIN_MTLS", num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub admin_mtls: Option<bool>,
     /// PEM certificate chain for QUIC and TLS (with `key`). Default: a
     /// self-signed development certificate in the data directory.
     #[arg(long, env = "QUICMQ_CERT")]
@@ -439,6 +445,8 @@ pub struct NodeConfig {
     pub admin_token_file: Option<PathBuf>,
     /// Admin paths served without the token.
     pub admin_open_paths: Vec<String>,
+    /// Whether the admin API serves TLS and takes admin certificates.
+    pub admin_mtls: bool,
     /// Certificate and key files, if configured.
     pub cert_and_key: Option<(PathBuf, PathBuf)>,
     /// Password file, if configured.
@@ -678,10 +686,18 @@ impl NodeConfig {
             }
         }
         let auth_limits = auth_limits?;
+        let admin_mtls = o.admin_mtls.unwrap_or(false);
+        if admin_mtls && o.cluster_plaintext == Some(true) {
+            return Err(invalid(
+                "admin_mtls",
+                "needs the cluster CA, and cluster_plaintext turns cluster TLS off; use admin_token_file instead",
+            ));
+        }
         let (admin_addr, admin_token_file, admin_open_paths) = admin_settings(
             addr(o.admin_addr, "127.0.0.1:8080"),
             o.admin_token_file.clone(),
             o.admin_open_paths.clone(),
+            admin_mtls,
         )?;
         let password_file = o.password_file.filter(|p| !p.as_os_str().is_empty());
         let acl_file = o.acl_file.filter(|p| !p.as_os_str().is_empty());
@@ -751,6 +767,7 @@ impl NodeConfig {
             admin_addr,
             admin_token_file,
             admin_open_paths,
+            admin_mtls,
             cert_and_key,
             password_file,
             allow_anonymous,
@@ -851,13 +868,14 @@ fn admin_settings(
     addr: Option<SocketAddr>,
     token_file: Option<PathBuf>,
     open_paths: Option<Vec<String>>,
+    mtls: bool,
 ) -> Result<AdminSettings, ConfigError> {
     let token_file = token_file.filter(|p| !p.as_os_str().is_empty());
     if let Some(addr) = addr {
-        if !addr.ip().is_loopback() && token_file.is_none() {
+        if !addr.ip().is_loopback() && token_file.is_none() && !mtls {
             return Err(invalid(
                 "admin_addr",
-                format!("{addr} is not a loopback address, and the admin API can remove members and shut the node down: set admin_token_file (a bearer token every request must carry; `quicmq token new FILE` writes one), or bind 127.0.0.1"),
+                format!("{addr} is not a loopback address, and the admin API can remove members and shut the node down: set admin_token_file (a bearer token every request must carry; `quicmq token new FILE` writes one) or admin_mtls (admin certificates of the cluster CA), or bind 127.0.0.1"),
             ));
         }
     }
@@ -1038,7 +1056,7 @@ fn merge(cli: Overrides, file: Overrides) -> Overrides {
         voters, zone, peer_proxy, cluster_ca, cluster_cert, cluster_key, cluster_ca_key,
         cluster_plaintext, raft_snapshot_logs, server_id_len, quic_lb_config_id, quic_lb_nonce_len,
         quic_lb_key, reset_key, token_key, tcp_addr, tls_addr, admin_addr, admin_token_file,
-        admin_open_paths, cert, key,
+        admin_open_paths, admin_mtls, cert, key,
         max_packet_size, receive_maximum, topic_alias_maximum, max_keep_alive,
         max_subscriptions, max_topic_levels, max_topic_length,
         max_connections, max_connections_per_ip, max_handshake_rate_per_ip, handshake_burst,
@@ -1142,6 +1160,10 @@ mod tests {
         assert!(err.message.contains("admin_token_file"), "{err}");
         let c = resolve("admin_addr = \"0.0.0.0:8080\"\nadmin_token_file = \"/t\"").unwrap();
         assert_eq!(c.admin_token_file, Some(PathBuf::from("/t")));
+        let c = resolve("admin_addr = \"0.0.0.0:8080\"\nadmin_mtls = true").unwrap();
+        assert!(c.admin_mtls && c.admin_token_file.is_none());
+        let err = resolve("admin_mtls = true\ncluster_plaintext = true").unwrap_err();
+        assert_eq!(err.key, "admin_mtls");
         assert!(resolve("admin_addr = \"[::1]:8080\"").is_ok());
         let c = resolve("admin_open_paths = \"/health/live,/health/ready\"").unwrap();
         assert_eq!(c.admin_open_paths, ["/health/live", "/health/ready"]);

@@ -15,6 +15,7 @@
 pub mod admin;
 pub mod admin_access;
 pub mod admin_client;
+pub mod admin_tls;
 pub mod auth;
 pub mod bench;
 pub mod broker;

@@ -120,7 +120,8 @@ impl RunningNode {
             .map(crate::admin_access::read_token_file)
             .transpose()
             .map_err(|e| StartError::Config(format!("admin_token_file: {e}")))?;
-        let access = AdminAccess::new(admin_token, config.admin_open_paths.clone());
+        let access = AdminAccess::new(admin_token, config.admin_open_paths.clone())
+            .with_mtls(config.admin_mtls);
         let client_certs = match &config.client_ca {
             Some(ca) => Some(tls::ClientCertPolicy::load(
                 ca,
@@ -139,6 +140,19 @@ impl RunningNode {
             .unwrap_or(config.cluster.grpc_addr.port());
         let (reset_key, token_key) = cluster::bootstrap_keys(config, &config.data_dir)?;
         let cluster_tls = cluster::tls::load(config)?;
+        let admin_tls = match (config.admin_mtls, &cluster_tls) {
+            (false, _) => None,
+            (true, Some(tls)) => Some(tls.admin_server_config().ok_or_else(|| {
+                StartError::Config(
+                    "admin_mtls: this node's cluster certificate cannot serve TLS".into(),
+                )
+            })?),
+            (true, None) => {
+                return Err(StartError::Config(
+                    "admin_mtls needs cluster TLS; cluster_plaintext turns it off".into(),
+                ))
+            }
+        };
         let cluster_config =
             cluster::cluster_config(config, grpc_port, reset_key, token_key, cluster_tls);
         let cluster = ClusterNode::open(cluster_config)
@@ -283,6 +297,13 @@ impl RunningNode {
         if let Some(addr) = config.admin_addr {
             let listener = bind_tcp("admin_addr", addr).await?;
             addrs.admin = listener.local_addr().ok();
+            let listener = match admin_tls {
+                None => crate::admin::AdminListener::Plain(listener),
+                Some(tls) => crate::admin::AdminListener::Tls(
+                    crate::admin_tls::AdminTlsListener::new(listener, tls)
+                        .map_err(|e| StartError::Config(format!("admin_addr: {e}")))?,
+                ),
+            };
             if let Some(handle) = metrics_handle() {
                 tasks.spawn(crate::admin::serve_admin(
                     broker.clone(),

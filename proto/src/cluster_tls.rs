@@ -11,6 +11,9 @@
 //!   own (pods and instances come and go).
 //! - [`ROUTER_NAME`] (`quicmq-router`): a router. It may only follow the
 //!   cluster (`ClusterWatch`).
+//! - [`ADMIN_NAME`] (`quicmq-admin`): an operator. Nothing on gRPC; it
+//!   authenticates to a node's admin HTTP endpoint when that serves TLS
+//!   (`admin_mtls`, [`ClusterTls::admin_server_config`]).
 //!
 //! A certificate chained to another CA fails the handshake; one of the
 //! cluster's CA without either name is refused after it.
@@ -46,6 +49,12 @@ pub const NODE_NAME: &str = "quicmq-node";
 /// The DNS name in every router certificate.
 pub const ROUTER_NAME: &str = "quicmq-router";
 
+/// The DNS name in every admin (operator) certificate.
+pub const ADMIN_NAME: &str = "quicmq-admin";
+
+/// The ALPN protocol of a node's admin HTTP endpoint over TLS.
+pub const ALPN_ADMIN: &[u8] = b"http/1.1";
+
 /// The ALPN protocol of the cluster's gRPC (HTTP/2).
 pub const ALPN_GRPC: &[u8] = b"h2";
 
@@ -56,6 +65,8 @@ pub enum PeerRole {
     Node,
     /// A router: the cluster watch only.
     Router,
+    /// An operator: a node's admin API, nothing on gRPC.
+    Admin,
 }
 
 impl PeerRole {
@@ -64,6 +75,7 @@ impl PeerRole {
         match self {
             PeerRole::Node => NODE_NAME,
             PeerRole::Router => ROUTER_NAME,
+            PeerRole::Admin => ADMIN_NAME,
         }
     }
 
@@ -74,7 +86,12 @@ impl PeerRole {
 
     /// May follow the cluster (`ClusterWatch`).
     pub fn may_watch(self) -> bool {
-        true
+        matches!(self, PeerRole::Node | PeerRole::Router)
+    }
+
+    /// May use a node's admin API without its bearer token.
+    pub fn may_administer(self) -> bool {
+        self == PeerRole::Admin
     }
 
     /// The role a certificate names, if any: node first (a node may also
@@ -82,10 +99,12 @@ impl PeerRole {
     /// already (the handshake does that).
     pub fn of(cert: &CertificateDer<'_>) -> Option<PeerRole> {
         let cert = webpki::EndEntityCert::try_from(cert).ok()?;
-        [PeerRole::Node, PeerRole::Router].into_iter().find(|role| {
-            let name = ServerName::try_from(role.name()).expect("a valid DNS name");
-            cert.verify_is_valid_for_subject_name(&name).is_ok()
-        })
+        [PeerRole::Node, PeerRole::Router, PeerRole::Admin]
+            .into_iter()
+            .find(|role| {
+                let name = ServerName::try_from(role.name()).expect("a valid DNS name");
+                cert.verify_is_valid_for_subject_name(&name).is_ok()
+            })
     }
 }
 
@@ -117,6 +136,7 @@ pub struct ClusterTls {
     role: PeerRole,
     client: Arc<ClientConfig>,
     server: Option<Arc<ServerConfig>>,
+    admin_server: Option<Arc<ServerConfig>>,
 }
 
 impl ClusterTls {
@@ -147,9 +167,9 @@ impl ClusterTls {
             .ok_or_else(|| ClusterTlsError::Certificate("no PEM certificate in it".into()))?;
         let role = PeerRole::of(leaf).ok_or_else(|| {
             ClusterTlsError::Certificate(format!(
-                "it names neither {NODE_NAME} nor {ROUTER_NAME} (a DNS subject alternative \
-                 name); issue it with `quicmq ca issue DIR --name NAME --usage node` (or \
-                 `--usage router`)"
+                "it names none of {NODE_NAME}, {ROUTER_NAME}, {ADMIN_NAME} (a DNS subject \
+                 alternative name); issue it with `quicmq ca issue DIR --name NAME --usage \
+                 node` (or `--usage router`, `--usage admin`)"
             ))
         })?;
         let verifier = client_verifier(&roots, &provider)?;
@@ -166,12 +186,34 @@ impl ClusterTls {
         let mut client = ClientConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| ClusterTlsError::Ca(e.to_string()))?
-            .with_root_certificates(roots)
+            .with_root_certificates(roots.clone())
             .with_client_auth_cert(chain.clone(), key.clone_key())
             .map_err(|e| ClusterTlsError::Key(e.to_string()))?;
         client.alpn_protocols = vec![ALPN_GRPC.to_vec()];
+        let admin_server = match role {
+            PeerRole::Node => {
+                // Operators may show a certificate; probes and Prometheus
+                // come without one and reach only the open paths.
+                let optional =
+                    WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
+                        .allow_unauthenticated()
+                        .build()
+                        .map_err(|e| ClusterTlsError::Ca(e.to_string()))?;
+                let mut admin = ServerConfig::builder_with_provider(provider.clone())
+                    .with_protocol_versions(&[&rustls::version::TLS13])
+                    .map_err(|e| ClusterTlsError::Ca(e.to_string()))?
+                    .with_client_cert_verifier(optional)
+                    .with_single_cert(chain.clone(), key.clone_key())
+                    .map_err(|e| ClusterTlsError::Key(e.to_string()))?;
+                admin.alpn_protocols = vec![ALPN_ADMIN.to_vec()];
+                admin.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+                admin.send_tls13_tickets = 0;
+                Some(Arc::new(admin))
+            }
+            PeerRole::Router | PeerRole::Admin => None,
+        };
         let server = match role {
-            PeerRole::Router => None,
+            PeerRole::Router | PeerRole::Admin => None,
             PeerRole::Node => {
                 let mut server = ServerConfig::builder_with_provider(provider)
                     .with_protocol_versions(&[&rustls::version::TLS13])
@@ -191,6 +233,7 @@ impl ClusterTls {
             role,
             client: Arc::new(client),
             server,
+            admin_server,
         })
     }
 
@@ -208,6 +251,14 @@ impl ClusterTls {
     /// serves no gRPC.
     pub fn server_config(&self) -> Option<Arc<ServerConfig>> {
         self.server.clone()
+    }
+
+    /// A node's configuration for its admin HTTP endpoint over TLS (ALPN
+    /// `http/1.1`, the node certificate, client certificates of the
+    /// cluster CA optional; [`PeerRole::of`] tells what one may do).
+    /// `None` for a router or an admin certificate.
+    pub fn admin_server_config(&self) -> Option<Arc<ServerConfig>> {
+        self.admin_server.clone()
     }
 }
 

@@ -649,6 +649,7 @@ async fn http_request(addr: SocketAddr, method: &str, path: &str) -> (u16, Strin
         method,
         path,
         token: None,
+        tls: None,
         timeout: Duration::from_secs(5),
     })
     .await

@@ -20,6 +20,7 @@ async fn admin(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) 
         method,
         path,
         token,
+        tls: None,
         timeout: Duration::from_secs(5),
     })
     .await
@@ -172,5 +173,175 @@ async fn without_the_token_the_admin_api_refuses_everything_but_the_open_paths()
     let served = tokio::task::block_in_place(|| cli(true));
     assert!(served.status.success(), "{served:?}");
     assert!(String::from_utf8_lossy(&served.stdout).contains("\"members\""));
+    drop(node);
+}
+
+/// One request over TLS with `tls`: (status, body), or the failure.
+async fn admin_tls(
+    addr: SocketAddr,
+    path: &str,
+    tls: std::sync::Arc<rustls::ClientConfig>,
+) -> Result<(u16, String), String> {
+    let addr = addr.to_string();
+    request(&AdminRequest {
+        addr: &addr,
+        method: "GET",
+        path,
+        token: None,
+        tls: Some(tls),
+        timeout: Duration::from_secs(5),
+    })
+    .await
+    .map(|reply| (reply.status, reply.body))
+    .map_err(|e| e.to_string())
+}
+
+/// `quicmq ca ARGS...`, which must succeed.
+fn ca(args: &[&std::ffi::OsStr]) {
+    let status = Command::new(binary("quicmq"))
+        .arg("ca")
+        .args(args)
+        .stdout(Stdio::null())
+        .status()
+        .expect("quicmq ca");
+    assert!(status.success(), "quicmq ca {args:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_admin_mtls_an_admin_certificate_of_the_cluster_ca_is_the_credential() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let admin_addr = SocketAddr::from(([0, 0, 0, 0], free_tcp_port()));
+    let node = tokio::task::block_in_place(|| {
+        let mut node = NodeProcess::launch(
+            &data,
+            &[
+                "--admin-addr",
+                &admin_addr.to_string(),
+                "--admin-mtls",
+                "true",
+            ],
+        );
+        node.wait_listening();
+        node
+    });
+    let addr = SocketAddr::from(([127, 0, 0, 1], admin_addr.port()));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "admin port never opened"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The node bootstrapped alone: its cluster CA is in its data directory.
+    let ca_dir = data.join("cluster-ca");
+    let out = |name: &str| dir.path().join(name);
+    for (name, usage) in [("ops", "admin"), ("watcher", "router")] {
+        let prefix = out(name);
+        ca(&[
+            "issue".as_ref(),
+            ca_dir.as_os_str(),
+            "--name".as_ref(),
+            name.as_ref(),
+            "--usage".as_ref(),
+            usage.as_ref(),
+            "--out".as_ref(),
+            prefix.as_os_str(),
+        ]);
+    }
+    let other_ca = out("other-ca");
+    ca(&["new".as_ref(), other_ca.as_os_str()]);
+    let impostor = out("impostor");
+    ca(&[
+        "issue".as_ref(),
+        other_ca.as_os_str(),
+        "--name".as_ref(),
+        "ops".as_ref(),
+        "--usage".as_ref(),
+        "admin".as_ref(),
+        "--out".as_ref(),
+        impostor.as_os_str(),
+    ]);
+    let read = |path: std::path::PathBuf| std::fs::read(path).unwrap();
+    let cluster_ca = read(ca_dir.join("ca.pem"));
+    let tls = |name: Option<&str>| {
+        let identity = name.map(|n| {
+            (
+                read(out(&format!("{n}.pem"))),
+                read(out(&format!("{n}-key.pem"))),
+            )
+        });
+        quicmq_node::admin_client::tls_config(
+            &cluster_ca,
+            identity.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice())),
+        )
+        .unwrap()
+    };
+
+    // Without a certificate: the open paths only.
+    for path in ["/metrics", "/health/ready"] {
+        assert_eq!(
+            admin_tls(addr, path, tls(None)).await.unwrap().0,
+            200,
+            "{path}"
+        );
+    }
+    assert_eq!(
+        admin_tls(addr, "/api/cluster/status", tls(None))
+            .await
+            .unwrap()
+            .0,
+        401
+    );
+    // A router certificate of the same CA is no admin.
+    assert_eq!(
+        admin_tls(addr, "/api/cluster/status", tls(Some("watcher")))
+            .await
+            .unwrap()
+            .0,
+        401
+    );
+    // An admin certificate of another CA fails the handshake.
+    assert!(
+        admin_tls(addr, "/api/cluster/status", tls(Some("impostor")))
+            .await
+            .is_err()
+    );
+    // Plain HTTP gets no answer.
+    let plain = addr.to_string();
+    assert!(request(&AdminRequest {
+        addr: &plain,
+        method: "GET",
+        path: "/api/cluster/status",
+        token: None,
+        tls: None,
+        timeout: Duration::from_secs(5),
+    })
+    .await
+    .is_err_and(|e| !e.to_string().is_empty()));
+    // The admin certificate is the credential.
+    let (status, body) = admin_tls(addr, "/api/cluster/status", tls(Some("ops")))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"members\""));
+
+    // The CLI with --cafile, --cert and --key.
+    let status = tokio::task::block_in_place(|| {
+        Command::new(binary("quicmq"))
+            .args(["cluster", "status", "--admin", &addr.to_string()])
+            .arg("--cafile")
+            .arg(ca_dir.join("ca.pem"))
+            .arg("--cert")
+            .arg(out("ops.pem"))
+            .arg("--key")
+            .arg(out("ops-key.pem"))
+            .env_remove("QUICMQ_ADMIN_TOKEN_FILE")
+            .output()
+            .expect("quicmq cluster status")
+    });
+    assert!(status.status.success(), "{status:?}");
+    assert!(String::from_utf8_lossy(&status.stdout).contains("\"members\""));
     drop(node);
 }

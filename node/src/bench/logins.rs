@@ -244,6 +244,7 @@ async fn sample_rss(
             method: "GET",
             path: "/metrics",
             token: token.as_deref(),
+            tls: None,
             timeout: Duration::from_secs(5),
         })
         .await;

@@ -128,8 +128,10 @@ enum CaCommand {
         #[arg(long = "san")]
         sans: Vec<String>,
         /// What the certificate is for: `client` (a device), `server`,
-        /// `node` (a cluster node: `cluster_cert`, named quicmq-node) or
-        /// `router` (a router following the cluster, named quicmq-router).
+        /// `node` (a cluster node: `cluster_cert`, named quicmq-node),
+        /// `router` (a router following the cluster, named quicmq-router)
+        /// or `admin` (an operator of the nodes' admin API over TLS, named
+        /// quicmq-admin).
         #[arg(long, value_enum, default_value_t = UsageArg::Client)]
         usage: UsageArg,
         /// Path prefix of the files to write [default: the name].
@@ -144,6 +146,7 @@ enum UsageArg {
     Server,
     Node,
     Router,
+    Admin,
 }
 
 #[derive(Args, Debug)]
@@ -182,6 +185,17 @@ struct ClusterArgs {
     /// File holding the node's admin bearer token (its `admin_token_file`).
     #[arg(long, env = "QUICMQ_ADMIN_TOKEN_FILE", global = true)]
     token_file: Option<PathBuf>,
+    /// Speak TLS to a node with `admin_mtls`: the cluster CA (PEM) its
+    /// certificate chains to. With --cert and --key, an admin certificate
+    /// (`quicmq ca issue DIR --name NAME --usage admin`).
+    #[arg(long, env = "QUICMQ_ADMIN_CAFILE", global = true)]
+    cafile: Option<PathBuf>,
+    /// The admin certificate (PEM), with --cafile.
+    #[arg(long, env = "QUICMQ_ADMIN_CERT", global = true, requires = "cafile")]
+    cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, env = "QUICMQ_ADMIN_KEY", global = true, requires = "cert")]
+    key: Option<PathBuf>,
     #[command(subcommand)]
     command: ClusterCommand,
 }
@@ -952,14 +966,39 @@ async fn cluster(args: ClusterArgs) -> anyhow::Result<ExitCode> {
         ClusterCommand::Remove { node_id } => ("POST", format!("/api/cluster/remove/{node_id}")),
     };
     let token = admin_token(args.token_file.as_deref())?;
-    let (status, body) = admin_request(&args.admin, method, &path, token.as_deref()).await?;
+    let tls = match &args.cafile {
+        None => None,
+        Some(ca) => {
+            let read = |path: &std::path::Path| {
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+            };
+            let identity = match (&args.cert, &args.key) {
+                (Some(cert), Some(key)) => Some((read(cert)?, read(key)?)),
+                _ => None,
+            };
+            Some(quicmq_node::admin_client::tls_config(
+                &read(ca)?,
+                identity.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice())),
+            )?)
+        }
+    };
+    let reply = quicmq_node::admin_client::request(&quicmq_node::admin_client::AdminRequest {
+        addr: &args.admin,
+        method,
+        path: &path,
+        token: token.as_deref(),
+        tls,
+        timeout: Duration::from_secs(30),
+    })
+    .await?;
+    let (status, body) = (reply.status, reply.body);
     print!("{body}");
     if (200..300).contains(&status) {
         Ok(ExitCode::SUCCESS)
     } else {
         eprintln!("quicmq: {} answered HTTP {status}", args.admin);
         if status == 401 {
-            eprintln!("quicmq: the node requires its admin token: pass --token-file (or QUICMQ_ADMIN_TOKEN_FILE)");
+            eprintln!("quicmq: the node requires its admin token or an admin certificate: pass --token-file (or QUICMQ_ADMIN_TOKEN_FILE), or --cafile, --cert and --key");
         }
         Ok(ExitCode::FAILURE)
     }
@@ -1028,6 +1067,7 @@ fn ca(command: CaCommand) -> anyhow::Result<ExitCode> {
                 UsageArg::Server => CertUsage::Server,
                 UsageArg::Node => CertUsage::Node,
                 UsageArg::Router => CertUsage::Router,
+                UsageArg::Admin => CertUsage::Admin,
             };
             let issued = ca.issue(&name, &sans, usage)?;
             let prefix = out.unwrap_or_else(|| PathBuf::from(&name));
@@ -1158,6 +1198,7 @@ async fn admin_request(
         method,
         path,
         token,
+        tls: None,
         timeout: Duration::from_secs(30),
     })
     .await?;

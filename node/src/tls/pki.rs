@@ -26,6 +26,9 @@ pub enum CertUsage {
     /// A router following the cluster: a client, named `quicmq-router`
     /// (added to the certificate's names).
     Router,
+    /// An operator of the nodes' admin API over TLS (`admin_mtls`): a
+    /// client, named `quicmq-admin` (added to the certificate's names).
+    Admin,
 }
 
 /// A certificate and its private key, PEM.
@@ -178,6 +181,7 @@ impl CertificateAuthority {
         let role = match usage {
             CertUsage::Node => Some(quicmq_proto::cluster_tls::NODE_NAME),
             CertUsage::Router => Some(quicmq_proto::cluster_tls::ROUTER_NAME),
+            CertUsage::Admin => Some(quicmq_proto::cluster_tls::ADMIN_NAME),
             CertUsage::Client | CertUsage::Server => None,
         };
         if let Some(role) = role.filter(|r| !names.iter().any(|n| n == r)) {
@@ -194,7 +198,9 @@ impl CertificateAuthority {
             KeyUsagePurpose::KeyEncipherment,
         ];
         params.extended_key_usages = match usage {
-            CertUsage::Client | CertUsage::Router => vec![ExtendedKeyUsagePurpose::ClientAuth],
+            CertUsage::Client | CertUsage::Router | CertUsage::Admin => {
+                vec![ExtendedKeyUsagePurpose::ClientAuth]
+            }
             CertUsage::Server => vec![ExtendedKeyUsagePurpose::ServerAuth],
             CertUsage::Node => vec![
                 ExtendedKeyUsagePurpose::ServerAuth,

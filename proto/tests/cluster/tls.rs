@@ -101,6 +101,23 @@ fn nodes_and_routers_of_one_ca_shake_hands_and_the_server_sees_the_role() {
 }
 
 #[test]
+fn an_admin_certificate_may_administer_and_nothing_on_grpc() {
+    let ca = ca("cluster");
+    let node = member(&ca.pem, &leaf(&ca, &["quicmq-node"], BOTH)).unwrap();
+    let admin = member(&ca.pem, &leaf(&ca, &["quicmq-admin"], CLIENT)).unwrap();
+    assert_eq!(admin.role(), PeerRole::Admin);
+    assert!(PeerRole::Admin.may_administer());
+    assert!(!PeerRole::Admin.may_join() && !PeerRole::Admin.may_watch());
+    assert!(!PeerRole::Node.may_administer() && !PeerRole::Router.may_administer());
+    assert!(admin.server_config().is_none() && admin.admin_server_config().is_none());
+    // A node serves its admin endpoint over HTTP/1.1 and TLS 1.3.
+    let served = node.admin_server_config().expect("a node serves admin TLS");
+    assert_eq!(served.alpn_protocols, vec![b"http/1.1".to_vec()]);
+    // On gRPC the server sees the admin role, which RoleCheck refuses.
+    assert_eq!(handshake(&admin, &node).unwrap(), Some(PeerRole::Admin));
+}
+
+#[test]
 fn a_certificate_of_another_ca_fails_the_handshake_both_ways() {
     let ours = ca("cluster");
     let theirs = ca("another");
@@ -164,7 +181,11 @@ fn own_certificates_are_checked_when_the_configuration_is_built() {
 
 #[test]
 fn the_role_names_are_dns_names() {
-    for name in [PeerRole::Node.name(), PeerRole::Router.name()] {
+    for name in [
+        PeerRole::Node.name(),
+        PeerRole::Router.name(),
+        PeerRole::Admin.name(),
+    ] {
         assert!(matches!(
             rustls::pki_types::ServerName::try_from(name),
             Ok(rustls::pki_types::ServerName::DnsName(_))
