@@ -28,12 +28,16 @@
 //! });
 //! let guesser: IpAddr = "192.0.2.1".parse().unwrap();
 //! let t0 = Instant::now();
-//! for _ in 0..3 {
+//! for _ in 0..2 {
 //!     assert!(backoff.admit(guesser, Some("alice"), t0).is_ok());
 //!     backoff.failed(guesser, Some("alice"), t0);
 //! }
-//! // Three failures, two free: wait 2 s.
-//! assert_eq!(backoff.admit(guesser, Some("alice"), t0), Err(Duration::from_secs(2)));
+//! // Two failures, the free ones: the next attempt waits 1 s, and after
+//! // one more failure 2 s.
+//! assert_eq!(backoff.admit(guesser, Some("alice"), t0), Err(Duration::from_secs(1)));
+//! let t1 = t0 + Duration::from_secs(1);
+//! backoff.failed(guesser, Some("alice"), t1);
+//! assert_eq!(backoff.admit(guesser, Some("alice"), t1), Err(Duration::from_secs(2)));
 //! // alice, from her own address, is not held back.
 //! let alice: IpAddr = "198.51.100.7".parse().unwrap();
 //! assert!(backoff.admit(alice, Some("alice"), t0).is_ok());
