@@ -57,6 +57,31 @@ fn refused_start(args: &[&str]) -> (bool, String) {
     (output.status.success(), text)
 }
 
+/// A node process serving its admin API on 0.0.0.0 with `extra` flags,
+/// once that port answers; the loopback address to reach it at.
+fn node_with_public_admin(data: &std::path::Path, extra: &[&str]) -> (NodeProcess, SocketAddr) {
+    let admin_addr = SocketAddr::from(([0, 0, 0, 0], free_tcp_port()));
+    let admin_arg = admin_addr.to_string();
+    let mut args = vec!["--admin-addr", admin_arg.as_str()];
+    args.extend_from_slice(extra);
+    let node = tokio::task::block_in_place(|| {
+        let mut node = NodeProcess::launch(data, &args);
+        node.wait_listening();
+        node
+    });
+    let addr = SocketAddr::from(([127, 0, 0, 1], admin_addr.port()));
+    // The admin listener comes up after MQTT.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "admin port never opened"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (node, addr)
+}
+
 #[test]
 fn a_node_does_not_serve_the_admin_api_beyond_loopback_without_a_token() {
     let port = free_tcp_port().to_string();
@@ -99,30 +124,10 @@ async fn without_the_token_the_admin_api_refuses_everything_but_the_open_paths()
         .trim()
         .to_owned();
     assert_eq!(token.len(), 64);
-    let admin_addr = SocketAddr::from(([0, 0, 0, 0], free_tcp_port()));
-    let node = tokio::task::block_in_place(|| {
-        let mut node = NodeProcess::launch(
-            &dir.path().join("data"),
-            &[
-                "--admin-addr",
-                &admin_addr.to_string(),
-                "--admin-token-file",
-                token_file.to_str().unwrap(),
-            ],
-        );
-        node.wait_listening();
-        node
-    });
-    let addr = SocketAddr::from(([127, 0, 0, 1], admin_addr.port()));
-    // Wait for the admin listener (it comes up after MQTT).
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(addr).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "admin port never opened"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (node, addr) = node_with_public_admin(
+        &dir.path().join("data"),
+        &["--admin-token-file", token_file.to_str().unwrap()],
+    );
 
     // Open without the token.
     for path in ["/metrics", "/health/live", "/health/ready"] {
@@ -211,29 +216,7 @@ fn ca(args: &[&std::ffi::OsStr]) {
 async fn with_admin_mtls_an_admin_certificate_of_the_cluster_ca_is_the_credential() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let admin_addr = SocketAddr::from(([0, 0, 0, 0], free_tcp_port()));
-    let node = tokio::task::block_in_place(|| {
-        let mut node = NodeProcess::launch(
-            &data,
-            &[
-                "--admin-addr",
-                &admin_addr.to_string(),
-                "--admin-mtls",
-                "true",
-            ],
-        );
-        node.wait_listening();
-        node
-    });
-    let addr = SocketAddr::from(([127, 0, 0, 1], admin_addr.port()));
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(addr).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "admin port never opened"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (node, addr) = node_with_public_admin(&data, &["--admin-mtls", "true"]);
     // The node bootstrapped alone: its cluster CA is in its data directory.
     let ca_dir = data.join("cluster-ca");
     let out = |name: &str| dir.path().join(name);
