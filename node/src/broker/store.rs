@@ -365,7 +365,17 @@ mod tests {
             store.put_retained(&message("r/2", b"")).unwrap();
             store.db.flush().unwrap();
         }
-        let store = SessionStore::open(dir.path()).unwrap();
+        // The dropped store's sled lock is let go of asynchronously.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let store = loop {
+            match SessionStore::open(dir.path()) {
+                Ok(store) => break store,
+                Err(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => panic!("reopen: {e}"),
+            }
+        };
         let mut sessions = store.load_sessions().unwrap();
         sessions.sort_by(|a, b| a.record.client_id.cmp(&b.record.client_id));
         assert_eq!(sessions.len(), 2);

@@ -321,7 +321,7 @@ mod tests {
     use crate::command::{Command, RetainOp};
 
     fn open(dir: &std::path::Path) -> (sled::Db, LogStore) {
-        let db = sled::open(dir).unwrap();
+        let db = super::super::reopen_db(dir);
         let store = LogStore::open(&db).unwrap();
         (db, store)
     }

@@ -326,7 +326,7 @@ mod tests {
     };
 
     fn open(dir: &std::path::Path) -> (sled::Db, StateMachineStore) {
-        let db = sled::open(dir).unwrap();
+        let db = super::super::reopen_db(dir);
         let store = StateMachineStore::open(&db, SharedState::new()).unwrap();
         (db, store)
     }
