@@ -42,11 +42,16 @@ async fn publish(node: &NodeProcess, topic: &str, count: usize, size: usize) {
             .unwrap();
         assert_eq!(code, ReasonCode::SUCCESS);
     }
-    // Every publish was acknowledged. Once in CI (not reproduced since)
-    // the publisher's connection was already closed here, with no reason
-    // recorded; that is not what this file tests, and it is noted as open.
-    match publisher.disconnect(ReasonCode::SUCCESS).await {
-        Ok(()) | Err(quicmq_node::client::ClientError::Closed(_)) => {}
+    leave(&publisher).await;
+}
+
+/// DISCONNECT. Twice in CI (not reproduced here) a connection of this file
+/// was already closed at this point, with no reason recorded, right after
+/// its last request had succeeded; that is not what this file tests, and
+/// it is noted as open. Anything else fails.
+async fn leave(client: &Client) {
+    match client.disconnect(ReasonCode::SUCCESS).await {
+        Ok(()) | Err(quicmq_node::client::ClientError::Closed(None)) => {}
         Err(e) => panic!("DISCONNECT: {e}"),
     }
 }
@@ -113,7 +118,7 @@ async fn offline_sessions_together_stay_within_the_node_budget() {
             )
             .await
             .unwrap();
-        client.disconnect(ReasonCode::SUCCESS).await.unwrap();
+        leave(&client).await;
     }
     // 50 × 32 KiB for each of ten sessions would be 16 MiB.
     publish(&node, "park/x", 50, 32 * KIB).await;
