@@ -1162,8 +1162,7 @@ async fn health(args: HealthArgs) -> anyhow::Result<ExitCode> {
         "/health/ready"
     };
     let limit = Duration::from_secs(args.timeout.max(1));
-    let Ok(answer) =
-        tokio::time::timeout(limit, admin_request(&args.admin, "GET", path, None)).await
+    let Ok(answer) = tokio::time::timeout(limit, admin_request(&args.admin, "GET", path)).await
     else {
         bail!(
             "{}{path} did not answer within {} s",
@@ -1187,17 +1186,12 @@ async fn health(args: HealthArgs) -> anyhow::Result<ExitCode> {
 
 /// One request to an admin endpoint (30 s at most); returns the status
 /// code and the body.
-async fn admin_request(
-    addr: &str,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-) -> anyhow::Result<(u16, String)> {
+async fn admin_request(addr: &str, method: &str, path: &str) -> anyhow::Result<(u16, String)> {
     let reply = quicmq_node::admin_client::request(&quicmq_node::admin_client::AdminRequest {
         addr,
         method,
         path,
-        token,
+        token: None,
         tls: None,
         timeout: Duration::from_secs(30),
     })
