@@ -2,6 +2,9 @@
 //! wrote to be on disk waits for one flush that started after their write,
 //! and one flush serves every waiter that arrived while the previous one
 //! ran (group commit), instead of one `fsync` per acknowledged message.
+//!
+//! Every flush of the node's store goes through here: one flush at a time,
+//! never several `flush_async` calls at once (those can hang in sled 0.34).
 
 use std::sync::{Mutex, OnceLock};
 
@@ -57,10 +60,18 @@ async fn run(db: sled::Db, mut requests: mpsc::UnboundedReceiver<oneshot::Sender
         while let Ok(more) = requests.try_recv() {
             waiters.push(more);
         }
-        let ok = match db.flush_async().await {
-            Ok(_) => true,
-            Err(e) => {
+        // Blocking `flush` on a blocking thread: sled 0.34's `flush_async`
+        // can lose its wake-up when several are polled at once
+        // (spacejam/sled#1241, #1308).
+        let flushing = db.clone();
+        let ok = match tokio::task::spawn_blocking(move || flushing.flush()).await {
+            Ok(Ok(_)) => true,
+            Ok(Err(e)) => {
                 tracing::error!(error = %e, "could not flush the data store");
+                false
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the data store's flush thread ended early");
                 false
             }
         };

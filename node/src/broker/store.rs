@@ -30,6 +30,9 @@ pub enum StoreError {
     /// A record could not be encoded or decoded.
     #[error("data store record: {0}")]
     Codec(#[from] bincode::Error),
+    /// Flushing to disk failed (the cause is logged where it happened).
+    #[error("data store: flushing to disk failed")]
+    Flush,
 }
 
 /// What is kept of a persistent session besides its messages.
@@ -92,7 +95,6 @@ pub struct LoadedDelivery {
 /// The node's sled database.
 #[derive(Clone)]
 pub struct SessionStore {
-    db: sled::Db,
     flushes: std::sync::Arc<super::flush_group::FlushGroup>,
     sessions: sled::Tree,
     deliveries: sled::Tree,
@@ -135,7 +137,6 @@ impl SessionStore {
             sent: db.open_tree("sent")?,
             incoming: db.open_tree("incoming")?,
             retained: db.open_tree("retained")?,
-            db,
         })
     }
 
@@ -286,8 +287,10 @@ impl SessionStore {
 
     /// Make everything written so far durable.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush_async().await?;
-        Ok(())
+        match self.flushes.flushed().await {
+            Ok(true) => Ok(()),
+            _ => Err(StoreError::Flush),
+        }
     }
 
     /// Learns, without waiting here, when everything written so far is
@@ -363,7 +366,7 @@ mod tests {
             store.put_retained(&message("r/1", b"x")).unwrap();
             store.put_retained(&message("r/2", b"y")).unwrap();
             store.put_retained(&message("r/2", b"")).unwrap();
-            store.db.flush().unwrap();
+            store.sessions.flush().unwrap();
         }
         // The dropped store's sled lock is let go of asynchronously.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);

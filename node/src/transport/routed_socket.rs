@@ -36,6 +36,13 @@ use crate::metrics as m;
 const ROUTE_IDLE: Duration = Duration::from_secs(600);
 /// Routed datagrams between two sweeps of idle mappings.
 const SWEEP_EVERY: u64 = 16_384;
+/// Kernel buffer asked for each UDP socket, each way. A reconnect storm
+/// sends thousands of 1200-octet Initials at once; the default (~200 KiB,
+/// under 200 of them) drops the rest, and each lost Initial costs its
+/// client a retransmission timeout that doubles every time (a client whose
+/// Retry token outlives those waits fails). The kernel caps this at
+/// `net.core.rmem_max` / `wmem_max`.
+const SOCKET_BUFFER: usize = 8 * 1024 * 1024;
 
 struct Route {
     router: SocketAddr,
@@ -51,6 +58,9 @@ struct Socket {
 impl Socket {
     fn bind(addr: SocketAddr) -> io::Result<Socket> {
         let std = std::net::UdpSocket::bind(addr)?;
+        let buffers = socket2::SockRef::from(&std);
+        let _ = buffers.set_recv_buffer_size(SOCKET_BUFFER);
+        let _ = buffers.set_send_buffer_size(SOCKET_BUFFER);
         let state = UdpSocketState::new((&std).into())?;
         std.set_nonblocking(true)?;
         Ok(Socket {

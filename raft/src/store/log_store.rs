@@ -113,7 +113,7 @@ impl LogStore {
 
     /// Flushes everything written so far to disk.
     async fn flush(&self) -> Result<(), sled::Error> {
-        self.log.flush_async().await.map(|_| ())
+        super::flush_tree(&self.log).await
     }
 }
 

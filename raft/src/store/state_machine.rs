@@ -310,7 +310,7 @@ impl SnapshotTree {
     }
 
     async fn flush(&self) -> Result<(), sled::Error> {
-        self.tree.flush_async().await.map(|_| ())
+        super::flush_tree(&self.tree).await
     }
 }
 
