@@ -8,7 +8,8 @@
 # What it does:
 #   1. builds the release binaries once (flock /tmp/quicmq-cargo.lock cargo
 #      build --release -p quicmq-node) and copies them into a temp dir, so a
-#      rebuild meanwhile changes nothing;
+#      rebuild meanwhile changes nothing (BIN_DIR=DIR takes quicmq and
+#      quicmq-node from DIR instead);
 #   2. starts ONE cluster of 3 quicmq-node processes on free 127.0.0.1 ports
 #      (node 1 bootstraps and generates the certificate nodes 2 and 3 reuse,
 #      and the cluster CA they issue their gRPC certificates from; 2 and 3
@@ -36,6 +37,8 @@
 #      caught up.
 # Every process it starts is killed on exit (trap EXIT); every load is
 # bounded by a count and a time limit; all traffic goes to 127.0.0.1.
+# It exits 1 (after the tables) when any run had errors, delivered less
+# than it should, or left a node without every retained message.
 #
 # Sizes can be changed through the environment (defaults in brackets):
 #   TRANSPORTS ["tcp quic"]  ROUNDS [2]
@@ -92,12 +95,13 @@ bench_init cluster-bench
 command -v jq >/dev/null || { log "installing jq"; apt_install jq; }
 command -v flock >/dev/null || { log "installing util-linux (flock)"; apt_install util-linux; }
 
-log "building release binaries"
-flock /tmp/quicmq-cargo.lock cargo build --release -p quicmq-node >&2
-mkdir -p "$WORK/bin"
-cp target/release/quicmq target/release/quicmq-node "$WORK/bin/"
-QUICMQ=$WORK/bin/quicmq
-NODE=$WORK/bin/quicmq-node
+if [ -z "${BIN_DIR:-}" ]; then
+    log "building release binaries"
+    flock /tmp/quicmq-cargo.lock cargo build --release -p quicmq-node >&2
+fi
+bench_binaries
+# Runs that errored or came up short; the script fails when any did.
+FAILURES=()
 PUB_HELP=$("$QUICMQ" bench pub --help)
 [[ $PUB_HELP == *--retain* ]] || die "this quicmq has no \`bench pub --retain\`"
 
@@ -254,7 +258,7 @@ HZ=$(getconf CLK_TCK)
 last_json() {
     local line
     line=$(tail -1 "$1" 2>/dev/null || true)
-    if jq -e . >/dev/null 2>&1 <<<"$line"; then echo "$line"; else echo '{}'; fi
+    if [ -n "$line" ] && jq -e . >/dev/null 2>&1 <<<"$line"; then echo "$line"; else echo '{}'; fi
 }
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -310,6 +314,12 @@ run_delivery() {
     log "$label: delivered $(jq -r '.messages // "—"' <<<"$sub")/$(jq -r '.expected // "—"' <<<"$sub") at $(jq -r '.rate // "—"' <<<"$sub") msgs/s, p50 $(jq -r '.p50_ms // "—"' <<<"$sub") ms, p99 $(jq -r '.p99_ms // "—"' <<<"$sub") ms"
     if [ "$(jq -r '.errors // 0' <<<"$pub")" != 0 ] || [ "$(jq -r '.errors // 0' <<<"$sub")" != 0 ]; then
         log "  errors: pub: $(jq -r '.first_error // "-"' <<<"$pub"); sub: $(jq -r '.first_error // "-"' <<<"$sub")"
+        FAILURES+=("$label: errors")
+    fi
+    if ! jq -e --argjson s "$sub" --argjson p "$pub" -n '
+        ($s.messages != null) and ($s.expected != null) and ($p.messages != null)
+        and ($s.messages >= $s.expected) and ($p.messages > 0)' >/dev/null; then
+        FAILURES+=("$label: delivered $(jq -r '.messages // "none"' <<<"$sub") of $(jq -r '.expected // "?"' <<<"$sub")")
     fi
 }
 
@@ -395,8 +405,13 @@ run_retained() {
         | {name: $name, leader: $leader, nodes: $nodes, wall_ms: $wall, expect: $expect,
            after: $after, pubs: $pubs, cpu: [range(0; 3) | ($b[.] - $a[.]) / $hz]}' >>"$RETAINED"
     log "retained: $name: $(jq -r '[.pubs[].messages // 0] | add' <<<"$(tail -1 "$RETAINED")") acknowledged, retained on the nodes: ${after[1]:-?} / ${after[2]:-?} / ${after[3]:-?} (expected $expect)"
+    local node_count
+    for node_count in "${after[1]:-?}" "${after[2]:-?}" "${after[3]:-?}"; do
+        [ "$node_count" = "$expect" ] || FAILURES+=("retained: $name: a node holds $node_count of $expect")
+    done
     for f in "$dir"/pub*.json; do
         if [ "$(jq -r '.errors // 0' <<<"$(last_json "$f")")" != 0 ]; then
+            FAILURES+=("retained: $name: errors")
             log "  errors: $(jq -r '.first_error // "-"' <<<"$(last_json "$f")")"
         fi
     done
@@ -604,3 +619,8 @@ report() {
         "$ELECTION_ROWS"
 }
 report | tee ${OUT_FILE:+"$OUT_FILE"}
+if [ "${#FAILURES[@]}" -gt 0 ]; then
+    for failure in "${FAILURES[@]}"; do log "FAILED: $failure"; done
+    exit 1
+fi
+log "every run delivered and retained what was sent"

@@ -10,7 +10,9 @@
 #   1. builds the release binaries (cargo build --release -p quicmq-node
 #      -p quicmq-router) and the router's `forwarding` bench target
 #      (cargo bench --no-run), and copies them into a temp dir, so a rebuild
-#      meanwhile changes nothing; installs jq with apt-get if missing;
+#      meanwhile changes nothing (BIN_DIR=DIR: quicmq, quicmq-node and
+#      quicmq-router from DIR, and the generator in the debug profile);
+#      installs jq with apt-get if missing;
 #   2. forwarding rate: for every case runs the `forwarding` generator
 #      (router/benches/forwarding.rs), which starts the real quicmq-router
 #      binary in front of fake nodes (UDP sinks in the generator process that
@@ -26,6 +28,8 @@
 #      sub` then `quicmq bench pub` 1 -> 1 at a fixed rate, QoS 1.
 # Every process it starts is killed on exit (trap EXIT); every load is
 # bounded by a count and a time limit; all traffic goes to 127.0.0.1.
+# It exits 1 (after the tables) when a datagram was misrouted or mangled, a
+# paced case lost any, or a latency run had errors or delivered less.
 #
 # Sizes can be changed through the environment (defaults in brackets):
 #   FWD_SECS [5]  FWD_COUNT [2000000]  FWD_SIZE [1200]  FWD_NODES [2]
@@ -72,20 +76,33 @@ bench_init router-bench
 # ---------------------------------------------------------------- tools
 command -v jq >/dev/null || { log "installing jq"; apt_install jq; }
 
-log "building release binaries"
-cargo build --release -p quicmq-node -p quicmq-router >&2
-log "building the forwarding generator (cargo bench --no-run)"
-GEN_BUILT=$(cargo bench -p quicmq-router --bench forwarding --no-run --message-format=json |
-    jq -r 'select(.reason == "compiler-artifact" and .target.name == "forwarding" and .executable != null) | .executable' |
-    tail -1)
-[ -x "$GEN_BUILT" ] || die "cargo bench --no-run did not report the forwarding executable"
+if [ -n "${BIN_DIR:-}" ]; then
+    # The generator in the same (debug) profile: cargo test builds a bench
+    # target with the test profile.
+    log "building the forwarding generator (cargo test --bench forwarding --no-run)"
+    GEN_BUILT=$(cargo test -p quicmq-router --bench forwarding --no-run --message-format=json |
+        jq -r 'select(.reason == "compiler-artifact" and .target.name == "forwarding" and .executable != null) | .executable' |
+        tail -1)
+    BUILT=$BIN_DIR
+else
+    log "building release binaries"
+    cargo build --release -p quicmq-node -p quicmq-router >&2
+    log "building the forwarding generator (cargo bench --no-run)"
+    GEN_BUILT=$(cargo bench -p quicmq-router --bench forwarding --no-run --message-format=json |
+        jq -r 'select(.reason == "compiler-artifact" and .target.name == "forwarding" and .executable != null) | .executable' |
+        tail -1)
+    BUILT=target/release
+fi
+[ -x "$GEN_BUILT" ] || die "cargo did not report the forwarding executable"
 mkdir -p "$WORK/bin"
-cp target/release/quicmq target/release/quicmq-node target/release/quicmq-router "$WORK/bin/"
+cp "$BUILT/quicmq" "$BUILT/quicmq-node" "$BUILT/quicmq-router" "$WORK/bin/"
 cp "$GEN_BUILT" "$WORK/bin/forwarding"
 QUICMQ=$WORK/bin/quicmq
 NODE=$WORK/bin/quicmq-node
 ROUTER=$WORK/bin/quicmq-router
 GEN=$WORK/bin/forwarding
+# Runs that failed their checks; the script fails when any did.
+FAILURES=()
 
 # ---------------------------------------------------------------- ports
 
@@ -141,7 +158,7 @@ run_forwarding() {
         --duration "$FWD_SECS" --count "$FWD_COUNT" --size "$FWD_SIZE" >"$out" 2>"$err"; then
         log "forwarding: $title: the generator failed: $(tail -3 "$err")"
     fi
-    if ! jq -e . >/dev/null 2>&1 <"$out"; then
+    if [ ! -s "$out" ] || ! jq -e . >/dev/null 2>&1 <"$out"; then
         echo '{}' >"$out"
     fi
     row=$(jq -r --arg t "$title" '
@@ -151,6 +168,14 @@ run_forwarding() {
     note_others "$title"
     echo "$row" >>"$FWD_ROWS"
     log "forwarding: $row"
+    # Loss at full speed is what is measured; a datagram that reached the
+    # wrong node or arrived mangled is a failure, as is a paced case that
+    # lost anything or a run without a report.
+    if ! jq -e --argjson rate "$rate" '(.forwarded // 0) > 0
+        and (.misrouted + .bad_envelope + .mangled == 0)
+        and ($rate == 0 or .loss_pct == 0)' "$out" >/dev/null 2>&1; then
+        FAILURES+=("forwarding: $title")
+    fi
 }
 
 run_forwarding "1-RTT only, 1 sender, full speed" 1 0 0
@@ -235,11 +260,11 @@ run_latency() {
     forget_pid "$node_pid"
     sub=$(tail -1 "$dir/sub.json")
     pub=$(tail -1 "$dir/pub.json")
-    if ! jq -e . >/dev/null 2>&1 <<<"$sub"; then
+    if [ -z "$sub" ] || ! jq -e . >/dev/null 2>&1 <<<"$sub"; then
         log "latency $round / $path: no subscriber summary: $(tail -3 "$dir/sub.err")"
         sub='{}'
     fi
-    if ! jq -e . >/dev/null 2>&1 <<<"$pub"; then
+    if [ -z "$pub" ] || ! jq -e . >/dev/null 2>&1 <<<"$pub"; then
         log "latency $round / $path: no publisher summary: $(tail -3 "$dir/pub.err")"
         pub='{}'
     fi
@@ -252,6 +277,11 @@ run_latency() {
         "| \($r) | \($path) | \(n($p.messages)) | \(n($s.messages))/\(n($s.expected)) | \(g($s.p50_ms)) | \(g($s.p99_ms)) | \(g($p.p50_ms)) | \(g($p.p99_ms)) | \((($s.errors // 0) + ($p.errors // 0))) | \($dgrams) | \($cpu) |"')
     echo "$row" >>"$LAT_ROWS"
     log "latency: $row"
+    if ! jq -e --argjson s "$sub" --argjson p "$pub" -n '
+        ($s.messages != null) and ($s.expected != null) and ($s.messages >= $s.expected)
+        and (($s.errors // 0) + ($p.errors // 0) == 0) and (($p.messages // 0) > 0)' >/dev/null; then
+        FAILURES+=("latency round $round / $path: delivered $(jq -r '.messages // "none"' <<<"$sub") of $(jq -r '.expected // "?"' <<<"$sub")")
+    fi
 }
 
 for round in $(seq "$LAT_ROUNDS"); do
@@ -276,7 +306,7 @@ report() {
     echo "- command: \`bash bench/router.sh\`"
     echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo "- machine: $(nproc) cores ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, $(uname -sr); net.core.rmem_default $(cat /proc/sys/net/core/rmem_default), rmem_max $(cat /proc/sys/net/core/rmem_max)"
-    echo "- quicmq: commit $COMMIT, release build"
+    echo "- quicmq: commit $COMMIT, ${BIN_DIR:+binaries from $BIN_DIR, not }release build"
     echo "- load runs: $((FINISHED - STARTED)) s; load average (1/5/15 min) before $LOAD_BEFORE, after $LOAD_AFTER"
     if [ -n "$DISTURBED" ]; then
         echo "- **disturbed**: another job was compiling during$DISTURBED; rerun on a quiet machine"
@@ -325,3 +355,8 @@ report() {
         | "| \($name) | \(g($d)) | \(g($r)) | \(if $d == null or $r == null then "—" else (if $r >= $d then "+" else "" end) + g($r - $d) end) |"' "$LAT_JSON"
 }
 report | tee ${OUT_FILE:+"$OUT_FILE"}
+if [ "${#FAILURES[@]}" -gt 0 ]; then
+    for failure in "${FAILURES[@]}"; do log "FAILED: $failure"; done
+    exit 1
+fi
+log "every run passed its checks"

@@ -7,9 +7,11 @@
 #
 # What it does:
 #   1. builds the release binaries (cargo build --release -p quicmq-node) and
-#      copies them into a temp dir, so a rebuild meanwhile changes nothing;
-#   2. installs Debian's mosquitto (apt-get) if `mosquitto` is not on PATH,
-#      and jq if missing;
+#      copies them into a temp dir, so a rebuild meanwhile changes nothing
+#      (BIN_DIR=DIR takes quicmq and quicmq-node from DIR instead);
+#   2. measures mosquitto beside quicmq where it is installed (MOSQUITTO=
+#      auto; install: apt-get it first; skip: quicmq only), installs jq if
+#      missing;
 #   3. for every case and target starts a FRESH broker on free 127.0.0.1
 #      ports (quicmq-node with a temp data dir; mosquitto with its own config
 #      in the temp dir, using the same certificate), runs `quicmq bench sub`
@@ -18,6 +20,9 @@
 #   4. measures memory per idle connection with `quicmq bench conn`.
 # Every process it starts is killed on exit (trap EXIT); every load is
 # bounded by a count and a time limit; all traffic goes to 127.0.0.1.
+# The quicmq node it starts admits anonymous clients (--allow-anonymous).
+# It exits 1 (after the tables) when any case had errors or delivered or
+# held less than it should.
 #
 # Sizes can be changed through the environment (defaults in brackets):
 #   FANIN_PUBS [20]  FANIN_N0 [25000]  FANIN_N1 [10000]   (messages per publisher)
@@ -25,6 +30,7 @@
 #   LAT_RATE [1000]  LAT_SECS [10]                          (1-to-1 latency run)
 #   CONNS [10000]  CONN_RATE [1000]  CONN_HOLD [10]  CONN_KEEPALIVE [5]  (idle connections)
 #   PAYLOAD [64]  RECEIVE_MAXIMUM [1024]  QUEUE [1000000]
+#   SUB_CAP [90]  PUB_CAP [30]  (seconds a subscriber / publisher may run)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -56,8 +62,8 @@ PAYLOAD=${PAYLOAD:-64}
 RECEIVE_MAXIMUM=${RECEIVE_MAXIMUM:-1024}
 QUEUE=${QUEUE:-1000000}
 # Hard limits of one run (seconds).
-PUB_CAP=30
-SUB_CAP=90
+PUB_CAP=${PUB_CAP:-30}
+SUB_CAP=${SUB_CAP:-90}
 IDLE=3
 
 
@@ -68,17 +74,17 @@ bench_init bench
 
 
 # ---------------------------------------------------------------- tools
-log "building release binaries"
-cargo build --release -p quicmq-node >&2
-mkdir -p "$WORK/bin"
-cp target/release/quicmq target/release/quicmq-node "$WORK/bin/"
-QUICMQ=$WORK/bin/quicmq
-NODE=$WORK/bin/quicmq-node
-
-export PATH="$PATH:/usr/sbin:/sbin"
-command -v mosquitto >/dev/null || { log "installing mosquitto"; apt_install mosquitto; }
+bench_binaries
+if mosquitto_wanted; then
+    WITH_MOSQUITTO=1
+    MOSQUITTO_VERSION="$( (mosquitto -h 2>&1 || true) | sed -n "s/^mosquitto version //p" | head -1) (Debian package)"
+else
+    WITH_MOSQUITTO=0
+    MOSQUITTO_VERSION="not measured (not installed; MOSQUITTO=install installs it)"
+fi
 command -v jq >/dev/null || { log "installing jq"; apt_install jq; }
-MOSQUITTO_VERSION=$( (mosquitto -h 2>&1 || true) | sed -n "s/^mosquitto version //p" | head -1)
+# Cases that errored or came up short; the script fails when any did.
+FAILURES=()
 
 # Enough file descriptors for the idle-connection runs (inherited by the
 # brokers and the load generator).
@@ -138,7 +144,7 @@ start_broker() {
                     --quic-addr "127.0.0.1:$quic" --tcp-addr "127.0.0.1:$tcp" \
                     --tls-addr "127.0.0.1:$tls" --admin-addr off \
                     --cert "$CERT" --key "$KEY" --log warn \
-                    --max-queued-messages "$QUEUE"
+                    --allow-anonymous true --max-queued-messages "$QUEUE"
             ) >"$dir/broker.log" 2>&1 &
             ;;
         mosquitto-*)
@@ -191,7 +197,8 @@ mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 
 
 # ---------------------------------------------------------------- load cases
-TARGETS=(quicmq-quic quicmq-tcp quicmq-tls mosquitto-tcp mosquitto-tls)
+TARGETS=(quicmq-quic quicmq-tcp quicmq-tls)
+[ "$WITH_MOSQUITTO" = 1 ] && TARGETS+=(mosquitto-tcp mosquitto-tls)
 ROWS=$WORK/rows.md
 : >"$ROWS"
 
@@ -218,11 +225,11 @@ run_case() {
     stop_broker
     sub=$(tail -1 "$RUN_DIR/sub.json")
     pub=$(tail -1 "$RUN_DIR/pub.json")
-    if ! jq -e . >/dev/null 2>&1 <<<"$sub"; then
+    if [ -z "$sub" ] || ! jq -e . >/dev/null 2>&1 <<<"$sub"; then
         log "$title / $target: no subscriber summary: $(tail -3 "$RUN_DIR/sub.err")"
         sub='{}'
     fi
-    if ! jq -e . >/dev/null 2>&1 <<<"$pub"; then
+    if [ -z "$pub" ] || ! jq -e . >/dev/null 2>&1 <<<"$pub"; then
         log "$title / $target: no publisher summary: $(tail -3 "$RUN_DIR/pub.err")"
         pub='{}'
     fi
@@ -237,6 +244,14 @@ run_case() {
     log "$title / $target: $row"
     if [ "$(jq -r '.errors // 0' <<<"$pub")" != 0 ] || [ "$(jq -r '.errors // 0' <<<"$sub")" != 0 ]; then
         log "  errors: pub: $(jq -r '.first_error // "-"' <<<"$pub"); sub: $(jq -r '.first_error // "-"' <<<"$sub")"
+        FAILURES+=("case $title / $target: errors")
+    fi
+    # Every message the publishers completed reaches the subscribers
+    # (each of them, for fan-out); a missing summary is a failure too.
+    if ! jq -e --argjson s "$sub" --argjson p "$pub" -n '
+        ($s.messages != null) and ($s.expected != null) and ($p.messages != null)
+        and ($s.messages >= $s.expected) and ($p.messages > 0)' >/dev/null; then
+        FAILURES+=("case $title / $target: delivered $(jq -r '.messages // "none"' <<<"$sub") of $(jq -r '.expected // "?"' <<<"$sub")")
     fi
 }
 
@@ -290,7 +305,7 @@ run_conns() {
     stop_broker
     local summary row
     summary=$(tail -1 "$out")
-    jq -e . >/dev/null 2>&1 <<<"$summary" || summary='{}'
+    [ -n "$summary" ] && jq -e . >/dev/null 2>&1 <<<"$summary" || summary='{}'
     row=$(jq -rn --argjson s "$summary" --arg t "$target" --argjson before "$before" \
         --argjson held "$held" '
         def n(x): if x == null then "—" else x end;
@@ -298,8 +313,13 @@ run_conns() {
         "| \($t) | \(n($s.connected))/\(n($s.clients)) | \(n($s.held)) | \(n($s.errors)) | \(g($s.p50_ms)) | \(g($s.p99_ms)) | \($before / 1024 * 10 | round / 10) | \($held / 1024 * 10 | round / 10) | \(if ($s.held // 0) > 0 then (($held - $before) / $s.held * 10 | round / 10) else "—" end) |"')
     echo "$row" >>"$CONN_ROWS"
     log "conn / $target: $row"
+    if ! jq -e --argjson s "$summary" -n '($s.clients != null) and ($s.held == $s.clients) and (($s.errors // 0) == 0)' >/dev/null; then
+        FAILURES+=("idle connections / $target: held $(jq -r '.held // "none"' <<<"$summary") of $CONNS")
+    fi
 }
-for target in quicmq-quic quicmq-tcp mosquitto-tcp; do
+CONN_TARGETS=(quicmq-quic quicmq-tcp)
+[ "$WITH_MOSQUITTO" = 1 ] && CONN_TARGETS+=(mosquitto-tcp)
+for target in "${CONN_TARGETS[@]}"; do
     log "idle connections: $CONNS to $target"
     run_conns "$target"
 done
@@ -317,8 +337,8 @@ report() {
     echo "- command: \`bash bench/run.sh\`"
     echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo "- machine: $(nproc) cores ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, $(uname -sr)"
-    echo "- quicmq: commit $COMMIT, release build"
-    echo "- mosquitto: $MOSQUITTO_VERSION (Debian package)"
+    echo "- quicmq: commit $COMMIT, ${BIN_DIR:+binaries from $BIN_DIR, not }release build"
+    echo "- mosquitto: $MOSQUITTO_VERSION"
     echo "- payload $PAYLOAD bytes; MQTT 5.0; subscribers announce Receive Maximum $RECEIVE_MAXIMUM; queues $QUEUE messages per session"
     echo "- load runs: $((FINISHED - STARTED)) s; load average (1/5/15 min) before $LOAD_BEFORE, after $LOAD_AFTER"
     echo
@@ -343,3 +363,8 @@ report() {
     cat "$CONN_ROWS"
 }
 report | tee ${OUT_FILE:+"$OUT_FILE"}
+if [ "${#FAILURES[@]}" -gt 0 ]; then
+    for failure in "${FAILURES[@]}"; do log "FAILED: $failure"; done
+    exit 1
+fi
+log "every case delivered what was sent"
