@@ -101,6 +101,13 @@ pub const TLS_HOME_SESSIONS_RESUMED: &str = "quicmq_tls_home_sessions_resumed_to
 pub const TLS_HOME_SESSIONS: &str = "quicmq_tls_home_sessions";
 /// Acknowledgements served by one flush of the data store (group commit).
 pub const STORE_FLUSH_GROUP: &str = "quicmq_store_flush_group_size";
+/// Client operations waiting on the cluster now, by operation
+/// (`subscribe`: SUBACK waits for routes; `publish`: PUBACK/PUBREC waits
+/// for durable queues).
+pub const CLUSTER_WAITING: &str = "quicmq_cluster_waiting";
+/// How long client operations waited on the cluster, by operation and
+/// outcome (`committed`, `refused`), seconds.
+pub const CLUSTER_WAITS: &str = "quicmq_cluster_waits";
 /// MQTT connections over QUIC whose CONNECT arrived as 0-RTT early data.
 pub const QUIC_ZERO_RTT_CONNECTS: &str = "quicmq_quic_zero_rtt_connects_total";
 
@@ -114,6 +121,12 @@ pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildE
                 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
             ],
         )?
+        .set_buckets_for_metric(
+            Matcher::Full(CLUSTER_WAITS.to_string()),
+            &[
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ],
+        )?
         .install_recorder()?;
     describe();
     Ok(handle)
@@ -122,6 +135,15 @@ pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildE
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
     describe_gauge!(CONNECTIONS, "Open client connections by transport");
+    describe_gauge!(
+        CLUSTER_WAITING,
+        "Client operations waiting on the cluster now, by operation (subscribe: SUBACK waits for routes; publish: acknowledgement waits for durable queues)"
+    );
+    describe_histogram!(
+        CLUSTER_WAITS,
+        Unit::Seconds,
+        "How long client operations waited on the cluster, by operation and outcome (committed, refused)"
+    );
     describe_counter!(
         CONNECTIONS_TOTAL,
         "Client connections accepted by transport"

@@ -224,3 +224,85 @@ async fn a_node_cut_off_from_the_majority_refuses_raft_writes_with_a_reason_code
         assert!(Instant::now() < deadline, "writes did not resume");
     }
 }
+
+/// While a SUBSCRIBE waits for a route the cluster cannot commit (no
+/// majority), its connection keeps answering PINGREQ and delivering on its
+/// earlier subscriptions; the SUBACK comes within the deadline with 0x80
+/// and a reason string, and the wait is in `quicmq_cluster_waits`.
+#[tokio::test]
+async fn a_connection_waiting_on_the_cluster_keeps_answering() {
+    use quicmq_proto::mqtt::{Packet, Subscribe};
+    use quicmq_tests::RawClient;
+
+    let mut cluster = ClusterProcesses::start(3, &[]);
+    let node = &cluster.nodes[2];
+    let (tcp, admin) = (node.tcp, node.admin);
+    let (mut raw, _) = RawClient::connect(tcp, RawClient::connect_packet("waiter", true)).await;
+    let subscribe = |packet_id: u16, filter: &str| {
+        Packet::Subscribe(Subscribe {
+            packet_id,
+            filters: vec![(filter.into(), SubscriptionOptions::new(QoS::AtMostOnce))],
+            properties: Properties::default(),
+        })
+    };
+    raw.send(subscribe(1, "early/x")).await;
+    match raw.recv().await {
+        Some(Packet::SubAck(ack)) => assert_eq!(ack.reason_codes, vec![ReasonCode(0)]),
+        other => panic!("expected SUBACK, got {other:?}"),
+    }
+    let local = Client::connect(options(&cluster, 2, "local-publisher"))
+        .await
+        .unwrap()
+        .0;
+    cluster.nodes[0].kill9();
+    cluster.nodes[1].kill9();
+
+    let started = Instant::now();
+    raw.send(subscribe(2, "late/filter")).await;
+    raw.send(Packet::PingReq).await;
+    local
+        .publish("early/x", "meanwhile", QoS::AtMostOnce, false)
+        .await
+        .expect("a QoS 0 publish");
+    let (mut pong, mut delivered, mut suback) = (None, None, None);
+    while suback.is_none() {
+        match raw.recv_within(Duration::from_secs(15)).await {
+            Ok(Some(Packet::PingResp)) => pong = Some(started.elapsed()),
+            Ok(Some(Packet::Publish(p))) => {
+                assert_eq!(&p.payload[..], b"meanwhile");
+                delivered = Some(started.elapsed());
+            }
+            Ok(Some(Packet::SubAck(ack))) => suback = Some((started.elapsed(), ack)),
+            other => panic!("expected PINGRESP, PUBLISH or SUBACK, got {other:?}"),
+        }
+    }
+    let (acked_after, ack) = suback.expect("a SUBACK");
+    let pong = pong.expect("PINGRESP before the SUBACK");
+    let delivered = delivered.expect("the delivery before the SUBACK");
+    assert!(
+        pong < Duration::from_secs(1) && delivered < Duration::from_secs(1),
+        "answered while waiting: PINGRESP after {pong:?}, delivery after {delivered:?}"
+    );
+    assert_eq!(ack.packet_id, 2);
+    assert_eq!(ack.reason_codes, vec![ReasonCode::UNSPECIFIED_ERROR]);
+    assert!(
+        ack.properties
+            .reason_string
+            .as_deref()
+            .is_some_and(|r| r.contains("cluster")),
+        "{ack:?}"
+    );
+    assert!(
+        acked_after < Duration::from_secs(10),
+        "SUBACK after {acked_after:?}"
+    );
+    let (_, metrics) = quicmq_tests::http_get(admin, "/metrics").await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("quicmq_cluster_waits_count")
+                && l.contains("op=\"subscribe\"")
+                && l.contains("outcome=\"refused\"")),
+        "no refused subscribe wait in /metrics"
+    );
+}

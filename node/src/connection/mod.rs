@@ -21,7 +21,7 @@ use quicmq_proto::mqtt::topic::{parse_shared, validate_topic_filter, validate_to
 use quicmq_proto::mqtt::{
     encode, ConnAck, Connect, DecodeError, Disconnect, LastWill, Packet, Properties,
     ProtocolVersion, Publish, PublishResponse, QoS, ReasonCode, RetainHandling, SubAck, Subscribe,
-    UnsubAck, Unsubscribe,
+    SubscriptionOptions, UnsubAck, Unsubscribe,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -29,7 +29,7 @@ use tokio::time::Instant;
 use crate::auth::{Access, AuthDecision};
 use crate::broker::{
     now_ms, AttachError, Attached, Broker, ClientId, ConnectIdentity, Delivery, Detach, Message,
-    Session, SessionCell, SessionEvent, Subscription, Transmit,
+    RouteCommit, Session, SessionCell, SessionEvent, Subscription, Transmit,
 };
 use crate::metrics as m;
 use stream::{Inbound, StreamContext, StreamWriter};
@@ -184,6 +184,75 @@ struct PendingAck {
     stream: u64,
     packet: Packet,
     committed: Pin<Box<dyn Future<Output = bool> + Send>>,
+    /// Counts this acknowledgement in `quicmq_cluster_waiting` and records
+    /// its wait when it is answered.
+    wait: ClusterWait,
+}
+
+/// A SUBACK waiting for the cluster to route its new filters (and, for a
+/// persistent session, for the store to hold them). The connection goes on
+/// serving meanwhile: PINGREQ, acknowledgements, deliveries (the new
+/// subscriptions already deliver on this node). SUBACKs go out in the
+/// order their SUBSCRIBEs came.
+struct PendingSubscribe {
+    stream: u64,
+    packet_id: u16,
+    reason_codes: Vec<ReasonCode>,
+    /// Granted filters that want retained messages once acknowledged: the
+    /// index of their reason code, the filter, the options, the
+    /// subscription identifier.
+    retained: Vec<(usize, String, SubscriptionOptions, Option<u32>)>,
+    /// The indices of `reason_codes` whose route commit is awaited, with
+    /// the filter.
+    routed: Vec<(usize, String)>,
+    settled: Pin<Box<dyn Future<Output = SubscribeSettled> + Send>>,
+    wait: ClusterWait,
+}
+
+/// What the cluster and the store answered a pending SUBSCRIBE.
+struct SubscribeSettled {
+    /// Per entry of `PendingSubscribe::routed`: whether the route committed
+    /// in time.
+    routed: Vec<bool>,
+    /// Whether the store flushed (persistent sessions; `true` otherwise).
+    flushed: bool,
+}
+
+/// One client operation waiting on the cluster, for
+/// `quicmq_cluster_waiting` and `quicmq_cluster_waits`.
+struct ClusterWait {
+    op: &'static str,
+    started: Instant,
+    done: bool,
+}
+
+impl ClusterWait {
+    fn start(op: &'static str) -> ClusterWait {
+        metrics::gauge!(m::CLUSTER_WAITING, "op" => op).increment(1.0);
+        ClusterWait {
+            op,
+            started: Instant::now(),
+            done: false,
+        }
+    }
+
+    /// The wait ended with `committed` (or not).
+    fn finish(mut self, committed: bool) {
+        self.done = true;
+        metrics::gauge!(m::CLUSTER_WAITING, "op" => self.op).decrement(1.0);
+        let outcome = if committed { "committed" } else { "refused" };
+        metrics::histogram!(m::CLUSTER_WAITS, "op" => self.op, "outcome" => outcome)
+            .record(self.started.elapsed().as_secs_f64());
+    }
+}
+
+impl Drop for ClusterWait {
+    fn drop(&mut self) {
+        // The connection ended while waiting.
+        if !self.done {
+            metrics::gauge!(m::CLUSTER_WAITING, "op" => self.op).decrement(1.0);
+        }
+    }
 }
 
 struct Connection {
@@ -206,6 +275,7 @@ struct Connection {
     scratch: BytesMut,
     early: Vec<Inbound>,
     pending_acks: VecDeque<PendingAck>,
+    pending_subscribes: VecDeque<PendingSubscribe>,
     /// The authenticated user name (`None`: anonymous), for the ACL.
     username: Option<String>,
     /// PUBLISHes allowed (`max_publish_rate`), if limited.
@@ -471,6 +541,7 @@ impl Connection {
             scratch: BytesMut::new(),
             early,
             pending_acks: VecDeque::new(),
+            pending_subscribes: VecDeque::new(),
             username,
             publish_bucket: settings.limits.publish_bucket(std::time::Instant::now()),
             _slot: slot,
@@ -524,6 +595,9 @@ impl Connection {
                 _ = budget.drained(), if backlog => self.flush_session(),
                 committed = next_commit(&mut self.pending_acks), if !self.pending_acks.is_empty() => {
                     self.on_committed(committed)
+                }
+                settled = next_subscribe(&mut self.pending_subscribes), if !self.pending_subscribes.is_empty() => {
+                    self.on_subscribe_settled(settled)
                 }
                 _ = sleep_until(deadline) => {
                     tracing::debug!(client_id = %self.client_id, "keep alive expired");
@@ -959,6 +1033,7 @@ impl Connection {
                 durable,
                 DURABLE_ACK_TIMEOUT,
             )),
+            wait: ClusterWait::start("publish"),
         });
         Ok(())
     }
@@ -1039,8 +1114,15 @@ impl Connection {
     }
 
     fn send_acknowledgement(&mut self, pending: PendingAck, committed: bool) -> Result<(), Close> {
+        let PendingAck {
+            stream,
+            packet,
+            wait,
+            ..
+        } = pending;
+        wait.finish(committed);
         if committed {
-            return self.send(pending.stream, pending.packet);
+            return self.send(stream, packet);
         }
         metrics::counter!(m::MESSAGES_DROPPED, "reason" => "not_durable").increment(1);
         if self.version == ProtocolVersion::V311 {
@@ -1048,12 +1130,12 @@ impl Connection {
                 self.protocol_error("message not durably queued", ReasonCode::UNSPECIFIED_ERROR)
             );
         }
-        let packet = match pending.packet {
+        let packet = match packet {
             Packet::PubAck(r) => Packet::PubAck(refused(r.packet_id)),
             Packet::PubRec(r) => Packet::PubRec(refused(r.packet_id)),
             other => other,
         };
-        self.send(pending.stream, packet)
+        self.send(stream, packet)
     }
 
     async fn on_subscribe(&mut self, stream: u64, subscribe: Subscribe) -> Result<(), Close> {
@@ -1067,7 +1149,6 @@ impl Connection {
                 ))
             }
         };
-        let now = now_ms();
         let mut reason_codes = Vec::with_capacity(subscribe.filters.len());
         let mut retained = Vec::new();
         let mut commits = Vec::new();
@@ -1127,63 +1208,136 @@ impl Connection {
                     RetainHandling::DoNotSend => false,
                 };
             if send_retained {
-                let index = reason_codes.len() - 1;
-                for message in self.broker.retained_matching(&filter, now) {
-                    retained.push((
-                        index,
-                        Delivery {
-                            seq: self.cell.next_seq(),
-                            qos: message.qos.min(options.qos),
-                            message,
-                            retain: true,
-                            subscription_ids: identifier.into_iter().collect(),
-                            stream,
-                            packet_id: None,
-                        },
-                    ));
-                }
+                retained.push((reason_codes.len() - 1, filter, options, identifier));
             }
         }
-        // In a cluster, SUBACK waits until each new filter is routed to
-        // this node, so a publish on any node after the SUBACK reaches it.
-        // A filter the cluster could not route is refused (0x80) and
-        // removed again.
-        for (index, filter, commit) in commits {
-            let committed = matches!(
-                tokio::time::timeout(ROUTE_COMMIT_TIMEOUT, commit).await,
-                Ok(Ok(Ok(())))
-            );
-            if !committed {
-                tracing::warn!(client_id = %self.client_id, %filter, "subscription refused: the cluster did not commit its route");
-                self.session.unsubscribe(&filter);
-                self.broker.remove_subscription(&filter, &self.client_id);
-                reason_codes[index] = ReasonCode::UNSPECIFIED_ERROR;
-                retained.retain(|(i, _)| *i != index);
-            }
-        }
-        if self.session.is_persistent() {
+        // The new subscriptions deliver on this node already. In a cluster,
+        // SUBACK waits until each new filter is routed to this node, so that
+        // a publish on any node after the SUBACK reaches it; a persistent
+        // session's subscriptions must also be on disk before SUBACK. The
+        // connection serves on while it waits.
+        let flushed = if self.session.is_persistent() {
             self.broker.persist_session(&self.cell, &self.session, None);
-            // The subscription must outlive a crash once it is
-            // acknowledged.
-            if let Err(e) = self.broker.flush().await {
-                tracing::error!(error = %e, "could not flush the data store");
-                return Err(
-                    self.protocol_error("data store failure", ReasonCode::UNSPECIFIED_ERROR)
+            Some(self.broker.flushed())
+        } else {
+            None
+        };
+        let routed: Vec<(usize, String)> = commits
+            .iter()
+            .map(|(index, filter, _)| (*index, filter.clone()))
+            .collect();
+        let mut pending = PendingSubscribe {
+            stream,
+            packet_id: subscribe.packet_id,
+            reason_codes,
+            retained,
+            routed,
+            settled: Box::pin(subscribe_settled(
+                commits.into_iter().map(|(_, _, commit)| commit).collect(),
+                flushed,
+            )),
+            wait: ClusterWait::start("subscribe"),
+        };
+        if self.pending_subscribes.is_empty() {
+            // Settled at once (nothing to wait for, or already committed).
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            if let std::task::Poll::Ready(settled) = pending.settled.as_mut().poll(&mut cx) {
+                return self.finish_subscribe(pending, settled);
+            }
+        }
+        self.pending_subscribes.push_back(pending);
+        Ok(())
+    }
+
+    /// The oldest pending SUBSCRIBE settled: answer it, and every later one
+    /// that has settled too.
+    fn on_subscribe_settled(&mut self, settled: SubscribeSettled) -> Result<(), Close> {
+        let Some(pending) = self.pending_subscribes.pop_front() else {
+            return Ok(());
+        };
+        self.finish_subscribe(pending, settled)?;
+        while let Some(front) = self.pending_subscribes.front_mut() {
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            let std::task::Poll::Ready(settled) = front.settled.as_mut().poll(&mut cx) else {
+                break;
+            };
+            let Some(pending) = self.pending_subscribes.pop_front() else {
+                break;
+            };
+            self.finish_subscribe(pending, settled)?;
+        }
+        Ok(())
+    }
+
+    /// Sends the SUBACK of a settled SUBSCRIBE: a filter the cluster could
+    /// not route in time is refused (0x80, with a reason string) and
+    /// removed again; then the retained messages of the granted filters, as
+    /// they are now.
+    fn finish_subscribe(
+        &mut self,
+        pending: PendingSubscribe,
+        settled: SubscribeSettled,
+    ) -> Result<(), Close> {
+        let PendingSubscribe {
+            stream,
+            packet_id,
+            mut reason_codes,
+            mut retained,
+            routed,
+            wait,
+            ..
+        } = pending;
+        let all_routed = settled.routed.iter().all(|ok| *ok);
+        wait.finish(all_routed && settled.flushed);
+        if !settled.flushed {
+            tracing::error!(client_id = %self.client_id, "could not flush the data store");
+            return Err(self.protocol_error("data store failure", ReasonCode::UNSPECIFIED_ERROR));
+        }
+        let mut properties = Properties::default();
+        if !all_routed {
+            for ((index, filter), ok) in routed.iter().zip(&settled.routed) {
+                if *ok {
+                    continue;
+                }
+                tracing::warn!(client_id = %self.client_id, %filter, "subscription refused: the cluster did not commit its route");
+                self.session.unsubscribe(filter);
+                self.broker.remove_subscription(filter, &self.client_id);
+                reason_codes[*index] = ReasonCode::UNSPECIFIED_ERROR;
+                retained.retain(|(i, ..)| i != index);
+            }
+            if self.session.is_persistent() {
+                self.broker.persist_session(&self.cell, &self.session, None);
+            }
+            if self.version == ProtocolVersion::V5 {
+                properties.reason_string = Some(
+                    "the cluster did not route the subscription in time; subscribe again".into(),
                 );
             }
         }
         self.send(
             stream,
             Packet::SubAck(SubAck {
-                packet_id: subscribe.packet_id,
+                packet_id,
                 reason_codes,
-                properties: Properties::default(),
+                properties,
             }),
         )?;
-        for (_, delivery) in retained {
-            self.broker.persist_delivery(&self.cell, &delivery);
-            self.broker
-                .enqueue_into(&self.cell, &mut self.session, delivery);
+        let now = now_ms();
+        for (_, filter, options, identifier) in retained {
+            for message in self.broker.retained_matching(&filter, now) {
+                let delivery = Delivery {
+                    seq: self.cell.next_seq(),
+                    qos: message.qos.min(options.qos),
+                    message,
+                    retain: true,
+                    subscription_ids: identifier.into_iter().collect(),
+                    stream,
+                    packet_id: None,
+                };
+                self.broker.persist_delivery(&self.cell, &delivery);
+                self.broker
+                    .enqueue_into(&self.cell, &mut self.session, delivery);
+            }
         }
         self.flush_session()
     }
@@ -1236,6 +1390,35 @@ const ROUTE_COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Waits for the route commits of a SUBSCRIBE (each until one deadline)
+/// and for the store flush that makes it durable.
+async fn subscribe_settled(
+    commits: Vec<RouteCommit>,
+    flushed: Option<oneshot::Receiver<bool>>,
+) -> SubscribeSettled {
+    let deadline = Instant::now() + ROUTE_COMMIT_TIMEOUT;
+    let mut routed = Vec::with_capacity(commits.len());
+    for commit in commits {
+        routed.push(matches!(
+            tokio::time::timeout_at(deadline, commit).await,
+            Ok(Ok(Ok(())))
+        ));
+    }
+    let flushed = match flushed {
+        Some(rx) => matches!(rx.await, Ok(true)),
+        None => true,
+    };
+    SubscribeSettled { routed, flushed }
+}
+
+/// Waits for the oldest pending SUBSCRIBE to settle.
+async fn next_subscribe(pending: &mut VecDeque<PendingSubscribe>) -> SubscribeSettled {
+    match pending.front_mut() {
+        Some(front) => front.settled.as_mut().await,
         None => std::future::pending().await,
     }
 }
