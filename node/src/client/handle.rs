@@ -460,9 +460,14 @@ impl Client {
         let (tx, rx) = oneshot::channel();
         let queued = {
             let _order = conn.ack_order();
-            conn.control
-                .send(bytes, None)
-                .and_then(|()| conn.control.finish(Some(tx)))
+            // Once DISCONNECT is queued the connection is meant to end: the
+            // server may close it as soon as it reads DISCONNECT, and the
+            // writer may be gone before the end of the stream is queued
+            // behind it. That is the clean end this call asked for, not an
+            // error.
+            conn.control.send(bytes, None).inspect(|()| {
+                let _ = conn.control.finish(Some(tx));
+            })
         };
         if queued.is_ok() {
             // Written and, for QUIC, acknowledged by the peer.
