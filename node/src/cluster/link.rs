@@ -80,6 +80,8 @@ pub struct ClusterLink {
     local_filters: Mutex<HashMap<String, usize>>,
     route_tx: mpsc::UnboundedSender<RouteRequest>,
     session_tx: mpsc::UnboundedSender<SessionChange>,
+    /// Session claims, proposed in batches.
+    claims: super::claims::ClaimBatcher,
     forwarder: Forwarder,
     durable: DurableQueues,
     broker: OnceLock<Weak<Broker>>,
@@ -102,6 +104,7 @@ impl ClusterLink {
         let link = Arc::new(ClusterLink {
             forwarder: Forwarder::new(node.clone()),
             durable: DurableQueues::start(node.clone(), durable_limit),
+            claims: super::claims::ClaimBatcher::start(node.clone()),
             node,
             routes: RwLock::new(RouteTable::default()),
             local_filters: Mutex::new(HashMap::new()),
@@ -143,7 +146,7 @@ impl ClusterLink {
         may_take_over: bool,
     ) -> Result<Claim, ClusterError> {
         let response = self
-            .node
+            .claims
             .propose(Command::ClaimSession {
                 client_id: client_id.to_owned(),
                 node_id: self.node_id(),

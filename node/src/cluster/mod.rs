@@ -8,6 +8,7 @@
 //! configuration and shares the reset and token keys.
 
 pub mod auth_sync;
+mod claims;
 pub mod durable;
 pub mod forward;
 pub mod link;
