@@ -108,6 +108,8 @@ pub const CLUSTER_WAITING: &str = "quicmq_cluster_waiting";
 /// How long client operations waited on the cluster, by operation and
 /// outcome (`committed`, `refused`), seconds.
 pub const CLUSTER_WAITS: &str = "quicmq_cluster_waits";
+/// Session claims per Raft log entry (claims are proposed in batches).
+pub const CLAIM_BATCH_SIZE: &str = "quicmq_cluster_claim_batch_size";
 /// MQTT connections over QUIC whose CONNECT arrived as 0-RTT early data.
 pub const QUIC_ZERO_RTT_CONNECTS: &str = "quicmq_quic_zero_rtt_connects_total";
 
@@ -138,6 +140,10 @@ fn describe() {
     describe_gauge!(
         CLUSTER_WAITING,
         "Client operations waiting on the cluster now, by operation (subscribe: SUBACK waits for routes; publish: acknowledgement waits for durable queues)"
+    );
+    describe_histogram!(
+        CLAIM_BATCH_SIZE,
+        "Session claims per Raft log entry (claims of connecting clients are proposed in batches)"
     );
     describe_histogram!(
         CLUSTER_WAITS,

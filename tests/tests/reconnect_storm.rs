@@ -26,7 +26,7 @@ const STORM_DEADLINE: Duration = Duration::from_secs(120);
 /// The filter and QoS of session `i`: half share one filter, half have a
 /// filter of their own; QoS 1 and 0 alternate in each half.
 fn plan(i: usize) -> (String, QoS) {
-    let filter = if i % 2 == 0 {
+    let filter = if i.is_multiple_of(2) {
         "storm/shared".to_string()
     } else {
         format!("storm/own/{i}")
@@ -155,7 +155,7 @@ async fn deliveries_reach_the_storm(publisher: &Client, clients: &[Client]) {
             .expect("PUBACK");
     }
     let expect: Vec<(usize, &[u8])> = (0..SESSIONS)
-        .filter(|i| i % 2 == 0)
+        .filter(|i| i.is_multiple_of(2))
         .map(|i| (i, &b"all"[..]))
         .chain(
             [1usize, 3, SESSIONS - 1]

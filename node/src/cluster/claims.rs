@@ -73,7 +73,7 @@ async fn run(node: ClusterNode, mut rx: mpsc::UnboundedReceiver<(Command, Reply)
 }
 
 async fn propose_batch(node: &ClusterNode, batch: Vec<(Command, Reply)>) {
-    metrics::histogram!("quicmq_cluster_claim_batch_size").record(batch.len() as f64);
+    metrics::histogram!(crate::metrics::CLAIM_BATCH_SIZE).record(batch.len() as f64);
     let (commands, replies): (Vec<Command>, Vec<Reply>) = batch.into_iter().unzip();
     let answers = match commands.len() {
         1 => {
