@@ -8,11 +8,13 @@
 //! Applied one after another in the state machine, the claims of a batch
 //! decide exactly as they would have one by one.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use quicmq_raft::command::{Command, CommandResponse};
 use quicmq_raft::{ClusterError, ClusterNode};
 use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use super::link::ClusterLink;
 
 /// Most claims in one log entry.
 const MAX_BATCH: usize = 512;
@@ -21,6 +23,9 @@ const IN_FLIGHT: usize = 4;
 
 type Reply = oneshot::Sender<Result<CommandResponse, ClusterError>>;
 
+/// The claims waiting for the batcher task.
+pub(crate) type ClaimQueue = mpsc::UnboundedReceiver<(Command, Reply)>;
+
 /// Where claims are handed to the batcher.
 #[derive(Clone)]
 pub(crate) struct ClaimBatcher {
@@ -28,11 +33,10 @@ pub(crate) struct ClaimBatcher {
 }
 
 impl ClaimBatcher {
-    /// Starts the batcher for `node`. Call from within the runtime.
-    pub(crate) fn start(node: ClusterNode) -> ClaimBatcher {
+    /// A batcher and the queue its task ([`run`]) serves.
+    pub(crate) fn new() -> (ClaimBatcher, ClaimQueue) {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(node, rx));
-        ClaimBatcher { tx }
+        (ClaimBatcher { tx }, rx)
     }
 
     /// Proposes `claim` with the others waiting now; the answer is the
@@ -48,7 +52,10 @@ impl ClaimBatcher {
     }
 }
 
-async fn run(node: ClusterNode, mut rx: mpsc::UnboundedReceiver<(Command, Reply)>) {
+/// Proposes the claims of `rx` in batches through `link`'s Raft node, until
+/// the link is gone (the task holds it only while a batch is proposed, so
+/// a node that shuts down lets go of its Raft store).
+pub(crate) async fn run(link: Weak<ClusterLink>, mut rx: ClaimQueue) {
     let permits = Arc::new(Semaphore::new(IN_FLIGHT));
     loop {
         // Wait for a free slot first: claims arriving meanwhile join the
@@ -64,7 +71,9 @@ async fn run(node: ClusterNode, mut rx: mpsc::UnboundedReceiver<(Command, Reply)
                 Err(_) => break,
             }
         }
-        let node = node.clone();
+        let Some(node) = link.upgrade().map(|l| l.cluster().clone()) else {
+            return;
+        };
         tokio::spawn(async move {
             propose_batch(&node, batch).await;
             drop(permit);

@@ -101,10 +101,11 @@ impl ClusterLink {
     pub fn start(node: ClusterNode, durable_limit: u32) -> Arc<ClusterLink> {
         let (route_tx, route_rx) = mpsc::unbounded_channel();
         let (session_tx, session_rx) = mpsc::unbounded_channel();
+        let (claims, claim_rx) = super::claims::ClaimBatcher::new();
         let link = Arc::new(ClusterLink {
             forwarder: Forwarder::new(node.clone()),
             durable: DurableQueues::start(node.clone(), durable_limit),
-            claims: super::claims::ClaimBatcher::start(node.clone()),
+            claims,
             node,
             routes: RwLock::new(RouteTable::default()),
             local_filters: Mutex::new(HashMap::new()),
@@ -120,6 +121,7 @@ impl ClusterLink {
         ));
         tokio::spawn(batch_routes(Arc::downgrade(&link), route_rx));
         tokio::spawn(sessions::commit_changes(Arc::downgrade(&link), session_rx));
+        tokio::spawn(super::claims::run(Arc::downgrade(&link), claim_rx));
         link
     }
 

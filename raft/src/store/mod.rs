@@ -13,21 +13,20 @@ pub use log_store::LogStore;
 pub use shared::{ChangeBatch, SharedState};
 pub use state_machine::{StateMachineSnapshotBuilder, StateMachineStore};
 
-/// Makes everything written to `tree`'s database durable, on a blocking
-/// thread.
+/// One sled `flush_async` at a time in this process.
+static FLUSHING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Makes everything written to `tree`'s database durable.
 ///
 /// sled 0.34's `flush_async` can lose its wake-up when several are polled
 /// at once (spacejam/sled#1241, #1308), leaving its caller waiting for
-/// ever. The log store and the state machine share one database and may
-/// flush at the same time, so they use the blocking `flush` instead.
+/// ever; the log store and the state machine share one database and may
+/// flush at the same time. So flushes take turns. (Not the blocking
+/// `flush` on a blocking thread: a flush abandoned when Raft shuts down
+/// would hold the database open after the node has stopped.)
 pub(crate) async fn flush_tree(tree: &sled::Tree) -> Result<(), sled::Error> {
-    let tree = tree.clone();
-    match tokio::task::spawn_blocking(move || tree.flush()).await {
-        Ok(flushed) => flushed.map(|_| ()),
-        Err(e) => Err(sled::Error::Io(std::io::Error::other(format!(
-            "the flush thread ended early: {e}"
-        )))),
-    }
+    let _turn = FLUSHING.lock().await;
+    tree.flush_async().await.map(|_| ())
 }
 
 /// Opens the sled database in `dir` for a test that reopens it in the same
