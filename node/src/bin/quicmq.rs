@@ -10,7 +10,7 @@
 //!                   [--retain] [--inflight N] [--json] [connection flags]
 //! quicmq bench sub  [-c CLIENTS] [-t FILTER] [-q N] [--share GROUP] [-n COUNT] [--idle SECS] [--session-expiry SECS]
 //!                   [-d SECS] [--receive-maximum N] [--json] [connection flags]
-//! quicmq bench conn [-c CLIENTS] [--rate N] [--max-pending N] [-d SECS]
+//! quicmq bench conn [-c CLIENTS] [--rate N] [--max-pending N] [-d SECS] [--session-expiry SECS]
 //!                   [--endpoint-per-connection] [--json] [connection flags]
 //! quicmq health [--admin HOST:PORT] [--live] [--timeout SECS]
 //! ```
@@ -606,9 +606,27 @@ struct BenchConnArgs {
     /// shared by all.
     #[arg(long)]
     endpoint_per_connection: bool,
+    /// Session Expiry Interval, seconds: above 0 every connection holds a
+    /// persistent session (its own client ID, `-i PREFIX` + number) and
+    /// resumes it (clean start 0), so a second run with the same `-i` is a
+    /// reconnect storm of persistent sessions [default: 0, plain].
+    #[arg(long)]
+    session_expiry: Option<u32>,
     /// Print the summary as one JSON object.
     #[arg(long)]
     json: bool,
+}
+
+impl BenchConnArgs {
+    /// The options of the connections.
+    fn options(&self) -> ClientOptions {
+        let mut options = self.conn.bench_options();
+        if let Some(expiry) = self.session_expiry.filter(|e| *e > 0) {
+            options.session_expiry_interval = Some(expiry);
+            options.clean_start = false;
+        }
+        options
+    }
 }
 
 impl ConnArgs {
@@ -837,7 +855,7 @@ async fn bench(command: BenchCommand) -> anyhow::Result<ExitCode> {
         }
         BenchCommand::Conn(args) => {
             let settings = ConnSettings {
-                options: args.conn.bench_options(),
+                options: args.options(),
                 clients: args.clients,
                 rate: args.rate,
                 max_pending: args.max_pending,
@@ -1405,6 +1423,24 @@ mod cli_client {
         assert_eq!(args.duration, Duration::from_secs(10));
         assert!(!args.endpoint_per_connection);
         assert_eq!(args.conn.bench_options().client_id, "idle");
+        assert!(args.options().clean_start, "plain sessions by default");
+        assert_eq!(args.options().session_expiry_interval, None);
+        let cli = Cli::try_parse_from([
+            "quicmq",
+            "bench",
+            "conn",
+            "-i",
+            "dev",
+            "--session-expiry",
+            "3600",
+        ])
+        .unwrap();
+        let Command::Bench(BenchCommand::Conn(args)) = cli.command else {
+            panic!("not bench conn")
+        };
+        let options = args.options();
+        assert_eq!(options.session_expiry_interval, Some(3600));
+        assert!(!options.clean_start, "persistent sessions resume");
         assert!(Cli::try_parse_from(["quicmq", "bench", "pub", "-r", "-1"]).is_err());
         assert!(Cli::try_parse_from(["quicmq", "bench", "sub", "--idle", "x"]).is_err());
         assert!(Cli::try_parse_from(["quicmq", "bench", "sub", "--receive-maximum", "0"]).is_err());
