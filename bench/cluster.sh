@@ -100,8 +100,6 @@ if [ -z "${BIN_DIR:-}" ]; then
     flock /tmp/quicmq-cargo.lock cargo build --release -p quicmq-node >&2
 fi
 bench_binaries
-# Runs that errored or came up short; the script fails when any did.
-FAILURES=()
 PUB_HELP=$("$QUICMQ" bench pub --help)
 [[ $PUB_HELP == *--retain* ]] || die "this quicmq has no \`bench pub --retain\`"
 
@@ -312,15 +310,7 @@ run_delivery() {
         | {round: $r, case: $case, transport: $t, placement: $pl, sub: $s, pub: $p,
            cpu: [range(0; 3) | ($b[.] - $a[.]) / $hz]}' >>"$DELIVERY"
     log "$label: delivered $(jq -r '.messages // "—"' <<<"$sub")/$(jq -r '.expected // "—"' <<<"$sub") at $(jq -r '.rate // "—"' <<<"$sub") msgs/s, p50 $(jq -r '.p50_ms // "—"' <<<"$sub") ms, p99 $(jq -r '.p99_ms // "—"' <<<"$sub") ms"
-    if [ "$(jq -r '.errors // 0' <<<"$pub")" != 0 ] || [ "$(jq -r '.errors // 0' <<<"$sub")" != 0 ]; then
-        log "  errors: pub: $(jq -r '.first_error // "-"' <<<"$pub"); sub: $(jq -r '.first_error // "-"' <<<"$sub")"
-        FAILURES+=("$label: errors")
-    fi
-    if ! jq -e --argjson s "$sub" --argjson p "$pub" -n '
-        ($s.messages != null) and ($s.expected != null) and ($p.messages != null)
-        and ($s.messages >= $s.expected) and ($p.messages > 0)' >/dev/null; then
-        FAILURES+=("$label: delivered $(jq -r '.messages // "none"' <<<"$sub") of $(jq -r '.expected // "?"' <<<"$sub")")
-    fi
+    check_delivered "$label" "$sub" "$pub"
 }
 
 declare -a CASES=(
@@ -619,8 +609,4 @@ report() {
         "$ELECTION_ROWS"
 }
 report | tee ${OUT_FILE:+"$OUT_FILE"}
-if [ "${#FAILURES[@]}" -gt 0 ]; then
-    for failure in "${FAILURES[@]}"; do log "FAILED: $failure"; done
-    exit 1
-fi
-log "every run delivered and retained what was sent"
+finish_checks "every run delivered and retained what was sent"

@@ -150,3 +150,33 @@ http_get() {
 cpu_ticks() {
     awk '{ sub(/.*\) /, ""); split($0, f, " "); print f[12] + f[13] }' "/proc/$1/stat" 2>/dev/null || echo 0
 }
+
+# Checks that failed, for check_delivered and finish_checks.
+FAILURES=()
+
+# check_delivered LABEL SUB PUB: records a failure unless the `bench sub`
+# summary SUB received every message it expected, the `bench pub` summary
+# PUB completed some, and neither counted errors (a missing summary is a
+# failure too).
+check_delivered() {
+    local label=$1 sub=$2 pub=$3
+    if ! jq -e --argjson s "$sub" --argjson p "$pub" -n '
+        ($s.messages != null) and ($s.expected != null) and ($s.messages >= $s.expected)
+        and (($p.messages // 0) > 0)' >/dev/null; then
+        FAILURES+=("$label: delivered $(jq -r '.messages // "none"' <<<"$sub") of $(jq -r '.expected // "?"' <<<"$sub")")
+    fi
+    if [ "$(jq -r '.errors // 0' <<<"$pub")" != 0 ] || [ "$(jq -r '.errors // 0' <<<"$sub")" != 0 ]; then
+        log "  errors: pub: $(jq -r '.first_error // "-"' <<<"$pub"); sub: $(jq -r '.first_error // "-"' <<<"$sub")"
+        FAILURES+=("$label: errors")
+    fi
+}
+
+# finish_checks OK_MESSAGE: exits 1 after listing the failures, if any.
+finish_checks() {
+    if [ "${#FAILURES[@]}" -gt 0 ]; then
+        local failure
+        for failure in "${FAILURES[@]}"; do log "FAILED: $failure"; done
+        exit 1
+    fi
+    log "$1"
+}

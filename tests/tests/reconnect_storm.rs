@@ -191,52 +191,47 @@ async fn close_all(clients: Vec<Client>) {
     while closing.join_next().await.is_some() {}
 }
 
-async fn one_node_storm(transport: Transport, tag: &str) {
-    let _turn = ONE_AT_A_TIME.lock().await;
-    let dir = tempfile::tempdir().unwrap();
-    let node = NodeProcess::spawn(dir.path());
-    let cert = node.data_dir.join("dev-cert.pem");
-    let addr = match transport {
-        Transport::Quic => node.quic,
-        _ => node.tcp,
-    };
-    let clients = storm(&[(addr, cert)], transport, tag).await;
-    let (publisher, _) = Client::connect(node.tcp_options(&format!("{tag}-pub")))
-        .await
-        .unwrap();
+/// The storm's routes deliver (see [`deliveries_reach_the_storm`]); then
+/// every client leaves.
+async fn check_and_close(publisher: &Client, clients: Vec<Client>, tag: &str) {
     let delivering = std::time::Instant::now();
-    deliveries_reach_the_storm(&publisher, &clients).await;
+    deliveries_reach_the_storm(publisher, &clients).await;
     eprintln!("{tag}: deliveries checked in {:?}", delivering.elapsed());
     let closing = std::time::Instant::now();
     close_all(clients).await;
     eprintln!("{tag}: closed in {:?}", closing.elapsed());
 }
 
+/// Where `node` takes clients of `transport`, and its certificate.
+fn entry(node: &NodeProcess, transport: Transport) -> (std::net::SocketAddr, std::path::PathBuf) {
+    let addr = match transport {
+        Transport::Quic => node.quic,
+        _ => node.tcp,
+    };
+    (addr, node.data_dir.join("dev-cert.pem"))
+}
+
+async fn one_node_storm(transport: Transport, tag: &str) {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::spawn(dir.path());
+    let clients = storm(&[entry(&node, transport)], transport, tag).await;
+    let (publisher, _) = Client::connect(node.tcp_options(&format!("{tag}-pub")))
+        .await
+        .unwrap();
+    check_and_close(&publisher, clients, tag).await;
+}
+
 async fn cluster_storm(transport: Transport, tag: &str) {
     let _turn = ONE_AT_A_TIME.lock().await;
     let cluster = ClusterProcesses::start(3, &[]);
-    let nodes: Vec<_> = cluster
-        .nodes
-        .iter()
-        .map(|n| {
-            let addr = match transport {
-                Transport::Quic => n.quic,
-                _ => n.tcp,
-            };
-            (addr, n.data_dir.join("dev-cert.pem"))
-        })
-        .collect();
+    let nodes: Vec<_> = cluster.nodes.iter().map(|n| entry(n, transport)).collect();
     let clients = storm(&nodes, transport, tag).await;
     // A publisher on node 1 reaches subscribers on all three nodes.
     let (publisher, _) = Client::connect(cluster.tcp_options(0, &format!("{tag}-pub")))
         .await
         .unwrap();
-    let delivering = std::time::Instant::now();
-    deliveries_reach_the_storm(&publisher, &clients).await;
-    eprintln!("{tag}: deliveries checked in {:?}", delivering.elapsed());
-    let closing = std::time::Instant::now();
-    close_all(clients).await;
-    eprintln!("{tag}: closed in {:?}", closing.elapsed());
+    check_and_close(&publisher, clients, tag).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -83,19 +83,10 @@ pub(crate) async fn run(link: Weak<ClusterLink>, mut rx: ClaimQueue) {
 
 async fn propose_batch(node: &ClusterNode, batch: Vec<(Command, Reply)>) {
     metrics::histogram!(crate::metrics::CLAIM_BATCH_SIZE).record(batch.len() as f64);
-    let (commands, replies): (Vec<Command>, Vec<Reply>) = batch.into_iter().unzip();
+    let (mut commands, replies): (Vec<Command>, Vec<Reply>) = batch.into_iter().unzip();
     let answers = match commands.len() {
-        1 => {
-            let result = node
-                .propose(
-                    commands
-                        .into_iter()
-                        .next()
-                        .unwrap_or(Command::Batch(Vec::new())),
-                )
-                .await;
-            vec![result]
-        }
+        // One claim alone is proposed as itself.
+        1 => vec![node.propose(commands.remove(0)).await],
         n => match node.propose(Command::Batch(commands)).await {
             Ok(CommandResponse::Batch(responses)) if responses.len() == n => {
                 responses.into_iter().map(Ok).collect()

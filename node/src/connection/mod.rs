@@ -880,7 +880,7 @@ impl Connection {
                     }),
                 )
             }
-            Packet::Subscribe(subscribe) => self.on_subscribe(stream, subscribe).await,
+            Packet::Subscribe(subscribe) => self.on_subscribe(stream, subscribe),
             Packet::Unsubscribe(unsubscribe) => self.on_unsubscribe(stream, unsubscribe),
             Packet::PingReq => self.send(stream, Packet::PingResp),
             Packet::Disconnect(disconnect) => Err(self.on_disconnect(disconnect)),
@@ -1096,18 +1096,12 @@ impl Connection {
     /// 3.1.1, which has no negative acknowledgement), then every following
     /// one that is ready too.
     fn on_committed(&mut self, committed: bool) -> Result<(), Close> {
-        let Some(pending) = self.pending_acks.pop_front() else {
-            return Ok(());
-        };
-        self.send_acknowledgement(pending, committed)?;
-        while let Some(front) = self.pending_acks.front_mut() {
-            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-            let std::task::Poll::Ready(committed) = front.committed.as_mut().poll(&mut cx) else {
-                break;
-            };
-            let Some(pending) = self.pending_acks.pop_front() else {
-                break;
-            };
+        if let Some(pending) = self.pending_acks.pop_front() {
+            self.send_acknowledgement(pending, committed)?;
+        }
+        while let Some((pending, committed)) =
+            pop_settled(&mut self.pending_acks, |p| &mut p.committed)
+        {
             self.send_acknowledgement(pending, committed)?;
         }
         Ok(())
@@ -1138,7 +1132,7 @@ impl Connection {
         self.send(stream, packet)
     }
 
-    async fn on_subscribe(&mut self, stream: u64, subscribe: Subscribe) -> Result<(), Close> {
+    fn on_subscribe(&mut self, stream: u64, subscribe: Subscribe) -> Result<(), Close> {
         let identifier = match subscribe.properties.subscription_identifiers.as_slice() {
             [] => None,
             [id] => Some(*id),
@@ -1226,7 +1220,7 @@ impl Connection {
             .iter()
             .map(|(index, filter, _)| (*index, filter.clone()))
             .collect();
-        let mut pending = PendingSubscribe {
+        let pending = PendingSubscribe {
             stream,
             packet_id: subscribe.packet_id,
             reason_codes,
@@ -1238,32 +1232,25 @@ impl Connection {
             )),
             wait: ClusterWait::start("subscribe"),
         };
-        if self.pending_subscribes.is_empty() {
-            // Settled at once (nothing to wait for, or already committed).
-            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-            if let std::task::Poll::Ready(settled) = pending.settled.as_mut().poll(&mut cx) {
-                return self.finish_subscribe(pending, settled);
-            }
-        }
         self.pending_subscribes.push_back(pending);
-        Ok(())
+        // Answered at once when there is nothing to wait for.
+        self.answer_settled_subscribes()
     }
 
     /// The oldest pending SUBSCRIBE settled: answer it, and every later one
     /// that has settled too.
     fn on_subscribe_settled(&mut self, settled: SubscribeSettled) -> Result<(), Close> {
-        let Some(pending) = self.pending_subscribes.pop_front() else {
-            return Ok(());
-        };
-        self.finish_subscribe(pending, settled)?;
-        while let Some(front) = self.pending_subscribes.front_mut() {
-            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-            let std::task::Poll::Ready(settled) = front.settled.as_mut().poll(&mut cx) else {
-                break;
-            };
-            let Some(pending) = self.pending_subscribes.pop_front() else {
-                break;
-            };
+        if let Some(pending) = self.pending_subscribes.pop_front() {
+            self.finish_subscribe(pending, settled)?;
+        }
+        self.answer_settled_subscribes()
+    }
+
+    /// Answers the pending SUBSCRIBEs at the front that have settled.
+    fn answer_settled_subscribes(&mut self) -> Result<(), Close> {
+        while let Some((pending, settled)) =
+            pop_settled(&mut self.pending_subscribes, |p| &mut p.settled)
+        {
             self.finish_subscribe(pending, settled)?;
         }
         Ok(())
@@ -1413,6 +1400,22 @@ async fn subscribe_settled(
         None => true,
     };
     SubscribeSettled { routed, flushed }
+}
+
+/// The front of `queue` with its outcome, if its wait has ended. Polled
+/// with a no-op waker (the select loop polls the front with the real one);
+/// a settled entry is taken out at once, so its future is never polled
+/// again.
+fn pop_settled<T, O>(
+    queue: &mut VecDeque<T>,
+    wait: fn(&mut T) -> &mut Pin<Box<dyn Future<Output = O> + Send>>,
+) -> Option<(T, O)> {
+    let front = queue.front_mut()?;
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let std::task::Poll::Ready(outcome) = wait(front).as_mut().poll(&mut cx) else {
+        return None;
+    };
+    queue.pop_front().map(|entry| (entry, outcome))
 }
 
 /// Waits for the oldest pending SUBSCRIBE to settle.
