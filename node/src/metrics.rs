@@ -193,7 +193,7 @@ fn describe() {
     describe_gauge!(QUIC_HANDSHAKES, "QUIC handshakes in progress");
     describe_counter!(
         ACL_DENIED,
-        "PUBLISH topics (wills included) and SUBSCRIBE filters the ACL refused, by access"
+        "PUBLISH topics (wills included), SUBSCRIBE filters and deliveries (read: a message withheld from a subscriber that may not read its topic) the ACL refused, by access"
     );
     describe_counter!(PACKETS_SENT, "MQTT packets sent by type");
     describe_counter!(BYTES_RECEIVED, Unit::Bytes, "Bytes received by transport");

@@ -101,15 +101,19 @@ async fn publish_and_subscribe_follow_the_acl() {
     // SUBSCRIBE: per filter, 0x87 where refused.
     assert_eq!(subscribe(&bob, "fleet/+/status").await, ReasonCode(1));
     assert_eq!(subscribe(&bob, "fleet/b1/#").await, ReasonCode(1), "%c");
-    assert_eq!(subscribe(&bob, "fleet/#").await, ReasonCode::NOT_AUTHORIZED);
+    assert_eq!(
+        subscribe(&bob, "fleet/#").await,
+        ReasonCode(1),
+        "a broad filter is granted and delivers what bob may read"
+    );
     assert_eq!(
         subscribe(&bob, "fleet/a1/x").await,
         ReasonCode::NOT_AUTHORIZED
     );
     assert_eq!(
         subscribe(&alice, "fleet/#").await,
-        ReasonCode::NOT_AUTHORIZED,
-        "overlaps the deny of fleet/secret/keys/#, which comes first"
+        ReasonCode(1),
+        "overlaps the deny of fleet/secret/keys/#: granted, read checked per message"
     );
     assert_eq!(subscribe(&alice, "fleet/+/status").await, ReasonCode(1));
     assert_eq!(
@@ -122,9 +126,14 @@ async fn publish_and_subscribe_follow_the_acl() {
         ReasonCode::NOT_AUTHORIZED
     );
     assert_eq!(
-        subscribe(&alice, "fleet/+/keys/#").await,
+        subscribe(&alice, "fleet/secret/keys/+").await,
         ReasonCode::NOT_AUTHORIZED,
-        "a wildcard that reaches into the denied subtree"
+        "all inside the denied subtree"
+    );
+    assert_eq!(
+        subscribe(&alice, "$share/g/fleet/#").await,
+        ReasonCode::NOT_AUTHORIZED,
+        "a group member must be able to read all it could be handed"
     );
 
     // PUBLISH: 0x87 for QoS 1 and 2, silence for QoS 0; nothing delivered.
@@ -146,6 +155,11 @@ async fn publish_and_subscribe_follow_the_acl() {
         publish(&alice, "fleet/z/status", QoS::AtLeastOnce, false).await,
         ReasonCode::SUCCESS
     );
+    for topic in ["fleet/a1/data", "fleet/secret/keys/k"] {
+        let code = publish(&alice, topic, QoS::AtLeastOnce, false).await;
+        assert!(!code.is_error(), "{topic}: {code:?}");
+    }
+    // Both hold `fleet/#`; each receives only what it may read.
     let bob_got = received(&bob).await;
     assert_eq!(
         bob_got,
@@ -153,22 +167,30 @@ async fn publish_and_subscribe_follow_the_acl() {
         "{bob_got:?}"
     );
     let alice_got = received(&alice).await;
-    assert_eq!(alice_got, ["fleet/b1/status", "fleet/z/status"]);
+    assert_eq!(
+        alice_got,
+        ["fleet/b1/status", "fleet/z/status", "fleet/a1/data"]
+    );
 
     // Retained: a refused PUBLISH is not retained either.
     assert_eq!(
         publish(&bob, "fleet/r/status", QoS::AtLeastOnce, true).await,
         ReasonCode::NOT_AUTHORIZED
     );
-    assert_eq!(
-        publish(&alice, "fleet/q/status", QoS::AtLeastOnce, true).await,
-        ReasonCode::SUCCESS
-    );
+    for topic in ["fleet/q/status", "fleet/secret/keys/r"] {
+        let code = publish(&alice, topic, QoS::AtLeastOnce, true).await;
+        assert!(!code.is_error(), "{topic}: {code:?}");
+    }
+    let _ = received(&alice).await;
     let late = login(&node, "alice", "a2", ProtocolVersion::V5)
         .await
         .unwrap();
-    assert_eq!(subscribe(&late, "fleet/+/status").await, ReasonCode(1));
-    assert_eq!(received(&late).await, ["fleet/q/status"]);
+    assert_eq!(subscribe(&late, "fleet/#").await, ReasonCode(1));
+    assert_eq!(
+        received(&late).await,
+        ["fleet/q/status"],
+        "a retained message it may not read is withheld too"
+    );
 }
 
 #[tokio::test]
@@ -218,7 +240,7 @@ async fn mqtt_311_clients_get_positive_acknowledgements_and_subscribe_failures()
     );
     assert!(received(&alice).await.is_empty());
     // SUBACK failure is 0x80 in 3.1.1.
-    let code = subscribe(&bob, "fleet/#").await;
+    let code = subscribe(&bob, "fleet/a1/x").await;
     assert!(code.is_error(), "{code:?}");
 }
 

@@ -116,3 +116,63 @@ async fn rumqttc_v5_subscribe_publish_with_properties() {
     );
     node.stop().await;
 }
+
+/// Mosquitto's ACL semantics, seen from rumqttc: a `#` subscription next to
+/// a deny rule is granted and receives everything but the denied topic.
+#[tokio::test]
+async fn rumqttc_hash_subscription_under_a_partial_acl() {
+    use rumqttc::v5::mqttbytes::v5::{Packet, SubscribeReasonCode};
+    use rumqttc::v5::mqttbytes::QoS;
+    use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let acl = dir.path().join("acl");
+    std::fs::write(
+        &acl,
+        "deny subscribe all test/nosubscribe\nallow both all #\n",
+    )
+    .unwrap();
+    let node = TestNode::start_with(&format!("acl_file = {:?}\n", acl.display().to_string())).await;
+    let addr = node.addr(Transport::Tcp);
+    let connect = |id: &str| {
+        let mut options = MqttOptions::new(id, addr.ip().to_string(), addr.port());
+        options.set_keep_alive(Duration::from_secs(10));
+        AsyncClient::new(options, 16)
+    };
+    let (watcher, mut watcher_loop) = connect("rumqttc-watch");
+    let (publisher, mut publisher_loop) = connect("rumqttc-pub");
+    tokio::spawn(async move { while publisher_loop.poll().await.is_ok() {} });
+    watcher.subscribe("#", QoS::AtLeastOnce).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    macro_rules! next {
+        () => {
+            tokio::time::timeout_at(deadline, watcher_loop.poll())
+                .await
+                .expect("events in time")
+                .expect("no connection error")
+        };
+    }
+    loop {
+        if let Event::Incoming(Packet::SubAck(ack)) = next!() {
+            assert_eq!(
+                ack.return_codes,
+                vec![SubscribeReasonCode::Success(QoS::AtLeastOnce)]
+            );
+            break;
+        }
+    }
+    for topic in ["test/nosubscribe", "test/open", "other/x"] {
+        publisher
+            .publish(topic, QoS::AtLeastOnce, false, "m")
+            .await
+            .unwrap();
+    }
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        if let Event::Incoming(Packet::Publish(p)) = next!() {
+            got.push(String::from_utf8_lossy(&p.topic).into_owned());
+        }
+    }
+    // Anything the deny rule withheld would have come before `other/x`.
+    assert_eq!(got, ["test/open", "other/x"]);
+    node.stop().await;
+}

@@ -26,12 +26,22 @@
 //!   default (`session_takeover=owner`) a session belongs to the identity
 //!   that created it, and a CONNECT of another identity with its client ID
 //!   is refused (0x87). The rule's filter and accesses apply as usual.
-//! - For SUBSCRIBE, an `allow` rule applies when its filter covers the
-//!   whole requested filter: every topic the subscription could match is
-//!   matched by the rule. A `deny` rule applies when the two filters share
-//!   any topic. So `allow subscribe all a/#` after `deny subscribe all
-//!   a/secret/#` refuses `a/#` but allows `a/public/#`. Shared
-//!   subscriptions (`$share/GROUP/FILTER`) are checked on FILTER.
+//! - `subscribe` rules say what a client may **read**. Every message a
+//!   subscription delivers (retained messages too) is checked on its
+//!   topic ([`Access::Read`]): the first rule whose filter matches the
+//!   topic decides, as for PUBLISH. A wildcard subscription that overlaps
+//!   a deny rule is therefore granted and delivers only what the client may
+//!   read, as Mosquitto does: with `deny subscribe all a/secret/#` before
+//!   `allow both all a/#`, `a/#` is granted and never delivers
+//!   `a/secret/x`.
+//! - A SUBSCRIBE itself ([`Access::Subscribe`]) is granted when some
+//!   `allow` rule shares a topic with the filter before any `deny` rule
+//!   covers the whole filter; otherwise it is refused (0x87).
+//! - A shared subscription (`$share/GROUP/FILTER`) is checked on FILTER
+//!   and needs more: an `allow` rule that covers all of FILTER with no
+//!   earlier `deny` rule sharing a topic with it. A message goes to one
+//!   member of a group only, so a member that may not read it would take
+//!   it from the others.
 //!
 //! ```
 //! use quicmq_node::auth::acl::{Access, Acl, Client};
@@ -41,8 +51,14 @@
 //! assert!(acl.check(&me, Access::Publish, "devices/d1/temp"));
 //! assert!(!acl.check(&me, Access::Publish, "devices/d2/temp"));
 //! assert!(acl.check(&me, Access::Subscribe, "devices/d1/+"));
-//! assert!(!acl.check(&me, Access::Subscribe, "devices/#"));
+//! // `devices/#` is granted, but delivers only `devices/d1/...`.
+//! assert!(acl.check(&me, Access::Subscribe, "devices/#"));
+//! assert!(acl.check(&me, Access::Read, "devices/d1/temp"));
+//! assert!(!acl.check(&me, Access::Read, "devices/d2/temp"));
+//! assert!(!acl.check(&me, Access::Subscribe, "$share/g/devices/#"));
 //! ```
+
+use std::borrow::Cow;
 
 use quicmq_proto::mqtt::topic::{matches, parse_shared, validate_topic_filter};
 
@@ -55,6 +71,8 @@ pub enum Access {
     Publish,
     /// Subscribe to a filter.
     Subscribe,
+    /// Receive a message published to a topic through a subscription.
+    Read,
 }
 
 /// Who asks.
@@ -87,7 +105,7 @@ impl Actions {
             (self, access),
             (Actions::Both, _)
                 | (Actions::Publish, Access::Publish)
-                | (Actions::Subscribe, Access::Subscribe)
+                | (Actions::Subscribe, Access::Subscribe | Access::Read)
         )
     }
 }
@@ -239,30 +257,63 @@ impl Acl {
             .any(|rule| rule.takeover_any && applies_to(&rule.who, client))
     }
 
-    /// Whether `client` may publish to topic `target` ([`Access::Publish`])
-    /// or subscribe to filter `target` ([`Access::Subscribe`]).
+    /// Whether `client` may publish to topic `target` ([`Access::Publish`]),
+    /// subscribe to filter `target` ([`Access::Subscribe`]) or receive a
+    /// message published to topic `target` ([`Access::Read`]).
     pub fn check(&self, client: &Client<'_>, access: Access, target: &str) -> bool {
         if self.rules.is_empty() {
             return true;
         }
-        let target = match access {
-            Access::Subscribe => parse_shared(target).map_or(target, |(_, filter)| filter),
-            Access::Publish => target,
-        };
-        for rule in &self.rules {
-            if !rule.actions.covers(access) || !applies_to(&rule.who, client) {
-                continue;
+        match access {
+            Access::Publish | Access::Read => self.first_match(client, access, target),
+            Access::Subscribe => match parse_shared(target) {
+                Some((_, filter)) => self.covers_all(client, filter),
+                None => self.covers_some(client, target),
+            },
+        }
+    }
+
+    /// The rules that apply to `client` for `access`, with `%u` and `%c`
+    /// filled in.
+    fn applicable<'s>(
+        &'s self,
+        client: &'s Client<'_>,
+        access: Access,
+    ) -> impl Iterator<Item = (Verdict, Cow<'s, str>)> + 's {
+        self.rules
+            .iter()
+            .filter(move |rule| rule.actions.covers(access) && applies_to(&rule.who, client))
+            .filter_map(move |rule| Some((rule.verdict, substitute(&rule.filter, client)?)))
+    }
+
+    /// A topic: the first rule whose filter matches it decides.
+    fn first_match(&self, client: &Client<'_>, access: Access, topic: &str) -> bool {
+        self.applicable(client, access)
+            .find(|(_, filter)| matches(filter, topic))
+            .is_some_and(|(verdict, _)| verdict == Verdict::Allow)
+    }
+
+    /// A filter some of whose topics the client may read: an allow rule
+    /// shares a topic with it before a deny rule covers it.
+    fn covers_some(&self, client: &Client<'_>, filter: &str) -> bool {
+        for (verdict, rule) in self.applicable(client, Access::Subscribe) {
+            match verdict {
+                Verdict::Allow if intersects(&rule, filter) => return true,
+                Verdict::Deny if covers(&rule, filter) => return false,
+                _ => {}
             }
-            let Some(filter) = substitute(&rule.filter, client) else {
-                continue;
-            };
-            let applies = match (access, rule.verdict) {
-                (Access::Publish, _) => matches(&filter, target),
-                (Access::Subscribe, Verdict::Allow) => covers(&filter, target),
-                (Access::Subscribe, Verdict::Deny) => intersects(&filter, target),
-            };
-            if applies {
-                return rule.verdict == Verdict::Allow;
+        }
+        false
+    }
+
+    /// A filter all of whose topics the client may read: an allow rule
+    /// covers it before any deny rule shares a topic with it.
+    fn covers_all(&self, client: &Client<'_>, filter: &str) -> bool {
+        for (verdict, rule) in self.applicable(client, Access::Subscribe) {
+            match verdict {
+                Verdict::Allow if covers(&rule, filter) => return true,
+                Verdict::Deny if intersects(&rule, filter) => return false,
+                _ => {}
             }
         }
         false
@@ -279,7 +330,10 @@ fn applies_to(who: &Who, client: &Client<'_>) -> bool {
 
 /// The rule's filter with `%u` and `%c` filled in; `None` when the rule
 /// cannot apply (no user name, or a value that would change the levels).
-fn substitute(filter: &str, client: &Client<'_>) -> Option<String> {
+fn substitute<'f>(filter: &'f str, client: &Client<'_>) -> Option<Cow<'f, str>> {
+    if !filter.contains('%') {
+        return Some(Cow::Borrowed(filter));
+    }
     let safe = |value: &str| !value.is_empty() && !value.contains(['/', '+', '#']);
     let mut out = filter.to_owned();
     if out.contains("%u") {
@@ -292,7 +346,7 @@ fn substitute(filter: &str, client: &Client<'_>) -> Option<String> {
         }
         out = out.replace("%c", client.client_id);
     }
-    Some(out)
+    Some(Cow::Owned(out))
 }
 
 /// Whether every topic `inner` matches is matched by `outer`.
@@ -412,17 +466,51 @@ mod tests {
         )
         .unwrap();
         assert!(
-            !acl.check(&ANON, Access::Subscribe, "a/#"),
-            "overlaps the deny"
+            acl.check(&ANON, Access::Subscribe, "a/#"),
+            "overlaps the deny: granted, read checked per message"
         );
+        assert!(acl.check(&ANON, Access::Read, "a/public/x"));
+        assert!(!acl.check(&ANON, Access::Read, "a/secret/x"));
         assert!(acl.check(&ANON, Access::Subscribe, "a/public/#"));
         assert!(!acl.check(&ANON, Access::Subscribe, "a/secret/x"));
+        assert!(!acl.check(&ANON, Access::Subscribe, "a/secret/#"));
+        assert!(
+            !acl.check(&ANON, Access::Subscribe, "$share/g/a/#"),
+            "a shared subscription must read all of its filter"
+        );
+        assert!(acl.check(&ANON, Access::Subscribe, "$share/g/a/public/#"));
         assert!(
             acl.check(&ANON, Access::Publish, "a/secret/x"),
             "deny is subscribe only"
         );
         let reversed = Acl::parse("allow both all a/#\ndeny subscribe all a/secret/#\n").unwrap();
         assert!(reversed.check(&ANON, Access::Subscribe, "a/secret/x"));
+    }
+
+    #[test]
+    fn a_broad_subscription_over_a_deny_rule_reads_the_rest() {
+        let acl = Acl::parse(
+            "deny subscribe all test/nosubscribe\n\
+             allow both all #\n",
+        )
+        .unwrap();
+        for filter in ["#", "test/#", "test/+", "+/nosubscribe"] {
+            assert!(acl.check(&ANON, Access::Subscribe, filter), "{filter}");
+        }
+        assert!(!acl.check(&ANON, Access::Subscribe, "test/nosubscribe"));
+        assert!(!acl.check(&ANON, Access::Read, "test/nosubscribe"));
+        assert!(acl.check(&ANON, Access::Read, "test/other"));
+        assert!(acl.check(&ANON, Access::Read, "test/nosubscribe/below"));
+        assert!(!acl.check(&ANON, Access::Subscribe, "$share/g/#"));
+        assert!(acl.check(&ANON, Access::Subscribe, "$share/g/other/#"));
+        let narrow = Acl::parse("allow subscribe all public/#\n").unwrap();
+        assert!(narrow.check(&ANON, Access::Subscribe, "#"));
+        assert!(!narrow.check(&ANON, Access::Read, "private/x"));
+        assert!(!narrow.check(&ANON, Access::Subscribe, "private/#"));
+        assert!(
+            !narrow.check(&ANON, Access::Read, "$SYS/x"),
+            "`#` rules never match `$` topics"
+        );
     }
 
     #[test]

@@ -309,10 +309,16 @@ impl Authenticator {
             let access = match access {
                 Access::Publish => "publish",
                 Access::Subscribe => "subscribe",
+                Access::Read => "read",
             };
             metrics::counter!(crate::metrics::ACL_DENIED, "access" => access).increment(1);
         }
         allowed
+    }
+
+    /// The ACL in force now, for checks of many deliveries at once.
+    pub fn acl(&self) -> Arc<Acl> {
+        self.acl.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Whether the client may take over sessions of other identities (ACL

@@ -234,6 +234,17 @@ impl SessionCell {
     pub fn client_id(&self) -> &ClientId {
         &self.client_id
     }
+
+    /// Whether the session's client may receive a message on `topic`
+    /// ([`Access::Read`](crate::auth::Access::Read)).
+    pub fn may_read(&self, acl: &crate::auth::Acl, topic: &str) -> bool {
+        let identity = self.identity();
+        let client = crate::auth::acl::Client {
+            username: identity.as_deref(),
+            client_id: &self.client_id,
+        };
+        acl.check(&client, crate::auth::Access::Read, topic)
+    }
 }
 
 /// Whether an offline `session`, disconnected since `since_ms`, has
@@ -1139,8 +1150,14 @@ impl Broker {
                 .filter_map(|t| sessions.get(&t.client_id).map(|c| (c.clone(), t)))
                 .collect()
         };
+        let acl = self.settings.auth.acl();
         let mut outcome = RouteOutcome::default();
         for (cell, target) in cells {
+            if !acl.is_empty() && !cell.may_read(&acl, &message.topic) {
+                // Its subscription overlaps topics it may not read.
+                metrics::counter!(m::ACL_DENIED, "access" => "read").increment(1);
+                continue;
+            }
             let delivery = Delivery {
                 seq: cell.next_seq(),
                 message: message.clone(),

@@ -1310,8 +1310,13 @@ impl Connection {
             }),
         )?;
         let now = now_ms();
+        let acl = self.broker.settings().auth.acl();
         for (_, filter, options, identifier) in retained {
             for message in self.broker.retained_matching(&filter, now) {
+                if !acl.is_empty() && !self.cell.may_read(&acl, &message.topic) {
+                    metrics::counter!(m::ACL_DENIED, "access" => "read").increment(1);
+                    continue;
+                }
                 let delivery = Delivery {
                     seq: self.cell.next_seq(),
                     qos: message.qos.min(options.qos),
