@@ -57,6 +57,9 @@ pub const SESSIONS_EXPIRED: &str = "quicmq_sessions_expired_total";
 pub const TAKEOVERS: &str = "quicmq_session_takeovers_total";
 /// Subscriptions.
 pub const SUBSCRIPTIONS: &str = "quicmq_subscriptions";
+/// Messages routed to a SUBSCRIBE filter its reader had announced and its
+/// connection had not yet applied, by outcome (held, delivered, dropped).
+pub const EARLY_SUBSCRIPTION_MESSAGES: &str = "quicmq_early_subscription_messages_total";
 /// Retained messages.
 pub const RETAINED: &str = "quicmq_retained_messages";
 /// Will messages published.
@@ -256,6 +259,10 @@ fn describe() {
         "MQTT over QUIC connections whose CONNECT came as 0-RTT early data"
     );
     describe_gauge!(SUBSCRIPTIONS, "Subscriptions");
+    describe_counter!(
+        EARLY_SUBSCRIPTION_MESSAGES,
+        "Messages routed to a SUBSCRIBE the node had read and not yet applied: held, then delivered once it applied or dropped if refused, by outcome"
+    );
     describe_gauge!(RETAINED, "Retained messages");
     describe_counter!(WILLS_PUBLISHED, "Will messages published");
     describe_counter!(

@@ -7,6 +7,7 @@
 //! (deliveries are queued into it directly). Session takeover hands the
 //! session from the old connection task to the new one through the cell.
 
+mod early_subscriptions;
 mod flush_group;
 mod message;
 mod queue_budget;
@@ -17,13 +18,15 @@ mod topic_tree;
 mod will;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
+use quicmq_proto::mqtt::topic::{parse_shared, validate_topic_filter};
 use quicmq_proto::mqtt::{LastWill, QoS};
 use tokio::sync::{mpsc, oneshot, watch};
 
+pub use early_subscriptions::EarlySubscriptions;
 pub use message::{now_ms, Message};
 pub use queue_budget::{default_memory_budget, QueueBudget};
 pub use retained::RetainedMessages;
@@ -322,6 +325,10 @@ pub struct RouteOutcome {
 pub struct Broker {
     settings: BrokerSettings,
     tree: RwLock<SubscriptionTree>,
+    /// SUBSCRIBE filters decoded and not yet applied; locked after `tree`.
+    early: Mutex<EarlySubscriptions>,
+    /// Whether `early` holds anything (routing skips its lock when not).
+    early_len: AtomicUsize,
     sessions: Mutex<HashMap<ClientId, Arc<SessionCell>>>,
     retained: RwLock<RetainedMessages>,
     store: SessionStore,
@@ -355,6 +362,8 @@ impl Broker {
         let broker = Broker {
             settings,
             tree: RwLock::new(SubscriptionTree::default()),
+            early: Mutex::new(EarlySubscriptions::default()),
+            early_len: AtomicUsize::new(0),
             sessions: Mutex::new(HashMap::new()),
             retained: RwLock::new(RetainedMessages::default()),
             store,
@@ -978,6 +987,10 @@ impl Broker {
     /// node: the returned receiver answers once that is committed (wait for
     /// it before SUBACK, so a publish on any node that follows the SUBACK
     /// reaches the subscriber).
+    ///
+    /// Messages routed since the connection's reader announced `filter`
+    /// ([`Broker::announce_subscription`]) are delivered through the new
+    /// subscription now.
     pub fn add_subscription(
         &self,
         filter: &str,
@@ -987,10 +1000,100 @@ impl Broker {
         let mut tree = write(&self.tree);
         let existed = tree.insert(filter, client_id.clone(), sub);
         metrics::gauge!(m::SUBSCRIPTIONS).set(tree.len() as f64);
+        let held = self.settle_announced(client_id, filter);
         drop(tree);
+        if !held.is_empty() {
+            self.deliver_held(client_id, sub, held);
+        }
         match (&self.cluster, existed) {
             (Some(link), false) => Some(link.subscribed(filter)),
             _ => None,
+        }
+    }
+
+    /// A connection's reader decoded a SUBSCRIBE with `filter`: until the
+    /// connection applies or refuses it ([`Broker::add_subscription`],
+    /// [`Broker::discard_announced`]), messages routed to the filter are
+    /// held for the client. Shared and invalid filters are not announced.
+    pub fn announce_subscription(&self, client_id: &ClientId, filter: &str) {
+        if parse_shared(filter).is_some()
+            || validate_topic_filter(filter).is_err()
+            || !self.settings.topic_limits.admits(filter)
+        {
+            return;
+        }
+        let mut early = self.early();
+        early.announce(client_id, filter);
+        self.early_len.store(early.len(), Ordering::Release);
+    }
+
+    /// The connection refused `filter`: what was held for it is dropped.
+    pub fn discard_announced(&self, client_id: &str, filter: &str) {
+        let dropped = self.settle_announced(client_id, filter).len();
+        if dropped > 0 {
+            metrics::counter!(m::EARLY_SUBSCRIPTION_MESSAGES, "outcome" => "dropped")
+                .increment(dropped as u64);
+        }
+    }
+
+    /// The connection of `client_id` ended: its announcements go.
+    pub fn forget_announced(&self, client_id: &str) {
+        if self.early_len.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let mut early = self.early();
+        early.forget(client_id);
+        self.early_len.store(early.len(), Ordering::Release);
+    }
+
+    /// Applying a filter: call with the tree write-locked.
+    fn settle_announced(&self, client_id: &str, filter: &str) -> Vec<Arc<Message>> {
+        if self.early_len.load(Ordering::Acquire) == 0 {
+            return Vec::new();
+        }
+        let mut early = self.early();
+        let held = early.settle(client_id, filter);
+        self.early_len.store(early.len(), Ordering::Release);
+        held
+    }
+
+    fn early(&self) -> MutexGuard<'_, EarlySubscriptions> {
+        self.early.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Deliver messages held for an announced filter through the
+    /// subscription it became.
+    fn deliver_held(&self, client_id: &ClientId, sub: Subscription, held: Vec<Arc<Message>>) {
+        let Some(cell) = self.sessions_map().get(client_id).cloned() else {
+            return;
+        };
+        let acl = self.settings.auth.acl();
+        let now = now_ms();
+        for message in held {
+            if message.expires_at_ms.is_some_and(|at| at <= now)
+                || (!acl.is_empty() && !cell.may_read(&acl, &message.topic))
+            {
+                continue;
+            }
+            let only = Match {
+                client_id: client_id.clone(),
+                subscription: sub,
+                shared: false,
+            };
+            for target in merge_matches(vec![only], &message) {
+                let delivery = Delivery {
+                    seq: cell.next_seq(),
+                    message: message.clone(),
+                    qos: target.qos,
+                    retain: target.retain,
+                    subscription_ids: target.subscription_ids,
+                    stream: target.stream,
+                    packet_id: None,
+                };
+                self.deliver(&cell, delivery);
+                metrics::counter!(m::EARLY_SUBSCRIPTION_MESSAGES, "outcome" => "delivered")
+                    .increment(1);
+            }
         }
     }
 
@@ -1138,10 +1241,28 @@ impl Broker {
 
     fn deliver_local(&self, message: Arc<Message>, selection: &Selection<'_>) -> RouteOutcome {
         let mut matches = Vec::new();
-        read(&self.tree).matches_selected(&message.topic, selection, &mut matches);
+        let mut held = 0;
+        {
+            let tree = read(&self.tree);
+            tree.matches_selected(&message.topic, selection, &mut matches);
+            // Under the tree lock, so that a filter is either in the tree
+            // or still announced, never neither.
+            if selection.ordinary && self.early_len.load(Ordering::Acquire) > 0 {
+                held = self
+                    .early()
+                    .hold(&message, |c| matches.iter().any(|m| m.client_id == *c));
+                if held > 0 {
+                    metrics::counter!(m::EARLY_SUBSCRIPTION_MESSAGES, "outcome" => "held")
+                        .increment(held as u64);
+                }
+            }
+        }
         let targets = merge_matches(matches, &message);
         if targets.is_empty() {
-            return RouteOutcome::default();
+            return RouteOutcome {
+                matched: held,
+                ..RouteOutcome::default()
+            };
         }
         let cells: Vec<(Arc<SessionCell>, Target)> = {
             let sessions = self.sessions_map();
@@ -1151,7 +1272,10 @@ impl Broker {
                 .collect()
         };
         let acl = self.settings.auth.acl();
-        let mut outcome = RouteOutcome::default();
+        let mut outcome = RouteOutcome {
+            matched: held,
+            ..RouteOutcome::default()
+        };
         for (cell, target) in cells {
             if !acl.is_empty() && !cell.may_read(&acl, &message.topic) {
                 // Its subscription overlaps topics it may not read.

@@ -520,6 +520,10 @@ impl Connection {
         );
         let mut writers = HashMap::new();
         writers.insert(0, link.control.clone());
+        let _ = link.ctx.announcer.set(stream::Announcer {
+            broker: broker.clone(),
+            client_id: client_id.clone(),
+        });
         let mut conn = Connection {
             broker,
             link,
@@ -581,7 +585,18 @@ impl Connection {
             let budget = self.link.ctx.budget.clone();
             let result = tokio::select! {
                 inbound = self.link.inbound.recv() => match inbound {
-                    Some(inbound) => self.on_inbound(inbound).await,
+                    Some(inbound) => {
+                        if self.link.inbound.is_empty() && is_publish(&inbound) {
+                            // The scheduler runs the task it woke last first,
+                            // so this publisher's reader and core can overtake
+                            // readers woken before it, on packets the node
+                            // read earlier (a SUBSCRIBE this PUBLISH must
+                            // reach). Let them run before routing. Under load
+                            // the queue is not empty and nobody yields.
+                            tokio::task::yield_now().await;
+                        }
+                        self.on_inbound(inbound).await
+                    }
                     None => Err(Close::Silently),
                 },
                 event = self.events.recv() => match event {
@@ -636,6 +651,7 @@ impl Connection {
         }
         // Dropping the writers lets their tasks finish the streams.
         self.writers.clear();
+        self.broker.forget_announced(&self.client_id);
         if let Some(quic) = &self.link.quic {
             let code = match close {
                 Close::Reason(code) => code.0,
@@ -1146,6 +1162,7 @@ impl Connection {
         let mut reason_codes = Vec::with_capacity(subscribe.filters.len());
         let mut retained = Vec::new();
         let mut commits = Vec::new();
+        let filters: Vec<String> = subscribe.filters.iter().map(|(f, _)| f.clone()).collect();
         for (filter, options) in subscribe.filters {
             if validate_topic_filter(&filter).is_err() {
                 reason_codes.push(ReasonCode::TOPIC_FILTER_INVALID);
@@ -1203,6 +1220,13 @@ impl Connection {
                 };
             if send_retained {
                 retained.push((reason_codes.len() - 1, filter, options, identifier));
+            }
+        }
+        // The reader announced these filters; a refused one's announcement
+        // goes with what it held.
+        for (filter, code) in filters.iter().zip(&reason_codes) {
+            if code.is_error() {
+                self.broker.discard_announced(&self.client_id, filter);
             }
         }
         // The new subscriptions deliver on this node already. In a cluster,
@@ -1378,6 +1402,10 @@ impl Connection {
 /// How long SUBACK waits for the cluster to route a new filter (a little
 /// over the cluster's propose timeout).
 const ROUTE_COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(6);
+
+fn is_publish(inbound: &Inbound) -> bool {
+    matches!(inbound, Inbound::Packet { packet, .. } if matches!(**packet, Packet::Publish(_)))
+}
 
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {

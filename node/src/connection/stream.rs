@@ -6,13 +6,14 @@
 //! the client opens.
 
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::{Bytes, BytesMut};
 use quicmq_proto::mqtt::{decode, DecodeError, Packet, ProtocolVersion};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, Notify};
 
+use crate::broker::{Broker, ClientId};
 use crate::metrics as m;
 
 /// A read buffer above this size is released once empty.
@@ -121,6 +122,18 @@ pub struct StreamContext {
     pub budget: Arc<WriteBudget>,
     /// Where decoded packets go.
     pub inbound: mpsc::Sender<Inbound>,
+    /// Set once the connection has its session: readers announce the
+    /// filters of each SUBSCRIBE to the broker as they decode it.
+    pub announcer: Arc<OnceLock<Announcer>>,
+}
+
+/// Announces SUBSCRIBE filters for one client
+/// ([`Broker::announce_subscription`]).
+pub struct Announcer {
+    /// The broker the connection serves.
+    pub broker: Arc<Broker>,
+    /// The connection's client ID.
+    pub client_id: ClientId,
 }
 
 /// Start the reader and writer tasks of one stream; returns its writer.
@@ -174,8 +187,18 @@ async fn read_packets<R: AsyncRead + Unpin>(ctx: StreamContext, stream: u64, mut
         loop {
             match decode(&mut buf, ctx.version.get(), ctx.max_packet_size) {
                 Ok(Some(packet)) => {
-                    if let Packet::Connect(connect) = &packet {
-                        ctx.version.set(connect.protocol);
+                    match &packet {
+                        Packet::Connect(connect) => ctx.version.set(connect.protocol),
+                        Packet::Subscribe(subscribe) => {
+                            if let Some(announcer) = ctx.announcer.get() {
+                                for (filter, _) in &subscribe.filters {
+                                    announcer
+                                        .broker
+                                        .announce_subscription(&announcer.client_id, filter);
+                                }
+                            }
+                        }
+                        _ => {}
                     }
                     if ctx
                         .inbound

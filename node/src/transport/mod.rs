@@ -36,6 +36,7 @@ fn stream_context(
         version: Default::default(),
         budget: Arc::new(WriteBudget::default()),
         inbound,
+        announcer: Default::default(),
     };
     (ctx, rx)
 }
