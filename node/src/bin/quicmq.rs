@@ -39,8 +39,8 @@ use quicmq_node::bench::{
     Bound, ConnBench, ConnSettings, ProgressMode, PubBench, PubSettings, SubBench, SubSettings,
 };
 use quicmq_node::client::{
-    Client, ClientOptions, Event, Properties, ProtocolVersion, Publish, QoS, ReasonCode,
-    SubscriptionOptions, TlsOptions, Transport,
+    Backoff, Client, ClientError, ClientOptions, Event, Properties, ProtocolVersion, Publish, QoS,
+    ReasonCode, ReconnectEvent, ReconnectingClient, SubscriptionOptions, TlsOptions, Transport,
 };
 
 #[derive(Parser, Debug)]
@@ -496,6 +496,10 @@ struct SubArgs {
     /// many seconds (or, without -C, after this many seconds).
     #[arg(short = 'W', long = "timeout", env = "QUICMQ_TIMEOUT")]
     timeout: Option<u64>,
+    /// Exit (status 1) when the connection is lost instead of connecting
+    /// again with backoff.
+    #[arg(long, env = "QUICMQ_NO_RECONNECT", value_parser = FalseyValueParser::new())]
+    no_reconnect: bool,
 }
 
 /// Without `-n`, `bench pub` sends for this long.
@@ -703,11 +707,34 @@ async fn connect(opts: ClientOptions) -> anyhow::Result<Client> {
 }
 
 async fn publish(args: PubArgs) -> anyhow::Result<ExitCode> {
-    let client = connect(args.conn.options("pub")).await?;
-    let reason = client
-        .publish(&args.topic, args.message, args.qos, args.retain)
-        .await
-        .context("publish failed")?;
+    let opts = args.conn.options("pub");
+    let client = connect(opts.clone()).await?;
+    let publish = Publish {
+        dup: false,
+        qos: args.qos,
+        retain: args.retain,
+        topic: args.topic.clone(),
+        packet_id: None,
+        properties: Properties::default(),
+        payload: Bytes::from(args.message.clone()),
+    };
+    let (client, result) = match client.publish_packet(publish.clone()).await {
+        // QoS 1/2: the broker may have it; send it once more, marked DUP.
+        Err(e) if args.qos != QoS::AtMostOnce && is_connection_loss(&e) => {
+            eprintln!(
+                "connection lost before the acknowledgement ({e}); publishing again with DUP"
+            );
+            let client = connect(opts).await?;
+            let again = Publish {
+                dup: true,
+                ..publish
+            };
+            let result = client.publish_packet(again).await;
+            (client, result)
+        }
+        result => (client, result),
+    };
+    let reason = result.context("publish failed")?;
     if let Err(e) = client.disconnect(ReasonCode::NORMAL_DISCONNECTION).await {
         tracing::warn!(error = %e, "disconnect failed");
     }
@@ -717,16 +744,17 @@ async fn publish(args: PubArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn subscribe(args: SubArgs) -> anyhow::Result<ExitCode> {
-    let mut opts = args.conn.options("sub");
-    if args.persistent {
-        opts.clean_start = false;
-        opts.session_expiry_interval = Some(args.session_expiry.unwrap_or(u32::MAX));
-    } else {
-        opts.session_expiry_interval = args.session_expiry;
-    }
-    let client = connect(opts).await?;
+/// Whether `e` means the connection went away (so the message may be
+/// worth sending again on a new one).
+fn is_connection_loss(e: &ClientError) -> bool {
+    matches!(
+        e,
+        ClientError::Closed(_) | ClientError::Io(_) | ClientError::Quic(_)
+    )
+}
 
+/// SUBSCRIBE to every filter of `args`; an error names the first refused.
+async fn subscribe_all(client: &Client, args: &SubArgs) -> anyhow::Result<()> {
     let options = SubscriptionOptions::new(args.qos);
     let filters = args
         .topics
@@ -744,6 +772,23 @@ async fn subscribe(args: SubArgs) -> anyhow::Result<ExitCode> {
         }
         tracing::debug!(%topic, granted = %code, "subscribed");
     }
+    Ok(())
+}
+
+async fn subscribe(args: SubArgs) -> anyhow::Result<ExitCode> {
+    let mut opts = args.conn.options("sub");
+    if args.persistent {
+        opts.clean_start = false;
+        opts.session_expiry_interval = Some(args.session_expiry.unwrap_or(u32::MAX));
+    } else {
+        opts.session_expiry_interval = args.session_expiry;
+    }
+    let target = format!("{}:{} over {}", opts.host, opts.port, opts.transport);
+    let (client, _) = ReconnectingClient::connect(opts, Backoff::default())
+        .await
+        .with_context(|| format!("cannot connect to {target}"))?;
+    let first = client.connected().await.context("connection lost")?;
+    subscribe_all(&first, &args).await?;
 
     let deadline = args
         .timeout
@@ -760,42 +805,84 @@ async fn subscribe(args: SubArgs) -> anyhow::Result<ExitCode> {
 
     let mut received: u64 = 0;
     if args.count == Some(0) {
-        let _ = client.disconnect(ReasonCode::NORMAL_DISCONNECTION).await;
+        let _ = client.disconnect().await;
         return Ok(ExitCode::SUCCESS);
     }
     loop {
         let event = tokio::select! {
             event = client.recv() => event,
             _ = &mut ctrl_c => {
-                let _ = client.disconnect(ReasonCode::NORMAL_DISCONNECTION).await;
+                let _ = client.disconnect().await;
                 return Ok(ExitCode::SUCCESS);
             }
             _ = &mut timeout => {
-                let _ = client.disconnect(ReasonCode::NORMAL_DISCONNECTION).await;
+                let _ = client.disconnect().await;
                 match args.count {
                     Some(count) => bail!("timed out after {received} of {count} messages"),
                     None => return Ok(ExitCode::SUCCESS),
                 }
             }
         };
+        let event = match event {
+            Some(ReconnectEvent::Event(event)) => *event,
+            Some(ReconnectEvent::Lost(why)) if args.no_reconnect => {
+                bail!("connection lost: {why}")
+            }
+            Some(ReconnectEvent::Lost(why)) => {
+                eprintln!("connection lost: {why}; reconnecting");
+                continue;
+            }
+            Some(ReconnectEvent::Reconnected {
+                connack,
+                attempts,
+                down,
+            }) => {
+                let session = if connack.session_present {
+                    "session resumed"
+                } else {
+                    "new session, subscribing again"
+                };
+                eprintln!(
+                    "reconnected after {:.1} s ({attempts} attempt{}): {session}",
+                    down.as_secs_f64(),
+                    if attempts == 1 { "" } else { "s" }
+                );
+                if !connack.session_present {
+                    let current = client.connected().await.context("connection lost")?;
+                    subscribe_all(&current, &args).await?;
+                }
+                continue;
+            }
+            Some(ReconnectEvent::GaveUp(e)) => bail!("cannot reconnect: {e}"),
+            None => bail!("connection closed"),
+        };
         match event {
-            Some(Event::Publish(message)) => {
+            Event::Publish(message) => {
                 print_message(&message, args.verbose)?;
                 received += 1;
                 if args.count.is_some_and(|count| received >= count) {
-                    let _ = client.disconnect(ReasonCode::NORMAL_DISCONNECTION).await;
+                    let _ = client.disconnect().await;
                     return Ok(ExitCode::SUCCESS);
                 }
             }
-            Some(Event::Disconnect(disconnect)) => {
+            Event::Disconnect(disconnect) => {
                 let mut text = format!("the broker disconnected: {}", disconnect.reason_code);
                 if let Some(reason) = &disconnect.properties.reason_string {
                     let _ = write!(text, " ({reason})");
                 }
-                bail!(text);
+                // Another client took the session: coming back would take it
+                // from that one in turn.
+                let taken = disconnect.reason_code == ReasonCode::SESSION_TAKEN_OVER;
+                if args.no_reconnect || taken {
+                    let _ = client.disconnect().await;
+                    bail!(text);
+                }
+                eprintln!("{text}");
             }
-            Some(Event::Closed(Some(reason))) => bail!("connection closed: {reason}"),
-            Some(Event::Closed(None)) | None => bail!("connection closed"),
+            Event::Closed(Some(reason)) if args.no_reconnect => {
+                bail!("connection closed: {reason}")
+            }
+            Event::Closed(_) => {}
         }
     }
 }
