@@ -131,9 +131,9 @@ async fn publish_and_subscribe_follow_the_acl() {
         "all inside the denied subtree"
     );
     assert_eq!(
-        subscribe(&alice, "$share/g/fleet/#").await,
+        subscribe(&bob, "$share/g/fleet/a1/x").await,
         ReasonCode::NOT_AUTHORIZED,
-        "a group member must be able to read all it could be handed"
+        "a shared subscription follows the same rule"
     );
 
     // PUBLISH: 0x87 for QoS 1 and 2, silence for QoS 0; nothing delivered.
@@ -323,4 +323,98 @@ async fn sighup_reloads_the_acl_of_a_running_process() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(code, ReasonCode::NO_MATCHING_SUBSCRIBERS);
+}
+
+const BOB_NO_SECRETS: &str = "\
+deny  subscribe user:bob secret/#
+allow both      all      #
+";
+
+/// `#` over a denied subtree, security-sensitive shapes: an ordinary and a
+/// shared subscription, a retained message, a topic alias, and a reload
+/// that narrows the rules under a subscription already granted.
+#[tokio::test]
+async fn a_broad_subscription_never_reads_a_denied_subtree() {
+    use quicmq_proto::mqtt::Publish;
+    let (node, dir) = acl_node("allow both all #\n").await;
+    let alice = login(&node, "alice", "a1", ProtocolVersion::V5)
+        .await
+        .unwrap();
+    let bob = login(&node, "bob", "b1", ProtocolVersion::V5)
+        .await
+        .unwrap();
+    let bob_shared = login(&node, "bob", "b2", ProtocolVersion::V5)
+        .await
+        .unwrap();
+    // Granted while everything is allowed; the reload narrows it.
+    assert_eq!(subscribe(&bob, "#").await, ReasonCode(1));
+    std::fs::write(dir.path().join("acl"), BOB_NO_SECRETS).unwrap();
+    let (status, body) = http_post(node.admin(), "/api/auth/reload").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        subscribe(&bob, "secret/#").await,
+        ReasonCode::NOT_AUTHORIZED
+    );
+    assert_eq!(subscribe(&alice, "$share/g/#").await, ReasonCode(1));
+    assert_eq!(subscribe(&bob_shared, "$share/g/#").await, ReasonCode(1));
+
+    // Plain, retained, and through a topic alias (the second PUBLISH
+    // names no topic).
+    for topic in ["secret/a", "secret/b", "secret/c", "secret/d"] {
+        assert_eq!(
+            publish(&alice, topic, QoS::AtLeastOnce, topic == "secret/d").await,
+            ReasonCode::SUCCESS
+        );
+    }
+    let aliased = |topic: &str| Publish {
+        dup: false,
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        topic: topic.into(),
+        packet_id: None,
+        properties: Properties {
+            topic_alias: Some(1),
+            ..Properties::default()
+        },
+        payload: Bytes::from_static(b"m"),
+    };
+    alice.publish_packet(aliased("secret/alias")).await.unwrap();
+    alice.publish_packet(aliased("")).await.unwrap();
+    for topic in ["open/a", "open/b", "open/c", "open/d"] {
+        publish(&alice, topic, QoS::AtLeastOnce, false).await;
+    }
+
+    let bob_got = received(&bob).await;
+    assert_eq!(bob_got, ["open/a", "open/b", "open/c", "open/d"]);
+    // The group hands every secret to alice, and the rest by turns.
+    let shared_bob = received(&bob_shared).await;
+    assert!(
+        shared_bob.iter().all(|t| t.starts_with("open/")),
+        "{shared_bob:?}"
+    );
+    assert!(!shared_bob.is_empty(), "bob takes his turns on open topics");
+    let shared_alice = received(&alice).await;
+    let secrets: Vec<_> = shared_alice
+        .iter()
+        .filter(|t| t.starts_with("secret/"))
+        .collect();
+    assert_eq!(
+        secrets,
+        [
+            "secret/a",
+            "secret/b",
+            "secret/c",
+            "secret/d",
+            "secret/alias",
+            "secret/alias"
+        ]
+    );
+    assert_eq!(shared_alice.len() + shared_bob.len(), 10);
+
+    // A retained secret is withheld at SUBSCRIBE too.
+    let late = login(&node, "bob", "b3", ProtocolVersion::V5)
+        .await
+        .unwrap();
+    assert_eq!(subscribe(&late, "#").await, ReasonCode(1));
+    assert_eq!(received(&late).await, Vec::<String>::new());
 }

@@ -1213,6 +1213,7 @@ impl Broker {
         let selection = Selection {
             ordinary: true,
             shared: &local_only,
+            member: &|_| true,
         };
         let mut outcome = self.deliver_local(message.clone(), &selection);
         if forwarded > 0 {
@@ -1235,16 +1236,34 @@ impl Broker {
         let selection = Selection {
             ordinary,
             shared: &listed,
+            member: &|_| true,
         };
         self.deliver_local(message, &selection)
     }
 
     fn deliver_local(&self, message: Arc<Message>, selection: &Selection<'_>) -> RouteOutcome {
+        let acl = self.settings.auth.acl();
+        // A shared group's turn passes over members that may not read the
+        // topic (the sessions lock is taken inside the tree's read lock;
+        // nothing takes the tree's lock while holding the sessions lock,
+        // except `restore` before the broker is shared).
+        let may_read = |client_id: &ClientId| {
+            acl.is_empty()
+                || self
+                    .sessions_map()
+                    .get(client_id)
+                    .is_none_or(|cell| cell.may_read(&acl, &message.topic))
+        };
+        let selection = Selection {
+            ordinary: selection.ordinary,
+            shared: selection.shared,
+            member: &may_read,
+        };
         let mut matches = Vec::new();
         let mut held = 0;
         {
             let tree = read(&self.tree);
-            tree.matches_selected(&message.topic, selection, &mut matches);
+            tree.matches_selected(&message.topic, &selection, &mut matches);
             // Under the tree lock, so that a filter is either in the tree
             // or still announced, never neither.
             if selection.ordinary && self.early_len.load(Ordering::Acquire) > 0 {
@@ -1271,7 +1290,6 @@ impl Broker {
                 .filter_map(|t| sessions.get(&t.client_id).map(|c| (c.clone(), t)))
                 .collect()
         };
-        let acl = self.settings.auth.acl();
         let mut outcome = RouteOutcome {
             matched: held,
             ..RouteOutcome::default()

@@ -56,6 +56,10 @@ pub struct Selection<'a> {
     pub ordinary: bool,
     /// Whether the shared group with this `$share/G/F` key may deliver.
     pub shared: &'a dyn Fn(&str) -> bool,
+    /// Whether a shared group may hand the message to this member (the
+    /// ACL lets it read the topic); the group's turn passes to the next
+    /// member that may, and a group without one is skipped.
+    pub member: &'a dyn Fn(&ClientId) -> bool,
 }
 
 impl Selection<'static> {
@@ -63,6 +67,7 @@ impl Selection<'static> {
     pub const ALL: Selection<'static> = Selection {
         ordinary: true,
         shared: &|_| true,
+        member: &|_| true,
     };
 }
 
@@ -214,8 +219,14 @@ fn emit(node: &Node, selection: &Selection<'_>, out: &mut Vec<Match>) {
         if group.members.is_empty() || !(selection.shared)(&group.key) {
             continue;
         }
-        let i = group.next.fetch_add(1, Ordering::Relaxed) % group.members.len();
-        let (client_id, subscription) = &group.members[i];
+        let count = group.members.len();
+        let start = group.next.fetch_add(1, Ordering::Relaxed) % count;
+        let Some((client_id, subscription)) = (0..count)
+            .map(|k| &group.members[(start + k) % count])
+            .find(|(client_id, _)| (selection.member)(client_id))
+        else {
+            continue;
+        };
         out.push(Match {
             client_id: client_id.clone(),
             subscription: *subscription,
@@ -283,6 +294,7 @@ mod tests {
         let selection = Selection {
             ordinary: false,
             shared: &only_g,
+            member: &|_| true,
         };
         let mut out = Vec::new();
         t.matches_selected("a/b", &selection, &mut out);
@@ -291,6 +303,36 @@ mod tests {
         out.clear();
         t.matches("a/b", &mut out);
         assert_eq!(out.len(), 3);
+    }
+
+    #[test]
+    fn a_group_passes_over_members_that_may_not_take_the_message() {
+        let mut t = SubscriptionTree::default();
+        for id in ["m1", "m2", "m3"] {
+            t.insert("$share/g/a/#", Arc::from(id), sub(QoS::AtMostOnce));
+        }
+        let not_m2 = |c: &ClientId| &**c != "m2";
+        let selection = Selection {
+            ordinary: true,
+            shared: &|_| true,
+            member: &not_m2,
+        };
+        let mut picked = Vec::new();
+        for _ in 0..6 {
+            let mut out = Vec::new();
+            t.matches_selected("a/b", &selection, &mut out);
+            assert_eq!(out.len(), 1);
+            picked.push(out[0].client_id.to_string());
+        }
+        assert!(!picked.contains(&"m2".to_string()), "{picked:?}");
+        assert!(picked.contains(&"m1".to_string()) && picked.contains(&"m3".to_string()));
+        let nobody = Selection {
+            member: &|_| false,
+            ..selection
+        };
+        let mut out = Vec::new();
+        t.matches_selected("a/b", &nobody, &mut out);
+        assert!(out.is_empty(), "no member may: the group is skipped");
     }
 
     #[test]
