@@ -207,6 +207,39 @@ async fn a_node_cut_off_from_the_majority_refuses_raft_writes_with_a_reason_code
         Some(ReasonCode::SERVER_UNAVAILABLE),
         "{err:?}"
     );
+    let reason = err
+        .connack()
+        .and_then(|c| c.properties.reason_string.clone());
+    assert!(
+        reason.as_deref().is_some_and(|r| r.contains("claim")),
+        "{reason:?}"
+    );
+    // Over QUIC it names the other members to try (Server Reference).
+    let node = &cluster.nodes[2];
+    let quic = quicmq_tests::options_for(
+        node.quic,
+        quicmq_node::client::Transport::Quic,
+        "latecomer-quic",
+        &node.data_dir.join("dev-cert.pem"),
+    );
+    let err = Client::connect(persistent(quic))
+        .await
+        .expect_err("no leader to claim the session with");
+    let connack = err.connack().expect("a CONNACK");
+    assert_eq!(connack.reason_code, ReasonCode::SERVER_UNAVAILABLE);
+    let reference = connack
+        .properties
+        .server_reference
+        .clone()
+        .unwrap_or_default();
+    let named: Vec<&str> = reference.split(' ').collect();
+    for other in &cluster.nodes[..2] {
+        assert!(
+            named.contains(&other.quic.to_string().as_str()),
+            "{reference:?} names {}",
+            other.quic
+        );
+    }
 
     // The majority comes back: writes work again.
     cluster.nodes[0].restart();

@@ -386,6 +386,22 @@ impl ClusterLink {
         (now, reached)
     }
 
+    /// The public QUIC addresses of the other active members, as an MQTT 5
+    /// Server Reference (space separated), for a client this node cannot
+    /// serve now; `None` without other members.
+    pub fn server_reference(&self) -> Option<String> {
+        let me = self.node_id();
+        let others: Vec<String> = self.node.shared().read(|s| {
+            s.members()
+                .iter()
+                .filter(|m| m.node_id != me && m.state == MemberState::Active)
+                .filter(|m| !m.public_addr.is_empty())
+                .map(|m| m.public_addr.clone())
+                .collect()
+        });
+        (!others.is_empty()).then(|| others.join(" "))
+    }
+
     /// Waits until every other active member routes by this node's current
     /// state (each at most [`BARRIER_TIMEOUT`]; a member that does not
     /// answer — dead, cut off — is not waited for longer). After a route

@@ -298,17 +298,25 @@ impl Connection {
         let version = connect.protocol;
         let settings = broker.settings().clone();
         let v5 = version == ProtocolVersion::V5;
-        let refuse = |code: ReasonCode, link: &Link| {
+        let refuse_with = |code: ReasonCode, properties: Properties, link: &Link| {
             let mut out = BytesMut::new();
+            let properties = if v5 {
+                properties
+            } else {
+                Properties::default()
+            };
             let connack = Packet::ConnAck(ConnAck {
                 session_present: false,
                 reason_code: code,
-                properties: Properties::default(),
+                properties,
             });
             if encode(&connack, version, &mut out).is_ok() {
                 link.control.send(out.freeze(), &link.ctx.budget);
             }
             metrics::counter!(m::PROTOCOL_ERRORS, "reason" => code.name()).increment(1);
+        };
+        let refuse = |code: ReasonCode, link: &Link| {
+            refuse_with(code, Properties::default(), link);
         };
         if v5 && connect.properties.authentication_method.is_some() {
             // No enhanced authentication method is configured.
@@ -375,7 +383,16 @@ impl Connection {
                 connect.username.as_deref(),
                 &decision,
             );
-            refuse(code, &link);
+            let properties = if code == ReasonCode::SERVER_BUSY {
+                Properties {
+                    reason_string: Some("too many logins at once; connect again".into()),
+                    server_reference: other_members(&broker, &link),
+                    ..Properties::default()
+                }
+            } else {
+                Properties::default()
+            };
+            refuse_with(code, properties, &link);
             return;
         }
         if let Some(will) = &connect.will {
@@ -510,7 +527,16 @@ impl Connection {
             }
             Err(AttachError::Cluster(e)) => {
                 tracing::warn!(client_id = %client_id, "session not claimed in the cluster: {e}");
-                refuse(ReasonCode::SERVER_UNAVAILABLE, &link);
+                // 0x88 with the reason, and (QUIC, whose addresses members
+                // publish) the other members to try.
+                let properties = Properties {
+                    reason_string: Some(format!(
+                        "the cluster could not commit this session's claim ({e}); connect again"
+                    )),
+                    server_reference: other_members(&broker, &link),
+                    ..Properties::default()
+                };
+                refuse_with(ReasonCode::SERVER_UNAVAILABLE, properties, &link);
                 return;
             }
         };
@@ -1402,6 +1428,15 @@ impl Connection {
 /// How long SUBACK waits for the cluster to route a new filter (a little
 /// over the cluster's propose timeout).
 const ROUTE_COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(6);
+
+/// A Server Reference for a client refused with 0x88 or 0x89: in a
+/// cluster, over QUIC (the addresses members publish), the other members.
+fn other_members(broker: &Broker, link: &Link) -> Option<String> {
+    match (broker.cluster(), link.transport) {
+        (Some(cluster), "quic") => cluster.server_reference(),
+        _ => None,
+    }
+}
 
 fn is_publish(inbound: &Inbound) -> bool {
     matches!(inbound, Inbound::Packet { packet, .. } if matches!(**packet, Packet::Publish(_)))
