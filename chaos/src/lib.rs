@@ -9,9 +9,13 @@
 //!   chosen node-to-node links.
 //! - [`scenario`]: a cluster of node processes behind routers, persistent
 //!   QoS 1 subscribers and paced publishers through the routers, one fault
-//!   mid-session (kill -9 of the owner node, the leader or a router,
+//!   mid-session (kill -9 of the owner node, the leader or a router, a
+//!   reconnect storm of every client of a killed node,
 //!   SIGSTOP, a restart, a partition between nodes, an impaired client
 //!   path, NAT rebinding).
+//! - [`endpoints`]: `EndpointPool`, client endpoints shared by many
+//!   connections over several loopback addresses (the storm holds ten
+//!   thousand), and the process's peak memory.
 //! - [`handshake`]: connect → CONNACK of full, resumed and 0-RTT QUIC
 //!   handshakes over a path with a set round-trip time.
 //! - [`report`]: what was published, acknowledged, delivered, lost and
@@ -21,6 +25,7 @@
 //! binary runs any scenario at any size and writes the report.
 
 pub mod egress_proxy;
+pub mod endpoints;
 pub mod handshake;
 pub mod impairment;
 pub mod report;

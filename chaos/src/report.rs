@@ -57,6 +57,22 @@ pub struct Report {
     /// Whether the retained messages are the same on every surviving node
     /// (`None`: not checked).
     pub retained_equal: Option<bool>,
+    /// Storm: every subscriber connecting and subscribing at once as a
+    /// plain session: until the last SUBACK.
+    pub connect_plain: Option<Duration>,
+    /// The same as persistent sessions (each a claim through Raft).
+    pub connect_persistent: Option<Duration>,
+    /// Storm: the clients of the killed node.
+    pub storm_clients: usize,
+    /// Storm: from the fault until the last subscriber resumed.
+    pub all_resumed: Option<Duration>,
+    /// Storm: from the fault until the last subscriber received again (a
+    /// probe published after it resumed).
+    pub all_receiving: Option<Duration>,
+    /// Client endpoints (UDP sockets) the scenario's clients shared.
+    pub client_endpoints: Option<usize>,
+    /// Peak resident memory of the process running the clients, bytes.
+    pub client_peak_rss: Option<u64>,
     /// Scenario-specific invariants that failed, in words.
     pub violations: Vec<String>,
 }
@@ -76,6 +92,13 @@ impl Report {
             .values()
             .map(|n| u64::from(n.saturating_sub(1)))
             .sum();
+    }
+
+    /// Storm: persistent sessions claimed per second while all connected
+    /// at once.
+    pub fn claims_per_second(&self) -> Option<f64> {
+        let d = self.connect_persistent?.as_secs_f64();
+        (d > 0.0).then(|| self.subscribers as f64 / d)
     }
 
     /// The `q`-quantile (0 to 1) of the failover times.
@@ -135,6 +158,16 @@ impl Report {
                 "max": ms(self.failover_quantile(1.0)),
             },
             "retained_equal": self.retained_equal,
+            "storm": {
+                "connect_plain_ms": ms(self.connect_plain),
+                "connect_persistent_ms": ms(self.connect_persistent),
+                "claims_per_s": self.claims_per_second(),
+                "reconnecting_clients": self.storm_clients,
+                "all_resumed_ms": ms(self.all_resumed),
+                "all_receiving_ms": ms(self.all_receiving),
+                "client_endpoints": self.client_endpoints,
+                "client_peak_rss_bytes": self.client_peak_rss,
+            },
             "failures": self.failures(),
         })
     }
@@ -182,6 +215,33 @@ impl fmt::Display for Report {
             ms(self.failover_quantile(0.99)),
             ms(self.failover_quantile(1.0))
         )?;
+        if let (Some(plain), Some(persistent)) = (self.connect_plain, self.connect_persistent) {
+            writeln!(
+                f,
+                "connect    all {} subscribed: plain {}, persistent {} ({:.0} claims/s)",
+                self.subscribers,
+                ms(Some(plain)),
+                ms(Some(persistent)),
+                self.claims_per_second().unwrap_or(0.0)
+            )?;
+        }
+        if self.all_resumed.is_some() || self.all_receiving.is_some() {
+            writeln!(
+                f,
+                "storm      {} clients of the killed node: all resumed {}, all receiving again {}",
+                self.storm_clients,
+                ms(self.all_resumed),
+                ms(self.all_receiving)
+            )?;
+        }
+        if let Some(rss) = self.client_peak_rss {
+            writeln!(
+                f,
+                "clients    {} endpoints, peak memory {:.0} MiB",
+                self.client_endpoints.unwrap_or(0),
+                rss as f64 / (1024.0 * 1024.0)
+            )?;
+        }
         if let Some(equal) = self.retained_equal {
             writeln!(
                 f,

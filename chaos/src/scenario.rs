@@ -18,6 +18,7 @@ use quicmq_proto::mqtt::{Properties, SubscriptionOptions};
 use quicmq_tests::{free_udp_port, ClusterProcesses, RouterProcess};
 
 use crate::egress_proxy::EgressProxy;
+use crate::endpoints::{peak_rss_bytes, EndpointPool};
 use crate::impairment::Impairment;
 use crate::report::{Deliveries, MessageId, Report};
 use crate::udp_proxy::UdpProxy;
@@ -27,6 +28,12 @@ use crate::udp_proxy::UdpProxy;
 pub enum Fault {
     /// `kill -9` of the node that holds every subscriber's session.
     KillOwner,
+    /// Storms. First every subscriber connects and subscribes at once
+    /// through the router, as plain sessions and then as persistent ones
+    /// (time until all subscribed, claims per second). Then `kill -9` of the
+    /// node holding most of them: all of its clients reconnect at once
+    /// (time until all resumed and until all receive again).
+    Storm,
     /// `kill -9` of the Raft leader.
     KillLeader,
     /// `kill -9` of one of two routers sharing the public address.
@@ -52,6 +59,9 @@ impl Fault {
     fn describe(&self) -> String {
         match self {
             Fault::KillOwner => "kill -9 of the node holding the subscribers".into(),
+            Fault::Storm => {
+                "all connect at once, then kill -9 of the node holding most: its clients reconnect at once".into()
+            }
             Fault::KillLeader => "kill -9 of the Raft leader".into(),
             Fault::KillRouter => "kill -9 of one of two routers".into(),
             Fault::Pause(d) => format!("SIGSTOP of the subscribers' node for {d:?}"),
@@ -112,6 +122,9 @@ pub struct Spec {
     /// that its node died from the router's Stateless Reset to its next
     /// packet, so this bounds its failover time from below.
     pub keep_alive: Duration,
+    /// QUIC connections per client endpoint (UDP socket); 1: a socket
+    /// each. Endpoints spread over several loopback addresses.
+    pub clients_per_endpoint: usize,
 }
 
 impl Spec {
@@ -129,6 +142,21 @@ impl Spec {
             after: Duration::from_secs(4),
             settle: Duration::from_secs(20),
             keep_alive: Duration::from_secs(1),
+            clients_per_endpoint: 1,
+        }
+    }
+
+    /// The storm for `cargo test`: `subscribers` clients connecting at
+    /// once (plain, then persistent), 25 per client endpoint, light
+    /// publishing, then the kill.
+    pub fn storm(subscribers: usize) -> Spec {
+        Spec {
+            subscribers,
+            publishers: 4,
+            rate: 10,
+            settle: Duration::from_secs(60),
+            clients_per_endpoint: 25,
+            ..Spec::short("storm", Fault::Storm)
         }
     }
 }
@@ -151,6 +179,9 @@ fn setup(what: impl std::fmt::Display) -> ScenarioError {
 struct SubscriberLog {
     lost_at: Option<Instant>,
     resumed_at: Option<Instant>,
+    /// When a probe (the storm's "receiving again") arrived after it
+    /// resumed.
+    probed_at: Option<Instant>,
     session_missing: bool,
     losses: u32,
 }
@@ -254,45 +285,87 @@ pub async fn run(spec: &Spec) -> Result<Report, ScenarioError> {
         publisher_losses: Mutex::default(),
     });
 
-    // Subscribers; for faults that hit their node, all on one node.
+    // Subscribers, connected a batch at a time; for faults that hit their
+    // node, all on one node.
     let run_id = std::process::id();
-    let mut subscribers = Vec::new();
+    let endpoints = EndpointPool::new(spec.clients_per_endpoint);
+    let subscriber_options = |id: &str| -> Result<ClientOptions, ScenarioError> {
+        let mut o = client_options(entry, id, spec.keep_alive);
+        o.clean_start = true;
+        o.session_expiry_interval = Some(600);
+        o.quic_endpoint = endpoints.next().map_err(setup)?;
+        Ok(o)
+    };
+    let mut subscribers: Vec<(ReconnectingClient, String)> = Vec::new();
     let mut gathered_on: Option<String> = None;
     let mut attempt = 0;
+    let mut connect_storms = None;
+    if matches!(spec.fault, Fault::Storm) {
+        let plain = connect_storm(&subscriber_options, spec.subscribers, run_id, false).await?;
+        let persistent = connect_storm(&subscriber_options, spec.subscribers, run_id, true).await?;
+        connect_storms = Some((plain, persistent.1));
+        subscribers = persistent.0;
+    }
     while subscribers.len() < spec.subscribers {
-        attempt += 1;
         if attempt > spec.subscribers * 12 {
             return Err(setup("could not place the subscribers on one node"));
         }
-        let id = format!("chaos-{run_id}-sub-{attempt}");
-        let mut o = client_options(entry, &id, spec.keep_alive);
-        o.clean_start = true;
-        o.session_expiry_interval = Some(600);
-        let (client, connack) = ReconnectingClient::connect(o, backoff())
-            .await
-            .map_err(|e| setup(format!("subscriber connect: {e}")))?;
-        let node = node_of(&connack);
-        if spec.fault.gathers_subscribers() {
+        let missing = spec.subscribers - subscribers.len();
+        let batch = if spec.fault.gathers_subscribers() && gathered_on.is_some() {
+            (missing * 3).min(BATCH)
+        } else if gathered_on.is_none() && spec.fault.gathers_subscribers() {
+            1
+        } else {
+            missing.min(BATCH)
+        };
+        let mut connecting = tokio::task::JoinSet::new();
+        for _ in 0..batch {
+            attempt += 1;
+            let o = subscriber_options(&format!("chaos-{run_id}-sub-{attempt}"))?;
+            connecting.spawn(async move { ReconnectingClient::connect(o, backoff()).await });
+        }
+        while let Some(connected) = connecting.join_next().await {
+            let (client, connack) = connected
+                .map_err(setup)?
+                .map_err(|e| setup(format!("subscriber connect: {e}")))?;
+            let node = node_of(&connack);
             let wanted = gathered_on.get_or_insert_with(|| node.clone());
-            if *wanted != node {
+            let placed = !spec.fault.gathers_subscribers() || *wanted == node;
+            if !placed || subscribers.len() >= spec.subscribers {
                 let _ = client.disconnect().await;
                 continue;
             }
+            subscribers.push((client, node));
         }
-        let index = subscribers.len();
-        let c = client
+    }
+    let mut subscribing = tokio::task::JoinSet::new();
+    let subscribed_already = connect_storms.is_some();
+    for (index, (client, _)) in subscribers.iter().enumerate() {
+        if subscribed_already {
+            break;
+        }
+        let client = client
             .client()
             .ok_or_else(|| setup("subscriber lost at once"))?;
-        c.subscribe(
-            vec![(
-                format!("chaos/{run_id}/s/{index}"),
-                SubscriptionOptions::new(QoS::AtLeastOnce),
-            )],
-            Properties::default(),
-        )
-        .await
-        .map_err(|e| setup(format!("SUBSCRIBE: {e}")))?;
-        subscribers.push((client, node));
+        subscribing.spawn(async move {
+            client
+                .subscribe(
+                    vec![(
+                        format!("chaos/{run_id}/s/{index}"),
+                        SubscriptionOptions::new(QoS::AtLeastOnce),
+                    )],
+                    Properties::default(),
+                )
+                .await
+        });
+    }
+    while let Some(subscribed) = subscribing.join_next().await {
+        let ack = subscribed
+            .map_err(setup)?
+            .map_err(|e| setup(format!("SUBSCRIBE: {e}")))?;
+        if ack.reason_codes.iter().any(|c| c.is_error()) {
+            return Err(setup(format!("SUBSCRIBE refused: {:?}", ack.reason_codes)));
+        }
     }
     let mut tasks = Vec::new();
     for (index, (client, _)) in subscribers.iter().enumerate() {
@@ -325,8 +398,12 @@ pub async fn run(spec: &Spec) -> Result<Report, ScenarioError> {
     let fault_at = Instant::now();
     let mut survivors: Vec<usize> = (0..spec.nodes).collect();
     match &spec.fault {
-        Fault::KillOwner | Fault::Pause(_) | Fault::Restart(_) => {
-            let node = gathered_on.clone().unwrap_or_default();
+        Fault::KillOwner | Fault::Storm | Fault::Pause(_) | Fault::Restart(_) => {
+            let node = if matches!(spec.fault, Fault::Storm) {
+                most_held(&subscribers)
+            } else {
+                gathered_on.clone().unwrap_or_default()
+            };
             let index = *by_server_id
                 .get(&node)
                 .ok_or_else(|| setup(format!("no member with server ID {node}")))?;
@@ -383,6 +460,24 @@ pub async fn run(spec: &Spec) -> Result<Report, ScenarioError> {
         }
         Fault::Impair(_) => {}
     }
+    // The storm's second measure runs from the fault on.
+    let affected = match &spec.fault {
+        Fault::Storm => {
+            let node = most_held(&subscribers);
+            subscribers.iter().filter(|(_, n)| *n == node).count()
+        }
+        _ => spec.subscribers,
+    };
+    let prober = matches!(spec.fault, Fault::Storm).then(|| {
+        tokio::spawn(probe_until_all_receive(
+            entry,
+            spec.keep_alive,
+            run_id,
+            shared.clone(),
+            affected,
+            Instant::now() + spec.after + spec.settle,
+        ))
+    });
     tokio::time::sleep(spec.after).await;
     stopped.store(true, std::sync::atomic::Ordering::Relaxed);
     for p in publishers {
@@ -405,6 +500,9 @@ pub async fn run(spec: &Spec) -> Result<Report, ScenarioError> {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if let Some(prober) = prober {
+        prober.await.map_err(setup)??;
     }
     // A moment for late duplicates, then stop.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -436,6 +534,32 @@ pub async fn run(spec: &Spec) -> Result<Report, ScenarioError> {
                 report.sessions_lost += 1;
             }
         }
+        if matches!(spec.fault, Fault::Storm) {
+            // Over the clients of the killed node.
+            let hit: Vec<&SubscriberLog> = subs.iter().filter(|s| s.lost_at.is_some()).collect();
+            let last = |at: fn(&SubscriberLog) -> Option<Instant>| {
+                hit.iter()
+                    .map(|s| at(s).map(|t| t.saturating_duration_since(fault_at)))
+                    .collect::<Option<Vec<_>>>()
+                    .and_then(|all| all.into_iter().max())
+            };
+            report.all_resumed = last(|s| s.resumed_at);
+            report.all_receiving = last(|s| s.probed_at);
+            let waiting = hit.iter().filter(|s| s.probed_at.is_none()).count();
+            if waiting > 0 || hit.is_empty() {
+                report.violations.push(format!(
+                    "{waiting} of {} reconnected subscribers received nothing after resuming",
+                    hit.len()
+                ));
+            }
+            if let Some(((_, plain), persistent)) = connect_storms {
+                report.connect_plain = Some(plain);
+                report.connect_persistent = Some(persistent);
+            }
+            report.storm_clients = affected;
+            report.client_endpoints = Some(endpoints.created());
+            report.client_peak_rss = peak_rss_bytes();
+        }
         if spec.fault.keeps_connections() {
             let losses: u32 =
                 subs.iter().map(|s| s.losses).sum::<u32>() + *lock(&shared.publisher_losses);
@@ -444,18 +568,18 @@ pub async fn run(spec: &Spec) -> Result<Report, ScenarioError> {
                     "{losses} client connections were lost (expected none)"
                 ));
             }
-        } else if matches!(spec.fault, Fault::KillOwner) && report.disconnected < spec.subscribers {
+        } else if matches!(spec.fault, Fault::KillOwner | Fault::Storm)
+            && report.disconnected < affected
+        {
             report.violations.push(format!(
                 "only {} of {} subscribers noticed their node die",
-                report.disconnected, spec.subscribers
+                report.disconnected, affected
             ));
         }
     }
     report.retained_equal = Some(retained_equal(&cluster, &survivors, run_id).await);
 
-    for (client, _) in &subscribers {
-        let _ = client.disconnect().await;
-    }
+    disconnect_all(&subscribers).await;
     for t in tasks {
         t.abort();
     }
@@ -470,6 +594,12 @@ async fn follow_subscriber(client: ReconnectingClient, index: usize, shared: Arc
                 if let Event::Publish(p) = *event {
                     if let Some(id) = parse_payload(&p.payload) {
                         lock(&shared.deliveries).record(id);
+                    } else if &p.payload[..] == PROBE {
+                        let mut subs = lock(&shared.subscribers);
+                        let s = &mut subs[index];
+                        if s.lost_at.is_some() && s.resumed_at.is_some() {
+                            s.probed_at.get_or_insert_with(Instant::now);
+                        }
                     }
                 }
             }
@@ -479,6 +609,7 @@ async fn follow_subscriber(client: ReconnectingClient, index: usize, shared: Arc
                 s.losses += 1;
                 s.lost_at.get_or_insert_with(Instant::now);
                 s.resumed_at = None;
+                s.probed_at = None;
             }
             ReconnectEvent::Reconnected { connack, .. } => {
                 let mut subs = lock(&shared.subscribers);
@@ -491,6 +622,135 @@ async fn follow_subscriber(client: ReconnectingClient, index: usize, shared: Arc
             ReconnectEvent::GaveUp(_) => return,
         }
     }
+}
+
+/// Disconnects every client, all at once.
+async fn disconnect_all(clients: &[(ReconnectingClient, String)]) {
+    let mut leaving = tokio::task::JoinSet::new();
+    for (client, _) in clients {
+        let client = client.clone();
+        leaving.spawn(async move { client.disconnect().await });
+    }
+    while leaving.join_next().await.is_some() {}
+}
+
+/// The node (server ID) holding most of `subscribers`.
+fn most_held(subscribers: &[(ReconnectingClient, String)]) -> String {
+    let mut count: BTreeMap<&str, usize> = BTreeMap::new();
+    for (_, node) in subscribers {
+        *count.entry(node.as_str()).or_default() += 1;
+    }
+    count
+        .into_iter()
+        .max_by_key(|(_, n)| *n)
+        .map(|(node, _)| node.to_owned())
+        .unwrap_or_default()
+}
+
+/// `count` clients connect at once through the router and each subscribes
+/// to its own topic (QoS 1): plain sessions (clean start, no expiry) or
+/// persistent ones. Returns them (with their nodes) and the time until
+/// every SUBACK had arrived. Plain clients are disconnected at the end.
+async fn connect_storm(
+    options: &dyn Fn(&str) -> Result<ClientOptions, ScenarioError>,
+    count: usize,
+    run_id: u32,
+    persistent: bool,
+) -> Result<(Vec<(ReconnectingClient, String)>, Duration), ScenarioError> {
+    let kind = if persistent { "sub" } else { "plain" };
+    let mut connecting = tokio::task::JoinSet::new();
+    let started = Instant::now();
+    for index in 0..count {
+        let mut o = options(&format!("chaos-{run_id}-{kind}-{index}"))?;
+        // Ten thousand handshakes at once take a while.
+        o.connect_timeout = Duration::from_secs(60);
+        if !persistent {
+            o.session_expiry_interval = None;
+        }
+        connecting.spawn(async move {
+            let (client, connack) = ReconnectingClient::connect(o, backoff())
+                .await
+                .map_err(|e| setup(format!("{kind} storm: connect: {e}")))?;
+            let c = client
+                .client()
+                .ok_or_else(|| setup(format!("{kind} storm: lost at once")))?;
+            let ack = c
+                .subscribe(
+                    vec![(
+                        format!("chaos/{run_id}/s/{index}"),
+                        SubscriptionOptions::new(QoS::AtLeastOnce),
+                    )],
+                    Properties::default(),
+                )
+                .await
+                .map_err(|e| setup(format!("{kind} storm: SUBSCRIBE: {e}")))?;
+            if ack.reason_codes.iter().any(|c| c.is_error()) {
+                return Err(setup(format!(
+                    "{kind} storm: SUBSCRIBE refused: {:?}",
+                    ack.reason_codes
+                )));
+            }
+            Ok((index, client, node_of(&connack)))
+        });
+    }
+    let mut clients = Vec::with_capacity(count);
+    while let Some(done) = connecting.join_next().await {
+        clients.push(done.map_err(setup)??);
+    }
+    let elapsed = started.elapsed();
+    clients.sort_by_key(|(index, _, _)| *index);
+    let clients: Vec<(ReconnectingClient, String)> =
+        clients.into_iter().map(|(_, c, node)| (c, node)).collect();
+    if !persistent {
+        disconnect_all(&clients).await;
+        return Ok((Vec::new(), elapsed));
+    }
+    Ok((clients, elapsed))
+}
+
+/// The payload of the storm's probes (not a message ID: not counted).
+const PROBE: &[u8] = b"probe";
+
+/// Subscribers connected at once while placing them.
+const BATCH: usize = 250;
+
+/// The storm's last measure: a probe client publishes to the topic of
+/// every subscriber that has resumed and not received a probe since, round
+/// after round, until the `affected` subscribers have or `deadline`.
+async fn probe_until_all_receive(
+    entry: SocketAddr,
+    keep_alive: Duration,
+    run_id: u32,
+    shared: Arc<Shared>,
+    affected: usize,
+    deadline: Instant,
+) -> Result<(), ScenarioError> {
+    let o = client_options(entry, &format!("chaos-{run_id}-probe"), keep_alive);
+    let (prober, _) = ReconnectingClient::connect(o, backoff())
+        .await
+        .map_err(|e| setup(format!("probe client connect: {e}")))?;
+    while Instant::now() < deadline {
+        let waiting: Vec<usize> = lock(&shared.subscribers)
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.resumed_at.is_some() && s.probed_at.is_none())
+            .map(|(i, _)| i)
+            .collect();
+        let probed = lock(&shared.subscribers)
+            .iter()
+            .filter(|s| s.probed_at.is_some())
+            .count();
+        if probed >= affected {
+            break;
+        }
+        for index in waiting {
+            let topic = format!("chaos/{run_id}/s/{index}");
+            let _ = prober.publish(&topic, PROBE, QoS::AtMostOnce, false).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let _ = prober.disconnect().await;
+    Ok(())
 }
 
 fn parse_payload(payload: &[u8]) -> Option<MessageId> {

@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! quicmq-chaos kill-owner --subscribers 1000 --publishers 50 --rate 20 --after 60
+//! quicmq-chaos storm --subscribers 10000 --publishers 4 --rate 10 --after 20
 //! quicmq-chaos impair --loss 0.05 --delay-ms 20 --reorder 0.1 --report impair.json
 //! quicmq-chaos handshake --rtt-ms 40 --connections 200
 //! ```
@@ -19,6 +20,10 @@ use quicmq_chaos::scenario::{run, Fault, Spec};
 enum Scenario {
     /// kill -9 of the node holding every subscriber's session.
     KillOwner,
+    /// Reconnect storm: kill -9 of the node holding every subscriber, all
+    /// of them reconnect through the router at once; time until all
+    /// resumed and all receive again, and the clients' memory.
+    Storm,
     /// kill -9 of the Raft leader.
     KillLeader,
     /// kill -9 of one of two routers sharing the public address.
@@ -91,6 +96,10 @@ struct Args {
     /// subscriber notices a dead node at its next keep-alive).
     #[arg(long, default_value_t = 1000)]
     keep_alive_ms: u64,
+    /// QUIC connections per client endpoint (UDP socket), endpoints spread
+    /// over 127.0.0.1-8 [default: 25 for storm, else 1].
+    #[arg(long)]
+    clients_per_endpoint: Option<usize>,
     /// `handshake`: connections per handshake kind.
     #[arg(long, default_value_t = 200)]
     connections: usize,
@@ -132,6 +141,7 @@ fn main() -> anyhow::Result<()> {
             return Ok(());
         }
         Scenario::KillOwner => Fault::KillOwner,
+        Scenario::Storm => Fault::Storm,
         Scenario::KillLeader => Fault::KillLeader,
         Scenario::KillRouter => Fault::KillRouter,
         Scenario::Pause => Fault::Pause(Duration::from_millis(args.pause_ms)),
@@ -166,6 +176,13 @@ fn main() -> anyhow::Result<()> {
         after: Duration::from_secs(args.after),
         settle: Duration::from_secs(args.settle),
         keep_alive: Duration::from_millis(args.keep_alive_ms.max(100)),
+        clients_per_endpoint: args.clients_per_endpoint.unwrap_or(
+            if matches!(args.scenario, Scenario::Storm) {
+                25
+            } else {
+                1
+            },
+        ),
     };
     let report = runtime.block_on(run(&spec))?;
     println!("{report}");
