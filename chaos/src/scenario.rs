@@ -325,9 +325,15 @@ pub async fn run(spec: &Spec) -> Result<Report, ScenarioError> {
             connecting.spawn(async move { ReconnectingClient::connect(o, backoff()).await });
         }
         while let Some(connected) = connecting.join_next().await {
-            let (client, connack) = connected
-                .map_err(setup)?
-                .map_err(|e| setup(format!("subscriber connect: {e}")))?;
+            let (client, connack) = match connected.map_err(setup)? {
+                Ok(connected) => connected,
+                // A failed attempt (a reset while the router thinks a
+                // loaded node is dead) is one more attempt.
+                Err(e) => {
+                    tracing::debug!("subscriber connect: {e}");
+                    continue;
+                }
+            };
             let node = node_of(&connack);
             let wanted = gathered_on.get_or_insert_with(|| node.clone());
             let placed = !spec.fault.gathers_subscribers() || *wanted == node;
@@ -347,17 +353,7 @@ pub async fn run(spec: &Spec) -> Result<Report, ScenarioError> {
         let client = client
             .client()
             .ok_or_else(|| setup("subscriber lost at once"))?;
-        subscribing.spawn(async move {
-            client
-                .subscribe(
-                    vec![(
-                        format!("chaos/{run_id}/s/{index}"),
-                        SubscriptionOptions::new(QoS::AtLeastOnce),
-                    )],
-                    Properties::default(),
-                )
-                .await
-        });
+        subscribing.spawn(async move { subscribe_own(&client, run_id, index).await });
     }
     while let Some(subscribed) = subscribing.join_next().await {
         let ack = subscribed
@@ -624,6 +620,23 @@ async fn follow_subscriber(client: ReconnectingClient, index: usize, shared: Arc
     }
 }
 
+/// Subscriber `index` subscribes to its own topic, QoS 1.
+async fn subscribe_own(
+    client: &Client,
+    run_id: u32,
+    index: usize,
+) -> Result<quicmq_proto::mqtt::SubAck, quicmq_node::client::ClientError> {
+    client
+        .subscribe(
+            vec![(
+                format!("chaos/{run_id}/s/{index}"),
+                SubscriptionOptions::new(QoS::AtLeastOnce),
+            )],
+            Properties::default(),
+        )
+        .await
+}
+
 /// Disconnects every client, all at once.
 async fn disconnect_all(clients: &[(ReconnectingClient, String)]) {
     let mut leaving = tokio::task::JoinSet::new();
@@ -668,22 +681,39 @@ async fn connect_storm(
             o.session_expiry_interval = None;
         }
         connecting.spawn(async move {
-            let (client, connack) = ReconnectingClient::connect(o, backoff())
-                .await
-                .map_err(|e| setup(format!("{kind} storm: connect: {e}")))?;
-            let c = client
-                .client()
-                .ok_or_else(|| setup(format!("{kind} storm: lost at once")))?;
-            let ack = c
-                .subscribe(
-                    vec![(
-                        format!("chaos/{run_id}/s/{index}"),
-                        SubscriptionOptions::new(QoS::AtLeastOnce),
-                    )],
-                    Properties::default(),
-                )
-                .await
-                .map_err(|e| setup(format!("{kind} storm: SUBSCRIBE: {e}")))?;
+            // A device whose connection attempt fails (a handshake reset
+            // while the router thinks a loaded node is dead, a timeout)
+            // tries again after a backoff, as `ReconnectingClient` does.
+            let mut attempt = 0;
+            let (client, connack) = loop {
+                match ReconnectingClient::connect(o.clone(), backoff()).await {
+                    Ok(connected) => break connected,
+                    Err(e) if attempt < CONNECT_ATTEMPTS => {
+                        tracing::debug!("{kind} storm: connect attempt {attempt}: {e}");
+                        tokio::time::sleep(backoff().delay(attempt, rand::random())).await;
+                        attempt += 1;
+                    }
+                    Err(e) => return Err(setup(format!("{kind} storm: connect: {e}"))),
+                }
+            };
+            // A connection lost before its SUBACK subscribes again on the
+            // next one.
+            let mut attempt = 0;
+            let ack = loop {
+                let subscribed = match client.connected().await {
+                    Ok(c) => subscribe_own(&c, run_id, index).await,
+                    Err(e) => Err(e),
+                };
+                match subscribed {
+                    Ok(ack) => break ack,
+                    Err(e) if attempt < CONNECT_ATTEMPTS => {
+                        tracing::debug!("{kind} storm: SUBSCRIBE attempt {attempt}: {e}");
+                        tokio::time::sleep(backoff().delay(attempt, rand::random())).await;
+                        attempt += 1;
+                    }
+                    Err(e) => return Err(setup(format!("{kind} storm: SUBSCRIBE: {e}"))),
+                }
+            };
             if ack.reason_codes.iter().any(|c| c.is_error()) {
                 return Err(setup(format!(
                     "{kind} storm: SUBSCRIBE refused: {:?}",
@@ -708,11 +738,15 @@ async fn connect_storm(
     Ok((clients, elapsed))
 }
 
+/// Connection attempts a storm client makes before the scenario gives up.
+const CONNECT_ATTEMPTS: u32 = 5;
+
 /// The payload of the storm's probes (not a message ID: not counted).
 const PROBE: &[u8] = b"probe";
 
-/// Subscribers connected at once while placing them.
-const BATCH: usize = 250;
+/// Subscribers connected at once while placing them (a few: placing is
+/// set-up, not the measurement).
+const BATCH: usize = 16;
 
 /// The storm's last measure: a probe client publishes to the topic of
 /// every subscriber that has resumed and not received a probe since, round

@@ -60,23 +60,3 @@ async fn cutting_the_leader_off_from_the_other_nodes_loses_no_acknowledged_messa
     assert!(report.failures().is_empty(), "{report}");
     assert_eq!(report.disconnected, 0);
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_storm_of_1000_clients_connects_and_after_a_kill_reconnects_and_receives() {
-    let report = run(&Spec::storm(1000)).await.expect("scenario set-up");
-    println!("{report}");
-    assert!(report.failures().is_empty(), "{report}");
-    assert!(report.connect_plain.is_some() && report.connect_persistent.is_some());
-    // Routers spread new connections: the killed node held about a third.
-    assert!(report.storm_clients >= 200, "{report}");
-    assert_eq!(report.disconnected, report.storm_clients);
-    assert_eq!(report.resumed, report.storm_clients);
-    assert!(report.all_resumed.is_some() && report.all_receiving.is_some());
-    assert!(
-        report
-            .client_endpoints
-            .is_some_and(|n| (80..=100).contains(&n)),
-        "25 clients per endpoint: {:?}",
-        report.client_endpoints
-    );
-}

@@ -1081,16 +1081,7 @@ impl Broker {
                 shared: false,
             };
             for target in merge_matches(vec![only], &message) {
-                let delivery = Delivery {
-                    seq: cell.next_seq(),
-                    message: message.clone(),
-                    qos: target.qos,
-                    retain: target.retain,
-                    subscription_ids: target.subscription_ids,
-                    stream: target.stream,
-                    packet_id: None,
-                };
-                self.deliver(&cell, delivery);
+                self.deliver(&cell, target.delivery(&cell, &message));
                 metrics::counter!(m::EARLY_SUBSCRIPTION_MESSAGES, "outcome" => "delivered")
                     .increment(1);
             }
@@ -1300,15 +1291,7 @@ impl Broker {
                 metrics::counter!(m::ACL_DENIED, "access" => "read").increment(1);
                 continue;
             }
-            let delivery = Delivery {
-                seq: cell.next_seq(),
-                message: message.clone(),
-                qos: target.qos,
-                retain: target.retain,
-                subscription_ids: target.subscription_ids,
-                stream: target.stream,
-                packet_id: None,
-            };
+            let delivery = target.delivery(&cell, &message);
             outcome.matched += 1;
             let (persisted, durable) = self.deliver(&cell, delivery);
             outcome.persisted |= persisted;
@@ -1467,6 +1450,21 @@ struct Target {
     retain: bool,
     subscription_ids: Vec<u32>,
     stream: u64,
+}
+
+impl Target {
+    /// The delivery of `message` to this target's session `cell`.
+    fn delivery(self, cell: &SessionCell, message: &Arc<Message>) -> Delivery {
+        Delivery {
+            seq: cell.next_seq(),
+            message: message.clone(),
+            qos: self.qos,
+            retain: self.retain,
+            subscription_ids: self.subscription_ids,
+            stream: self.stream,
+            packet_id: None,
+        }
+    }
 }
 
 /// One delivery per session: the highest QoS of its matching
