@@ -620,6 +620,27 @@ async fn follow_subscriber(client: ReconnectingClient, index: usize, shared: Arc
     }
 }
 
+/// Runs `step` until it succeeds, at most `CONNECT_ATTEMPTS` more times
+/// after the first failure, with the scenario's backoff between attempts.
+async fn with_retries<T, F, Fut>(what: &str, mut step: F) -> Result<T, ScenarioError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, quicmq_node::client::ClientError>>,
+{
+    let mut attempt = 0;
+    loop {
+        match step().await {
+            Ok(done) => return Ok(done),
+            Err(e) if attempt < CONNECT_ATTEMPTS => {
+                tracing::debug!("{what}: attempt {attempt}: {e}");
+                tokio::time::sleep(backoff().delay(attempt, rand::random())).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(setup(format!("{what}: {e}"))),
+        }
+    }
+}
+
 /// Subscriber `index` subscribes to its own topic, QoS 1.
 async fn subscribe_own(
     client: &Client,
@@ -684,36 +705,17 @@ async fn connect_storm(
             // A device whose connection attempt fails (a handshake reset
             // while the router thinks a loaded node is dead, a timeout)
             // tries again after a backoff, as `ReconnectingClient` does.
-            let mut attempt = 0;
-            let (client, connack) = loop {
-                match ReconnectingClient::connect(o.clone(), backoff()).await {
-                    Ok(connected) => break connected,
-                    Err(e) if attempt < CONNECT_ATTEMPTS => {
-                        tracing::debug!("{kind} storm: connect attempt {attempt}: {e}");
-                        tokio::time::sleep(backoff().delay(attempt, rand::random())).await;
-                        attempt += 1;
-                    }
-                    Err(e) => return Err(setup(format!("{kind} storm: connect: {e}"))),
-                }
-            };
+            let (client, connack) = with_retries(&format!("{kind} storm: connect"), || {
+                ReconnectingClient::connect(o.clone(), backoff())
+            })
+            .await?;
             // A connection lost before its SUBACK subscribes again on the
             // next one.
-            let mut attempt = 0;
-            let ack = loop {
-                let subscribed = match client.connected().await {
-                    Ok(c) => subscribe_own(&c, run_id, index).await,
-                    Err(e) => Err(e),
-                };
-                match subscribed {
-                    Ok(ack) => break ack,
-                    Err(e) if attempt < CONNECT_ATTEMPTS => {
-                        tracing::debug!("{kind} storm: SUBSCRIBE attempt {attempt}: {e}");
-                        tokio::time::sleep(backoff().delay(attempt, rand::random())).await;
-                        attempt += 1;
-                    }
-                    Err(e) => return Err(setup(format!("{kind} storm: SUBSCRIBE: {e}"))),
-                }
-            };
+            let ack = with_retries(&format!("{kind} storm: SUBSCRIBE"), || async {
+                let c = client.connected().await?;
+                subscribe_own(&c, run_id, index).await
+            })
+            .await?;
             if ack.reason_codes.iter().any(|c| c.is_error()) {
                 return Err(setup(format!(
                     "{kind} storm: SUBSCRIBE refused: {:?}",

@@ -39,8 +39,8 @@ use quicmq_node::bench::{
     Bound, ConnBench, ConnSettings, ProgressMode, PubBench, PubSettings, SubBench, SubSettings,
 };
 use quicmq_node::client::{
-    Backoff, Client, ClientError, ClientOptions, Event, Properties, ProtocolVersion, Publish, QoS,
-    ReasonCode, ReconnectEvent, ReconnectingClient, SubscriptionOptions, TlsOptions, Transport,
+    Backoff, Client, ClientOptions, Event, Properties, ProtocolVersion, Publish, QoS, ReasonCode,
+    ReconnectEvent, ReconnectingClient, SubscriptionOptions, TlsOptions, Transport,
 };
 
 #[derive(Parser, Debug)]
@@ -720,7 +720,7 @@ async fn publish(args: PubArgs) -> anyhow::Result<ExitCode> {
     };
     let (client, result) = match client.publish_packet(publish.clone()).await {
         // QoS 1/2: the broker may have it; send it once more, marked DUP.
-        Err(e) if args.qos != QoS::AtMostOnce && is_connection_loss(&e) => {
+        Err(e) if args.qos != QoS::AtMostOnce && e.is_connection_loss() => {
             eprintln!(
                 "connection lost before the acknowledgement ({e}); publishing again with DUP"
             );
@@ -742,15 +742,6 @@ async fn publish(args: PubArgs) -> anyhow::Result<ExitCode> {
         bail!("the broker refused the message: {reason}");
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Whether `e` means the connection went away (so the message may be
-/// worth sending again on a new one).
-fn is_connection_loss(e: &ClientError) -> bool {
-    matches!(
-        e,
-        ClientError::Closed(_) | ClientError::Io(_) | ClientError::Quic(_)
-    )
 }
 
 /// SUBSCRIBE to every filter of `args`; an error names the first refused.

@@ -91,7 +91,6 @@ impl EarlySubscriptions {
             if entry.held.len() < MAX_HELD
                 && matches(&entry.filter, &message.topic)
                 && !already_delivered(&entry.client_id)
-                && !entry.held.iter().any(|m| Arc::ptr_eq(m, message))
             {
                 entry.held.push(message.clone());
                 holding += 1;

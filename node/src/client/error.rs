@@ -63,6 +63,25 @@ fn reason_string(connack: &ConnAck) -> String {
 }
 
 impl ClientError {
+    /// Whether the error means the connection is gone or could not be made
+    /// in time, so trying again on a new connection makes sense (as
+    /// opposed to a refusal or a bad argument).
+    ///
+    /// ```
+    /// use quicmq_node::client::ClientError;
+    /// assert!(ClientError::Closed(None).is_connection_loss());
+    /// assert!(!ClientError::InvalidArgument("x".into()).is_connection_loss());
+    /// ```
+    pub fn is_connection_loss(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Closed(_)
+                | ClientError::Io(_)
+                | ClientError::Quic(_)
+                | ClientError::Timeout(_)
+        )
+    }
+
     /// The CONNACK of a refused connection.
     pub fn connack(&self) -> Option<&ConnAck> {
         match self {

@@ -208,7 +208,7 @@ impl ReconnectingClient {
             let client = self.connected().await?;
             match client.publish(topic, payload.clone(), qos, retain).await {
                 Ok(code) => return Ok(code),
-                Err(e) if is_connection_loss(&e) && Instant::now() < deadline => {
+                Err(e) if e.is_connection_loss() && Instant::now() < deadline => {
                     // The background task notices the loss and reconnects.
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
@@ -225,18 +225,6 @@ impl ReconnectingClient {
             None => Ok(()),
         }
     }
-}
-
-/// Whether `e` means the connection is gone (so trying again on a new one
-/// makes sense).
-fn is_connection_loss(e: &ClientError) -> bool {
-    matches!(
-        e,
-        ClientError::Closed(_)
-            | ClientError::Io(_)
-            | ClientError::Quic(_)
-            | ClientError::Timeout(_)
-    )
 }
 
 /// Whether a refused CONNECT is final (retrying cannot help).
@@ -348,7 +336,7 @@ mod tests {
         assert!(!is_final(&refused(0x88)), "server unavailable: try again");
         assert!(!is_final(&refused(0x89)), "server busy");
         assert!(!is_final(&ClientError::Closed(None)));
-        assert!(is_connection_loss(&ClientError::Closed(None)));
-        assert!(!is_connection_loss(&refused(0x87)));
+        assert!(ClientError::Closed(None).is_connection_loss());
+        assert!(!refused(0x87).is_connection_loss());
     }
 }
