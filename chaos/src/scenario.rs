@@ -82,12 +82,16 @@ impl Fault {
         }
     }
 
-    /// Whether clients are expected to keep their connections.
+    /// Whether clients are expected to keep their connections. A
+    /// partition longer than `member_down_after` is not such a fault: the
+    /// majority marks the cut-off node down and adopts its sessions, whose
+    /// clients it then closes (0x8E) once it hears of it, and they resume.
     fn keeps_connections(&self) -> bool {
-        matches!(
-            self,
-            Fault::KillRouter | Fault::Impair(_) | Fault::NatRebind | Fault::Partition(_)
-        )
+        match self {
+            Fault::KillRouter | Fault::Impair(_) | Fault::NatRebind => true,
+            Fault::Partition(d) => *d < NODE_MEMBER_DOWN_AFTER,
+            _ => false,
+        }
     }
 
     /// Whether all subscribers must sit on one node (the one the fault
@@ -96,6 +100,9 @@ impl Fault {
         matches!(self, Fault::KillOwner | Fault::Pause(_) | Fault::Restart(_))
     }
 }
+
+/// `member_down_after` of the nodes the scenarios start (the default).
+const NODE_MEMBER_DOWN_AFTER: Duration = Duration::from_secs(3);
 
 /// A scenario's sizes and timing.
 #[derive(Debug, Clone)]

@@ -238,7 +238,9 @@ fn status_json(s: &StatusResponse) -> serde_json::Value {
                 _ => "unknown",
             };
             let state = match MemberState::try_from(member.state) {
-                Ok(MemberState::Active) => "active",
+                Ok(MemberState::Active) => "alive",
+                Ok(MemberState::Suspect) => "suspect",
+                Ok(MemberState::Down) => "down",
                 Ok(MemberState::Left) => "left",
                 Ok(MemberState::Joining) => "joining",
                 Ok(MemberState::Leaving) => "leaving",
@@ -253,6 +255,7 @@ fn status_json(s: &StatusResponse) -> serde_json::Value {
                 "zone": member.zone,
                 "role": role,
                 "state": state,
+                "state_since_ms": member.state_since_ms,
                 "matched_index": m.matched_index,
             }))
         })

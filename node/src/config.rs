@@ -154,6 +154,12 @@ pub struct Overrides {
     /// Default 10000.
     #[arg(long, env = "QUICMQ_RAFT_SNAPSHOT_LOGS")]
     pub raft_snapshot_logs: Option<u64>,
+    /// Milliseconds a member may not answer the Raft leader before it is
+    /// `down` (`suspect` after half): its routes are withdrawn, its
+    /// persistent sessions adopted by live members, and publishes no
+    /// longer wait on it. 500 to 600000. Default 3000.
+    #[arg(long, env = "QUICMQ_MEMBER_DOWN_AFTER")]
+    pub member_down_after: Option<u64>,
     /// Length of QUIC-LB server IDs in octets (1 to 15), fixed when the
     /// cluster is bootstrapped. Default 2.
     #[arg(long, env = "QUICMQ_SERVER_ID_LEN")]
@@ -389,6 +395,8 @@ pub struct ClusterSettings {
     pub tls: ClusterTlsSource,
     /// Raft log entries between snapshots.
     pub raft_snapshot_logs: u64,
+    /// How long a member may not answer before it is down.
+    pub member_down_after: Duration,
 }
 
 /// Where a node's cluster mutual TLS comes from (see
@@ -711,6 +719,14 @@ impl NodeConfig {
         if raft_snapshot_logs < 10 {
             return Err(invalid("raft_snapshot_logs", "must be at least 10"));
         }
+        let member_down_after = o.member_down_after.unwrap_or(3_000);
+        if !(500..=600_000).contains(&member_down_after) {
+            return Err(invalid(
+                "member_down_after",
+                format!("{member_down_after} is out of range; use 500 to 600000 milliseconds"),
+            ));
+        }
+        let member_down_after = Duration::from_millis(member_down_after);
         let server_id_len = o.server_id_len.unwrap_or(2);
         if !(1..=15).contains(&server_id_len) {
             return Err(invalid(
@@ -759,6 +775,7 @@ impl NodeConfig {
                 peer_proxy,
                 tls: cluster_tls,
                 raft_snapshot_logs,
+                member_down_after,
             },
             reset_key,
             token_key,
@@ -1054,7 +1071,7 @@ fn merge(cli: Overrides, file: Overrides) -> Overrides {
     merge_fields!(cli, file;
         data_dir, quic_addr, routed_addr, node_id, cluster_id, grpc_addr, advertise_addr, join,
         voters, zone, peer_proxy, cluster_ca, cluster_cert, cluster_key, cluster_ca_key,
-        cluster_plaintext, raft_snapshot_logs, server_id_len, quic_lb_config_id, quic_lb_nonce_len,
+        cluster_plaintext, raft_snapshot_logs, member_down_after, server_id_len, quic_lb_config_id, quic_lb_nonce_len,
         quic_lb_key, reset_key, token_key, tcp_addr, tls_addr, admin_addr, admin_token_file,
         admin_open_paths, admin_mtls, cert, key,
         max_packet_size, receive_maximum, topic_alias_maximum, max_keep_alive,

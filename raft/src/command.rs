@@ -126,6 +126,32 @@ pub enum Command {
     /// The cluster's password file and ACL (their texts, validated by the
     /// proposer) replace the previous ones; every node enforces them.
     SetAuth(AuthRecord),
+    /// The leader's verdict on whether a member answers
+    /// ([`MemberState::Alive`], [`MemberState::Suspect`],
+    /// [`MemberState::Down`]). Ignored for a member that left, or one
+    /// already in that state. When a member goes down its routes are
+    /// withdrawn, and the persistent sessions it owned are adopted by live
+    /// members ([`crate::state::StateChange::SessionAdopted`]); while it
+    /// is down, its route changes and session claims are refused.
+    SetLiveness {
+        /// The member.
+        node_id: NodeId,
+        /// What the leader decided.
+        liveness: Liveness,
+        /// When (Unix ms), as the leader saw it.
+        now_ms: u64,
+    },
+}
+
+/// Whether a member answers the leader, as the leader decides it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Liveness {
+    /// Answers and has caught up with the log.
+    Alive,
+    /// Has not answered for a while; still routed to.
+    Suspect,
+    /// Has not answered for `member_down_after`: nothing waits on it.
+    Down,
 }
 
 /// The authentication data every node enforces: the texts of a password
@@ -299,13 +325,73 @@ pub enum MemberRole {
     Learner,
 }
 
-/// Where a member is in its life cycle.
+/// Where a member is in its life cycle, and whether it answers.
+///
+/// The variants' order is the stored format (bincode writes the index):
+/// new ones go at the end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MemberState {
-    /// Serving clients.
-    Active,
+    /// Serving clients and answering the leader.
+    Alive,
     /// Gone; its server ID stays reserved.
     Left,
+    /// Has not answered the leader since `since_ms` (Unix ms); still
+    /// routed to.
+    Suspect {
+        /// When the leader marked it.
+        since_ms: u64,
+    },
+    /// Has not answered for `member_down_after`, since `since_ms` (Unix
+    /// ms): its routes are withdrawn and its persistent sessions adopted.
+    Down {
+        /// When the leader marked it.
+        since_ms: u64,
+    },
+}
+
+impl MemberState {
+    /// Whether the member is part of the cluster (alive, suspect or down:
+    /// not left).
+    pub fn is_member(self) -> bool {
+        self != MemberState::Left
+    }
+
+    /// Whether other nodes may send to it (alive or suspect).
+    pub fn is_reachable(self) -> bool {
+        matches!(self, MemberState::Alive | MemberState::Suspect { .. })
+    }
+
+    /// Whether it is down.
+    pub fn is_down(self) -> bool {
+        matches!(self, MemberState::Down { .. })
+    }
+
+    /// Its liveness (`None` once it left).
+    pub fn liveness(self) -> Option<Liveness> {
+        match self {
+            MemberState::Alive => Some(Liveness::Alive),
+            MemberState::Suspect { .. } => Some(Liveness::Suspect),
+            MemberState::Down { .. } => Some(Liveness::Down),
+            MemberState::Left => None,
+        }
+    }
+
+    /// The label operators see: `alive`, `suspect`, `down` or `left`.
+    ///
+    /// ```
+    /// use quicmq_raft::command::MemberState;
+    ///
+    /// assert_eq!(MemberState::Down { since_ms: 1 }.label(), "down");
+    /// assert_eq!(MemberState::Alive.label(), "alive");
+    /// ```
+    pub fn label(self) -> &'static str {
+        match self {
+            MemberState::Alive => "alive",
+            MemberState::Suspect { .. } => "suspect",
+            MemberState::Down { .. } => "down",
+            MemberState::Left => "left",
+        }
+    }
 }
 
 /// A member of the cluster.
@@ -325,7 +411,7 @@ pub struct MemberRecord {
     pub zone: String,
     /// Voter or learner.
     pub role: MemberRole,
-    /// Active or left.
+    /// Alive, suspect, down or left.
     pub state: MemberState,
     /// When it first joined (Unix ms).
     pub joined_at_ms: u64,

@@ -339,8 +339,12 @@ pub fn plan(view: &ClusterView, explicit: &ExplicitSettings) -> Result<ClusterPl
                 continue;
             }
         };
+        // A suspect member may only be slow: it keeps taking handshakes.
+        // A down one takes none, even before this router's own probes see
+        // it (its connections' packets still go to it, for when it is
+        // back).
         let admission = match MemberState::try_from(m.state) {
-            Ok(MemberState::Active) => Admission::Active,
+            Ok(MemberState::Active | MemberState::Suspect) => Admission::Active,
             Ok(MemberState::Left) => Admission::Gone,
             _ => Admission::Draining,
         };
@@ -795,6 +799,35 @@ mod tests {
         let mut view = ClusterView::new(None);
         assert_eq!(view.apply(event), Ok(()));
         view
+    }
+
+    #[test]
+    fn a_down_member_takes_no_new_connections_and_a_suspect_still_does() {
+        let members = vec![
+            member(1, MemberState::Active, "127.0.0.1:14568"),
+            member(2, MemberState::Suspect, "127.0.0.1:24568"),
+            member(3, MemberState::Down, "127.0.0.1:34568"),
+        ];
+        let plan = plan(&view_of(snapshot(7, members)), &ExplicitSettings::default()).unwrap();
+        let admissions: Vec<(u64, Admission)> = plan
+            .members
+            .iter()
+            .map(|m| (m.node_id, m.admission))
+            .collect();
+        assert_eq!(
+            admissions,
+            [
+                (1, Admission::Active),
+                (2, Admission::Active),
+                (3, Admission::Draining)
+            ]
+        );
+        let down = plan.members.iter().find(|m| m.node_id == 3).unwrap();
+        assert_eq!(
+            down.addr,
+            PlannedAddr::Ip("127.0.0.1:34568".parse().unwrap()),
+            "its connections' packets still reach it when it is back"
+        );
     }
 
     #[test]

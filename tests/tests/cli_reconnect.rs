@@ -9,7 +9,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use quicmq_node::client::{Client, ClientOptions, QoS, ReasonCode, Transport};
-use quicmq_tests::{binary, free_udp_port, http_post, metric_sum, ClusterProcesses, RouterProcess};
+use quicmq_tests::{binary, free_udp_port, metric_sum, ClusterProcesses, RouterProcess};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const MESSAGES: u32 = 60;
@@ -101,8 +101,7 @@ async fn quicmq_sub_keeps_printing_across_a_kill_of_its_node() {
 
     // QoS 1 messages every 50 ms, each sent again until acknowledged (as
     // an application would); the subscriber's node dies after KILL_AFTER
-    // of them and stays dead. Until members have liveness (issue 18) the
-    // operator removes it, which withdraws its routes.
+    // of them and stays dead.
     let mut acked = BTreeSet::new();
     let give_up = Instant::now() + Duration::from_secs(60);
     for seq in 1..=MESSAGES {
@@ -117,18 +116,8 @@ async fn quicmq_sub_keeps_printing_across_a_kill_of_its_node() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         if seq == KILL_AFTER {
+            // It stays dead: the cluster marks it down by itself.
             cluster.nodes[home].kill9();
-            // Through the leader: after a new one is elected if it was.
-            let path = format!("/api/cluster/remove/{}", home + 1);
-            let until = Instant::now() + Duration::from_secs(20);
-            loop {
-                let (status, body) = http_post(cluster.nodes[other].admin, &path).await;
-                if status == 200 {
-                    break;
-                }
-                assert!(Instant::now() < until, "{path}: {status} {body}");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -19,10 +19,10 @@ fn members(status: &Value) -> &Vec<Value> {
     status["members"].as_array().expect("members array")
 }
 
-fn active_voters(status: &Value) -> usize {
+fn alive_voters(status: &Value) -> usize {
     members(status)
         .iter()
-        .filter(|m| m["state"] == "active" && m["role"] == "voter")
+        .filter(|m| m["state"] == "alive" && m["role"] == "voter")
         .count()
 }
 
@@ -60,7 +60,7 @@ async fn three_nodes_form_one_cluster_with_distinct_server_ids() {
     for i in 0..3 {
         let status = cluster
             .wait_status(i, Duration::from_secs(10), |s| {
-                active_voters(s) == 3 && leader(s) != 0
+                alive_voters(s) == 3 && leader(s) != 0
             })
             .await;
         assert_eq!(status["cluster_id"], "quicmq");
@@ -94,7 +94,7 @@ async fn later_nodes_join_as_learners_and_removed_nodes_leave() {
         .find(|m| m["node_id"] == 4)
         .expect("node 4 is a member");
     assert_eq!(fourth["role"], "learner", "voters stay at 3: {status:#}");
-    assert_eq!(active_voters(&status), 3);
+    assert_eq!(alive_voters(&status), 3);
 
     // `quicmq cluster remove 4` through node 2's admin endpoint.
     let out = std::process::Command::new(binary("quicmq"))
@@ -134,7 +134,7 @@ async fn killed_follower_and_leader_recover_and_the_cluster_keeps_accepting_writ
     let mut cluster = ClusterProcesses::start(3, &[]);
     let status = cluster
         .wait_status(0, Duration::from_secs(10), |s| {
-            active_voters(s) == 3 && leader(s) != 0
+            alive_voters(s) == 3 && leader(s) != 0
         })
         .await;
     let first_leader = leader(&status) as usize;
@@ -191,7 +191,7 @@ async fn a_leader_cut_off_from_the_majority_refuses_a_retained_publish() {
     let cluster = ClusterProcesses::start(3, &[]);
     let status = cluster
         .wait_status(0, Duration::from_secs(10), |s| {
-            active_voters(s) == 3 && leader(s) != 0
+            alive_voters(s) == 3 && leader(s) != 0
         })
         .await;
     let leader_index = leader(&status) as usize - 1;
@@ -386,13 +386,13 @@ async fn a_node_that_leaves_is_marked_left_and_exits() {
         })
         .await;
     // Two voters remain and still commit: a fourth node joins.
-    assert_eq!(active_voters(&status), 2);
+    assert_eq!(alive_voters(&status), 2);
     cluster.add_node();
     cluster
         .wait_status(0, Duration::from_secs(10), |s| {
             members(s)
                 .iter()
-                .any(|m| m["node_id"] == 4 && m["state"] == "active")
+                .any(|m| m["node_id"] == 4 && m["state"] == "alive")
         })
         .await;
 }

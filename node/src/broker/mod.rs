@@ -321,12 +321,32 @@ pub struct RouteOutcome {
     pub durable: Vec<oneshot::Receiver<bool>>,
 }
 
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// How long a session that moved away waits for its new owner's routes.
+const HANDOVER_WAIT: Duration = Duration::from_secs(6);
+/// How long its subscriptions stay after that, for peers behind.
+const HANDOVER_GRACE: Duration = Duration::from_secs(3);
+
+/// A session that moved to another node, until its subscriptions here go.
+struct MovedSession {
+    /// The log index from which the cluster routes all its filters to the
+    /// new owner (`None`: not yet).
+    handover: Option<u64>,
+}
+
 /// The broker: shared by every connection of every transport.
 pub struct Broker {
     settings: BrokerSettings,
     tree: RwLock<SubscriptionTree>,
     /// SUBSCRIBE filters decoded and not yet applied; locked after `tree`.
     early: Mutex<EarlySubscriptions>,
+    /// Sessions another node took over: their subscriptions stay in the
+    /// tree until every node routes to the new owner, so that a message
+    /// routed here meanwhile is refused (and sent again) instead of lost.
+    moved: Mutex<HashMap<ClientId, MovedSession>>,
     /// Whether `early` holds anything (routing skips its lock when not).
     early_len: AtomicUsize,
     sessions: Mutex<HashMap<ClientId, Arc<SessionCell>>>,
@@ -363,6 +383,7 @@ impl Broker {
             settings,
             tree: RwLock::new(SubscriptionTree::default()),
             early: Mutex::new(EarlySubscriptions::default()),
+            moved: Mutex::new(HashMap::new()),
             early_len: AtomicUsize::new(0),
             sessions: Mutex::new(HashMap::new()),
             retained: RwLock::new(RetainedMessages::default()),
@@ -764,17 +785,158 @@ impl Broker {
                     // The connection hands its session back as it closes;
                     // its subscriptions go with it.
                     let broker = self.clone();
+                    self.moving(&cell.client_id);
                     tokio::spawn(async move {
                         if let Ok(Ok(session)) =
                             tokio::time::timeout(Duration::from_secs(10), handed).await
                         {
-                            broker.discard_subscriptions(&session);
+                            broker.retire(session).await;
                         }
                     });
                 }
             }
-            Slot::Offline { session, .. } => self.discard_subscriptions(&session),
+            Slot::Offline { session, .. } => {
+                self.moving(&cell.client_id);
+                tokio::spawn(self.clone().retire(*session));
+            }
         }
+    }
+
+    /// `client_id`'s session is leaving for another node.
+    fn moving(&self, client_id: &ClientId) {
+        lock(&self.moved).insert(client_id.clone(), MovedSession { handover: None });
+    }
+
+    /// Whether a message routed by log index `routed_by` matched sessions
+    /// among `gone` (matched in the tree, no longer here) that moved to
+    /// another node which that route table may not have known.
+    fn missed_moved(&self, gone: &[ClientId], routed_by: u64) -> bool {
+        let moved = lock(&self.moved);
+        gone.iter().any(|client_id| {
+            moved
+                .get(client_id)
+                .is_some_and(|m| m.handover.is_none_or(|at| routed_by < at))
+        })
+    }
+
+    /// The subscriptions of a session that moved away, kept in the tree
+    /// until the cluster routes each of its filters to the new owner (at
+    /// most [`HANDOVER_WAIT`]) and for [`HANDOVER_GRACE`] more, for
+    /// peers that route by an older state; then dropped.
+    async fn retire(self: Arc<Self>, session: Session) {
+        let client_id: ClientId = session.client_id().clone();
+        if let Some(link) = &self.cluster {
+            let filters: Vec<String> = session.subscriptions().keys().cloned().collect();
+            let started = tokio::time::Instant::now();
+            let mut revision = link.cluster().shared().watch_revision();
+            let handover = loop {
+                let (at, routed) = link.cluster().shared().read(|s| {
+                    let owner = s.sessions().get(&*client_id).and_then(|r| r.owner);
+                    let routed = match owner {
+                        Some(owner) if owner != link.node_id() => filters.iter().all(|f| {
+                            s.routes()
+                                .nodes(f)
+                                .is_some_and(|nodes| nodes.contains(&owner))
+                        }),
+                        // Gone, or back here: nothing to hand over.
+                        _ => true,
+                    };
+                    (link.cluster().shared().revision(), routed)
+                });
+                if routed || started.elapsed() >= HANDOVER_WAIT {
+                    break at;
+                }
+                let _ = tokio::time::timeout_at(started + HANDOVER_WAIT, revision.changed()).await;
+            };
+            if let Some(moved) = lock(&self.moved).get_mut(&client_id) {
+                moved.handover = Some(handover);
+            }
+            tokio::time::sleep(HANDOVER_GRACE).await;
+        }
+        lock(&self.moved).remove(&client_id);
+        if self.sessions_map().contains_key(&client_id) {
+            // Back here meanwhile: the tree holds the new session's
+            // subscriptions now; only the old one's route counts go.
+            if let Some(link) = &self.cluster {
+                for filter in session.subscriptions().keys() {
+                    link.unsubscribed(filter);
+                }
+            }
+            return;
+        }
+        self.discard_subscriptions(&session);
+    }
+
+    /// The member that owned `client_id`'s persistent session went down
+    /// and the cluster gave the session to this node: hold it offline
+    /// here, as if its client had disconnected when the member went down.
+    /// Its subscriptions go into the local tree (the cluster already
+    /// routes them here), its durable queue becomes its queued
+    /// deliveries, and its expiry runs here. When the client comes back,
+    /// here or on another node, it resumes as from any other owner.
+    pub fn adopt_session(self: &Arc<Self>, client_id: &str, from: quicmq_raft::NodeId) {
+        let Some(link) = &self.cluster else { return };
+        let me = link.node_id();
+        let Some(record) = link
+            .cluster()
+            .shared()
+            .read(|s| s.sessions().get(client_id).cloned())
+            .filter(|r| r.owner == Some(me))
+        else {
+            // Resumed or removed since.
+            return;
+        };
+        if self.sessions_map().contains_key(client_id) {
+            // A client of this ID is here already; it holds the session.
+            return;
+        }
+        let id: ClientId = Arc::from(client_id);
+        let since_ms = record.disconnected_at_ms.unwrap_or_else(now_ms);
+        let cell = Arc::new(SessionCell::new(
+            id.clone(),
+            0,
+            record.identity.clone(),
+            Slot::Online {
+                conn_id: 0,
+                tx: mpsc::unbounded_channel().0,
+            },
+        ));
+        cell.persistent.store(true, Ordering::Relaxed);
+        let mut session = Session::new(
+            id.clone(),
+            record.expiry_interval_s,
+            self.settings.session_limits.clone(),
+        );
+        let subscriptions = crate::cluster::sessions::subscriptions_of(&record);
+        for (filter, sub) in &subscriptions {
+            session.subscribe(filter.clone(), *sub);
+        }
+        self.replay_durable_queue(&cell, &mut session);
+        self.persist_session(&cell, &session, Some(since_ms));
+        *cell.slot() = Slot::Offline {
+            session: Box::new(session),
+            since_ms,
+            will: None,
+        };
+        {
+            let mut sessions = self.sessions_map();
+            if sessions.contains_key(client_id) {
+                return;
+            }
+            sessions.insert(id.clone(), cell);
+            metrics::gauge!(m::SESSIONS).set(sessions.len() as f64);
+        }
+        // Matched only once the session is in place. The routes are in the
+        // cluster already (adopted with the session): nothing to wait for.
+        for (filter, sub) in subscriptions {
+            drop(self.add_subscription(&filter, &id, sub));
+        }
+        metrics::counter!("quicmq_cluster_sessions_adopted_total").increment(1);
+        tracing::info!(
+            client_id,
+            from,
+            "adopted the session of a member that went down"
+        );
     }
 
     /// Drops local persistent sessions that the cluster says another node
@@ -1195,9 +1357,10 @@ impl Broker {
     /// with matching routes.
     fn route(&self, message: Arc<Message>) -> RouteOutcome {
         let Some(link) = &self.cluster else {
-            return self.deliver_local(message, &Selection::ALL);
+            return self.deliver_local(message, &Selection::ALL, u64::MAX);
         };
         let mut plan = link.plan(&message.topic);
+        let routed_by = plan.routed_by;
         let forwarded = plan.peers.len();
         let remote_groups = std::mem::take(&mut plan.remote_groups);
         let local_only = |key: &str| !remote_groups.contains(key);
@@ -1206,7 +1369,7 @@ impl Broker {
             shared: &local_only,
             member: &|_| true,
         };
-        let mut outcome = self.deliver_local(message.clone(), &selection);
+        let mut outcome = self.deliver_local(message.clone(), &selection, routed_by);
         if forwarded > 0 {
             outcome.durable.extend(link.forward(&message, plan));
             outcome.matched += forwarded;
@@ -1217,11 +1380,13 @@ impl Broker {
     /// A message another node forwarded: delivered to this node's
     /// ordinary subscribers (when `ordinary`) and to one member of each of
     /// `shared_groups`; never forwarded again, never retained here.
+    /// `routed_by`: the log index its sender routed it by.
     pub fn deliver_forwarded(
         &self,
         message: Arc<Message>,
         ordinary: bool,
         shared_groups: &[String],
+        routed_by: u64,
     ) -> RouteOutcome {
         let listed = |key: &str| shared_groups.iter().any(|g| g == key);
         let selection = Selection {
@@ -1229,10 +1394,19 @@ impl Broker {
             shared: &listed,
             member: &|_| true,
         };
-        self.deliver_local(message, &selection)
+        self.deliver_local(message, &selection, routed_by)
     }
 
-    fn deliver_local(&self, message: Arc<Message>, selection: &Selection<'_>) -> RouteOutcome {
+    /// Delivers to the local sessions `selection` picks. `routed_by`: the
+    /// log index by which the message was routed here (a subscription of
+    /// a session that moved away reached it only if that is older than
+    /// the new owner's routes).
+    fn deliver_local(
+        &self,
+        message: Arc<Message>,
+        selection: &Selection<'_>,
+        routed_by: u64,
+    ) -> RouteOutcome {
         let acl = self.settings.auth.acl();
         // A shared group's turn passes over members that may not read the
         // topic (the sessions lock is taken inside the tree's read lock;
@@ -1274,17 +1448,34 @@ impl Broker {
                 ..RouteOutcome::default()
             };
         }
+        let mut gone = Vec::new();
         let cells: Vec<(Arc<SessionCell>, Target)> = {
             let sessions = self.sessions_map();
             targets
                 .into_iter()
-                .filter_map(|t| sessions.get(&t.client_id).map(|c| (c.clone(), t)))
+                .filter_map(|t| match sessions.get(&t.client_id) {
+                    Some(c) => Some((c.clone(), t)),
+                    None => {
+                        gone.push(t.client_id);
+                        None
+                    }
+                })
                 .collect()
         };
         let mut outcome = RouteOutcome {
             matched: held,
             ..RouteOutcome::default()
         };
+        if message.qos != QoS::AtMostOnce && !gone.is_empty() && self.missed_moved(&gone, routed_by)
+        {
+            // Routed here for a session that moved, by a route table that
+            // may not know its new owner: refused, so that it is sent
+            // again by the new routes.
+            metrics::counter!(m::MESSAGES_DROPPED, "reason" => "session_moved").increment(1);
+            let (refused, completion) = oneshot::channel();
+            let _ = refused.send(false);
+            outcome.durable.push(completion);
+        }
         for (cell, target) in cells {
             if !acl.is_empty() && !cell.may_read(&acl, &message.topic) {
                 // Its subscription overlaps topics it may not read.

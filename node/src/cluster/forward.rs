@@ -25,7 +25,6 @@ use quicmq_proto::cluster::v1::{
     ForwardResponse, ForwardWelcome, ForwardedPublish, Qos, UserProperty,
 };
 use quicmq_proto::mqtt::{Properties, QoS};
-use quicmq_raft::command::MemberState;
 use quicmq_raft::{ClusterNode, NodeId};
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
@@ -81,6 +80,10 @@ impl Unacked {
 /// batch is acknowledged as incomplete.
 const DURABLE_TIMEOUT: Duration = Duration::from_secs(8);
 
+/// Longest a received batch waits for this node to apply the entry its
+/// sender routed it by.
+const ROUTED_WAIT: Duration = Duration::from_secs(1);
+
 struct PeerQueue {
     tx: mpsc::Sender<Outgoing>,
     task: tokio::task::JoinHandle<()>,
@@ -130,14 +133,16 @@ impl Forwarder {
         }
     }
 
-    /// A member changed: forget the stream of one that left.
+    /// A member changed: forget the stream of one that left or is down
+    /// (what waits on it fails now instead of at its timeout; a member
+    /// that comes back gets a new stream with the next message).
     pub fn member_changed(&self, node: NodeId) {
-        let left = self.node.shared().read(|s| {
+        let gone = self.node.shared().read(|s| {
             s.members()
                 .get(node)
-                .is_none_or(|m| m.state == MemberState::Left)
+                .is_none_or(|m| !m.state.is_reachable())
         });
-        if left {
+        if gone {
             let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
             peers.remove(&node);
         }
@@ -501,6 +506,12 @@ impl forward_server::Forward for ForwardService {
                     }
                 };
                 let completion: BoxFuture<bool> = if batch.seq > last {
+                    if let Some(link) = broker.cluster() {
+                        // Usually there already; bounded for a node that is
+                        // far behind.
+                        let newest = batch.publishes.iter().map(|p| p.routed_index).max();
+                        link.wait_routed(newest.unwrap_or(0), ROUTED_WAIT).await;
+                    }
                     let completion = deliver_batch(&broker, &batch);
                     last = batch.seq;
                     handled
@@ -533,8 +544,12 @@ fn deliver_batch(broker: &Broker, batch: &ForwardBatch) -> impl Future<Output = 
             metrics::counter!("quicmq_forward_rejected_total").increment(1);
             continue;
         };
-        let outcome =
-            broker.deliver_forwarded(Arc::new(message), publish.ordinary, &publish.shared_groups);
+        let outcome = broker.deliver_forwarded(
+            Arc::new(message),
+            publish.ordinary,
+            &publish.shared_groups,
+            publish.routed_index,
+        );
         persisted |= outcome.persisted;
         durable.extend(outcome.durable);
     }
@@ -551,6 +566,7 @@ pub fn to_forwarded(
     origin: NodeId,
     ordinary: bool,
     shared_groups: Vec<String>,
+    routed_index: u64,
 ) -> ForwardedPublish {
     let p = &message.properties;
     ForwardedPublish {
@@ -580,6 +596,7 @@ pub fn to_forwarded(
             .collect(),
         ordinary,
         shared_groups,
+        routed_index,
     }
 }
 
@@ -636,8 +653,9 @@ mod tests {
             expires_at_ms: None,
             publisher: Some("pub".into()),
         };
-        let f = to_forwarded(&message, 3, true, vec!["$share/g/a/+".into()]);
+        let f = to_forwarded(&message, 3, true, vec!["$share/g/a/+".into()], 12);
         assert_eq!(f.shared_groups, ["$share/g/a/+"]);
+        assert_eq!(f.routed_index, 12);
         let back = from_forwarded(&f, 0).unwrap();
         assert_eq!(back, message);
     }
@@ -657,6 +675,7 @@ mod tests {
             1,
             true,
             vec![],
+            0,
         );
         assert!(
             from_forwarded(&f, 0).is_none(),

@@ -35,6 +35,9 @@ pub struct ForwardPlan {
     /// Shared groups (`$share/G/F`) picked for another node: this node
     /// must not deliver to them.
     pub remote_groups: HashSet<String>,
+    /// The log index of the route table the plan was made with (at
+    /// least).
+    pub routed_by: u64,
 }
 
 /// A change of this node's local subscriptions, for the route batcher.
@@ -42,6 +45,8 @@ enum RouteRequest {
     /// A filter gained a local subscriber; answer once the route is
     /// committed.
     Changed(String, Option<oneshot::Sender<Result<(), String>>>),
+    /// Compare this node's routes with its subscriptions now.
+    Reconcile,
 }
 
 /// The cluster's record of a session this node just claimed.
@@ -269,6 +274,8 @@ impl ClusterLink {
     /// Where a message on `topic` must go besides this node's sessions.
     pub fn plan(&self, topic: &str) -> ForwardPlan {
         let me = self.node_id();
+        // Read before matching: the table is at least this new.
+        let routed_by = self.routed_revision();
         let matched = read(&self.routes).matches(topic);
         let mut peers: HashMap<NodeId, (bool, Vec<String>)> = HashMap::new();
         for node in matched.nodes {
@@ -289,6 +296,7 @@ impl ClusterLink {
                 .map(|(node, (ordinary, groups))| (node, ordinary, groups))
                 .collect(),
             remote_groups,
+            routed_by,
         }
     }
 
@@ -308,7 +316,13 @@ impl ClusterLink {
             };
             self.forwarder.send(
                 node,
-                super::forward::to_forwarded(message, self.node_id(), ordinary, groups),
+                super::forward::to_forwarded(
+                    message,
+                    self.node_id(),
+                    ordinary,
+                    groups,
+                    plan.routed_by,
+                ),
                 done,
             );
         }
@@ -374,6 +388,11 @@ impl ClusterLink {
         });
     }
 
+    /// The log index of the state this node routes by.
+    pub fn routed_revision(&self) -> u64 {
+        *self.routed.borrow()
+    }
+
     /// Waits until this node routes by the state at log index `index` or
     /// later, at most `timeout`. Returns the index it routes by and
     /// whether that reached `index`.
@@ -386,7 +405,7 @@ impl ClusterLink {
         (now, reached)
     }
 
-    /// The public QUIC addresses of the other active members, as an MQTT 5
+    /// The public QUIC addresses of the other alive members, as an MQTT 5
     /// Server Reference (space separated), for a client this node cannot
     /// serve now; `None` without other members.
     pub fn server_reference(&self) -> Option<String> {
@@ -394,7 +413,7 @@ impl ClusterLink {
         let others: Vec<String> = self.node.shared().read(|s| {
             s.members()
                 .iter()
-                .filter(|m| m.node_id != me && m.state == MemberState::Active)
+                .filter(|m| m.node_id != me && m.state == MemberState::Alive)
                 .filter(|m| !m.public_addr.is_empty())
                 .map(|m| m.public_addr.clone())
                 .collect()
@@ -402,7 +421,7 @@ impl ClusterLink {
         (!others.is_empty()).then(|| others.join(" "))
     }
 
-    /// Waits until every other active member routes by this node's current
+    /// Waits until every other reachable member routes by this node's current
     /// state (each at most [`BARRIER_TIMEOUT`]; a member that does not
     /// answer — dead, cut off — is not waited for longer). After a route
     /// of this node is committed, this makes a PUBLISH on any live node
@@ -414,7 +433,7 @@ impl ClusterLink {
         let peers: Vec<(NodeId, String)> = self.node.shared().read(|s| {
             s.members()
                 .iter()
-                .filter(|m| m.node_id != me && m.state == MemberState::Active)
+                .filter(|m| m.node_id != me && m.state.is_reachable())
                 .map(|m| (m.node_id, m.grpc_addr.clone()))
                 .collect()
         });
@@ -525,7 +544,28 @@ async fn follow_state(
                             link.rebuild_routes();
                             rebuilt = true;
                         }
-                        StateChange::Member(node) => link.forwarder.member_changed(*node),
+                        StateChange::Member(node) => {
+                            link.forwarder.member_changed(*node);
+                            if *node == link.node_id() {
+                                // Back from down: announce the routes the
+                                // leader withdrew without waiting for the
+                                // next reconciliation.
+                                let _ = link.route_tx.send(RouteRequest::Reconcile);
+                            }
+                        }
+                        StateChange::SessionAdopted {
+                            client_id,
+                            from,
+                            by,
+                        } => {
+                            if let Some(broker) = link.broker.get().and_then(Weak::upgrade) {
+                                if *by == Some(link.node_id()) {
+                                    broker.adopt_session(client_id, *from);
+                                } else if *from == link.node_id() {
+                                    broker.release_session(client_id);
+                                }
+                            }
+                        }
                         StateChange::QueueOverflow { owner, dropped, .. }
                             if *owner == link.node_id() =>
                         {
@@ -562,13 +602,18 @@ async fn batch_routes(link: Weak<ClusterLink>, mut rx: mpsc::UnboundedReceiver<R
         let mut waiters: Vec<oneshot::Sender<Result<(), String>>> = Vec::new();
         tokio::select! {
             request = rx.recv() => {
-                let Some(RouteRequest::Changed(filter, waiter)) = request else { return };
-                dirty.insert(filter);
-                waiters.extend(waiter);
-                tokio::time::sleep(ROUTE_BATCH_WINDOW).await;
-                while let Ok(RouteRequest::Changed(filter, waiter)) = rx.try_recv() {
-                    dirty.insert(filter);
-                    waiters.extend(waiter);
+                match request {
+                    None => return,
+                    Some(RouteRequest::Reconcile) => {}
+                    Some(RouteRequest::Changed(filter, waiter)) => {
+                        dirty.insert(filter);
+                        waiters.extend(waiter);
+                        tokio::time::sleep(ROUTE_BATCH_WINDOW).await;
+                        while let Ok(RouteRequest::Changed(filter, waiter)) = rx.try_recv() {
+                            dirty.insert(filter);
+                            waiters.extend(waiter);
+                        }
+                    }
                 }
             }
             _ = reconcile.tick() => {}

@@ -51,6 +51,7 @@ fn package_and_services() {
         ("Raft", "AppendEntries", false, false),
         ("Raft", "ClientWrite", false, false),
         ("Raft", "InstallSnapshot", false, false),
+        ("Raft", "Ping", false, false),
         ("Raft", "StreamSnapshot", true, false),
         ("Raft", "Vote", false, false),
     ];

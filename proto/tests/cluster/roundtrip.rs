@@ -32,6 +32,7 @@ fn member(node_id: u64) -> Member {
         role: MemberRole::Voter.into(),
         state: MemberState::Active.into(),
         joined_at_ms: 1_700_000_000_000 + node_id,
+        state_since_ms: 0,
     }
 }
 
@@ -91,6 +92,7 @@ fn publish(n: u8) -> ForwardedPublish {
         ],
         ordinary: true,
         shared_groups: vec!["$share/g/sensors/+/temp".into()],
+        routed_index: 1_000 + u64::from(n),
     }
 }
 

@@ -16,9 +16,9 @@ use quicmq_proto::cluster::v1::{
     raft_server::{Raft, RaftServer},
     snapshot_chunk, watch_event, BarrierRequest, BarrierResponse, ClusterSnapshot, ClusterUpdate,
     ForwardAck, ForwardBatch, ForwardHello, ForwardRequest, ForwardResponse, ForwardWelcome,
-    ForwardedPublish, JoinRequest, JoinResponse, LeaveRequest, LeaveResponse, Member, RaftRequest,
-    RaftResponse, SnapshotChunk, SnapshotHeader, SnapshotTrailer, StatusRequest, StatusResponse,
-    WatchEvent, WatchRequest,
+    ForwardedPublish, JoinRequest, JoinResponse, LeaveRequest, LeaveResponse, Member, PingRequest,
+    PingResponse, RaftRequest, RaftResponse, SnapshotChunk, SnapshotHeader, SnapshotTrailer,
+    StatusRequest, StatusResponse, WatchEvent, WatchRequest,
 };
 use tonic::codegen::tokio_stream::{self, Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
@@ -83,6 +83,13 @@ impl Raft for Node {
         _request: Request<RaftRequest>,
     ) -> Result<Response<RaftResponse>, Status> {
         Err(Status::unavailable("no leader"))
+    }
+
+    async fn ping(&self, request: Request<PingRequest>) -> Result<Response<PingResponse>, Status> {
+        let request = request.into_inner();
+        Ok(Response::new(PingResponse {
+            applied_index: request.wait_index,
+        }))
     }
 }
 
@@ -218,6 +225,17 @@ async fn unary_raft_and_admin() {
         .await
         .expect_err("wrong receiver is refused");
     assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+
+    let pong = raft
+        .ping(PingRequest {
+            header: None,
+            wait_index: 42,
+            timeout_ms: 10,
+        })
+        .await
+        .expect("ping")
+        .into_inner();
+    assert_eq!(pong.applied_index, 42);
 
     let mut admin = AdminClient::new(AdminServer::new(Node));
     let joined = admin

@@ -69,6 +69,9 @@ pub struct RaftTiming {
     pub join_timeout: Duration,
     /// How long `start` waits for this node's membership to be applied.
     pub ready_timeout: Duration,
+    /// How long a member may not answer the leader before it is `down`
+    /// (`suspect` after half of it).
+    pub member_down_after: Duration,
 }
 
 impl Default for RaftTiming {
@@ -80,6 +83,7 @@ impl Default for RaftTiming {
             propose_timeout: Duration::from_secs(5),
             join_timeout: Duration::from_secs(120),
             ready_timeout: Duration::from_secs(120),
+            member_down_after: Duration::from_secs(3),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Raft metrics on the node's `/metrics`: term, leader, log and applied
-//! index, apply lag, snapshot index, voters and learners.
+//! index, apply lag, snapshot index, voters and learners, and members by
+//! liveness (`quicmq_cluster_members{state}`).
 
 use std::sync::Arc;
 
@@ -37,6 +38,20 @@ pub(super) async fn export(
             metrics::gauge!("quicmq_raft_voters").set(membership.voter_ids().count() as f64);
             metrics::gauge!("quicmq_raft_learners").set(membership.learner_ids().count() as f64);
             metrics::gauge!("quicmq_cluster_revision").set(shared.revision() as f64);
+            let mut by_state = [("alive", 0u32), ("suspect", 0), ("down", 0), ("left", 0)];
+            shared.read(|s| {
+                for member in s.members().iter() {
+                    if let Some(slot) = by_state
+                        .iter_mut()
+                        .find(|(l, _)| *l == member.state.label())
+                    {
+                        slot.1 += 1;
+                    }
+                }
+            });
+            for (state, count) in by_state {
+                metrics::gauge!("quicmq_cluster_members", "state" => state).set(f64::from(count));
+            }
         }
         if metrics.changed().await.is_err() {
             return;

@@ -19,6 +19,7 @@
 
 mod admin;
 mod config;
+mod liveness;
 mod metrics;
 mod propose;
 mod watch;
@@ -37,6 +38,7 @@ use tokio::sync::Mutex;
 use tonic::service::interceptor::InterceptedService;
 
 pub use self::config::{ClusterConfig, RaftTiming, StartMode};
+pub use self::liveness::LivenessTracker;
 use crate::command::{Command, CommandResponse, JoinRecord, MemberRecord, MemberRole, MemberState};
 use crate::error::ClusterError;
 use crate::network::tls::{Admits, RoleCheck};
@@ -58,12 +60,17 @@ struct Inner {
     /// Serializes membership changes on the leader.
     membership_lock: Mutex<()>,
     metrics_task: tokio::task::JoinHandle<()>,
+    /// The leader's liveness probing, once started.
+    liveness_task: std::sync::OnceLock<tokio::task::JoinHandle<()>>,
     _db: sled::Db,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         self.metrics_task.abort();
+        if let Some(task) = self.liveness_task.get() {
+            task.abort();
+        }
     }
 }
 
@@ -115,6 +122,7 @@ impl ClusterNode {
                 channels,
                 membership_lock: Mutex::new(()),
                 metrics_task,
+                liveness_task: std::sync::OnceLock::new(),
                 _db: db,
             }),
         })
@@ -185,6 +193,14 @@ impl ClusterNode {
                 );
             }
         }
+        // Probing starts before this node is ready: a restarted node that
+        // was marked down is alive again only once a leader hears it.
+        self.inner.liveness_task.get_or_init(|| {
+            tokio::spawn(liveness::run(
+                Arc::downgrade(&self.inner),
+                config.timing.member_down_after,
+            ))
+        });
         let me = self.wait_ready(config.timing.ready_timeout).await?;
         if initialized {
             self.catch_up().await;
@@ -462,7 +478,7 @@ impl ClusterNode {
                     s.keys()?;
                     s.members()
                         .get(node_id)
-                        .filter(|m| m.state == MemberState::Active)
+                        .filter(|m| m.state.is_reachable())
                         .cloned()
                 });
                 if let Some(me) = me {
@@ -540,7 +556,7 @@ impl ClusterNode {
         let active: Vec<NodeId> = self.shared().read(|s| {
             let mut active: Vec<&MemberRecord> = s
                 .members()
-                .active()
+                .alive()
                 .filter(|m| learners.contains(&m.node_id))
                 .collect();
             active.sort_by_key(|m| (m.joined_at_ms, m.node_id));
@@ -627,10 +643,16 @@ pub(crate) fn member_to_pb(m: &MemberRecord) -> Member {
         }
         .into(),
         state: match m.state {
-            MemberState::Active => PbState::Active,
+            MemberState::Alive => PbState::Active,
+            MemberState::Suspect { .. } => PbState::Suspect,
+            MemberState::Down { .. } => PbState::Down,
             MemberState::Left => PbState::Left,
         }
         .into(),
         joined_at_ms: m.joined_at_ms,
+        state_since_ms: match m.state {
+            MemberState::Suspect { since_ms } | MemberState::Down { since_ms } => since_ms,
+            MemberState::Alive | MemberState::Left => 0,
+        },
     }
 }

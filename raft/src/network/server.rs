@@ -11,8 +11,8 @@ use std::io::Cursor;
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use openraft::{Snapshot, SnapshotMeta, Vote};
 use quicmq_proto::cluster::v1::{
-    raft_response::Outcome, raft_server, snapshot_chunk::Frame, RaftEncoding, RaftHeader,
-    RaftRequest, RaftResponse, SnapshotChunk,
+    raft_response::Outcome, raft_server, snapshot_chunk::Frame, PingRequest, PingResponse,
+    RaftEncoding, RaftHeader, RaftRequest, RaftResponse, SnapshotChunk,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -21,6 +21,9 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::codec;
 use crate::command::Command;
 use crate::{MemberNode, NodeId, Raft, TypeConfig};
+
+/// Longest a liveness probe may wait for its index.
+const MAX_PING_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Largest snapshot accepted over `StreamSnapshot` (1 GiB).
 const MAX_STREAMED_SNAPSHOT: usize = 1 << 30;
@@ -178,5 +181,25 @@ impl raft_server::Raft for RaftService {
     ) -> Result<Response<RaftResponse>, Status> {
         let command: Command = self.open(request, "proposed command")?;
         reply(self.raft.client_write(command).await)
+    }
+
+    async fn ping(&self, request: Request<PingRequest>) -> Result<Response<PingResponse>, Status> {
+        let request = request.into_inner();
+        self.check_header(request.header.as_ref())?;
+        let wait = std::time::Duration::from_millis(request.timeout_ms).min(MAX_PING_WAIT);
+        // Not reaching the index in time is an answer too: the prober
+        // learns how far this node is.
+        let _ = self
+            .raft
+            .wait(Some(wait))
+            .applied_index_at_least(Some(request.wait_index), "liveness probe")
+            .await;
+        let applied_index = self
+            .raft
+            .metrics()
+            .borrow()
+            .last_applied
+            .map_or(0, |id| id.index);
+        Ok(Response::new(PingResponse { applied_index }))
     }
 }

@@ -48,11 +48,16 @@ impl Members {
         self.by_id.values()
     }
 
-    /// Members that have not left.
-    pub fn active(&self) -> impl Iterator<Item = &MemberRecord> {
+    /// Members the leader sees alive (not suspect, down or left).
+    pub fn alive(&self) -> impl Iterator<Item = &MemberRecord> {
         self.by_id
             .values()
-            .filter(|m| m.state == MemberState::Active)
+            .filter(|m| m.state == MemberState::Alive)
+    }
+
+    /// Members that have not left (alive, suspect or down).
+    pub fn current(&self) -> impl Iterator<Item = &MemberRecord> {
+        self.by_id.values().filter(|m| m.state.is_member())
     }
 
     /// The member that holds a server ID.
@@ -82,9 +87,7 @@ impl Members {
             return Err(JoinRefused::ZeroNodeId);
         }
         if let Some(holder) = self.by_id.values().find(|m| {
-            m.node_id != join.node_id
-                && m.state == MemberState::Active
-                && m.grpc_addr == join.grpc_addr
+            m.node_id != join.node_id && m.state.is_member() && m.grpc_addr == join.grpc_addr
         }) {
             return Err(JoinRefused::AddressInUse {
                 addr: join.grpc_addr.clone(),
@@ -96,7 +99,7 @@ impl Members {
             member.routed_addr.clone_from(&join.routed_addr);
             member.public_addr.clone_from(&join.public_addr);
             member.zone.clone_from(&join.zone);
-            member.state = MemberState::Active;
+            member.state = MemberState::Alive;
             member.left_at_ms = None;
             return Ok(member.clone());
         }
@@ -109,7 +112,7 @@ impl Members {
             public_addr: join.public_addr.clone(),
             zone: join.zone.clone(),
             role: MemberRole::Learner,
-            state: MemberState::Active,
+            state: MemberState::Alive,
             joined_at_ms: join.now_ms,
             left_at_ms: None,
         };
@@ -128,10 +131,23 @@ impl Members {
         }
     }
 
-    /// Marks a member as left; false if there is no such active member.
+    /// Sets the state of a member that has not left; false if there is no
+    /// such member.
+    pub fn set_state(&mut self, node_id: NodeId, state: MemberState) -> bool {
+        match self.by_id.get_mut(&node_id) {
+            Some(m) if m.state.is_member() => {
+                m.state = state;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Marks a member as left; false if there is no such member (or it
+    /// left already).
     pub fn leave(&mut self, node_id: NodeId, now_ms: u64) -> bool {
         match self.by_id.get_mut(&node_id) {
-            Some(m) if m.state == MemberState::Active => {
+            Some(m) if m.state.is_member() => {
                 m.state = MemberState::Left;
                 m.role = MemberRole::Learner;
                 m.left_at_ms = Some(now_ms);
@@ -208,7 +224,7 @@ mod tests {
         let again = members.join(&join(3, "b:2"), 1).unwrap();
         assert_eq!(again.server_id, first.server_id);
         assert_eq!(again.grpc_addr, "b:2");
-        assert_eq!(again.state, MemberState::Active);
+        assert_eq!(again.state, MemberState::Alive);
     }
 
     #[test]

@@ -20,8 +20,8 @@ pub use self::queues::DurableQueue;
 pub use self::routes::Routes;
 pub use self::ticket_keys::{next_ticket_key_due, ticket_key_accepted_until};
 use crate::command::{
-    AuthRecord, Command, CommandResponse, KeysRecord, QueueOp, QuicLbRecord, RetainOp,
-    RetainedRecord, SessionRecord, TicketKeyRecord,
+    AuthRecord, Command, CommandResponse, KeysRecord, Liveness, MemberState, QueueOp, QuicLbRecord,
+    RetainOp, RetainedRecord, SessionRecord, TicketKeyRecord,
 };
 use crate::NodeId;
 
@@ -49,6 +49,20 @@ pub enum StateChange {
     },
     /// A persistent session was removed.
     SessionRemoved(String),
+    /// The owner of a persistent session went down, and a live member
+    /// adopted the session: it holds the session for the client until the
+    /// client resumes somewhere, queues its messages, and publishes its
+    /// will. The adopter's routes gained the session's filters in the
+    /// same entry.
+    SessionAdopted {
+        /// The client ID.
+        client_id: String,
+        /// The member that went down.
+        from: NodeId,
+        /// The adopter (`None`: no member was alive; the session is left
+        /// without owner and any node may resume it).
+        by: Option<NodeId>,
+    },
     /// The TLS session-ticket keys changed.
     TicketKeys,
     /// A durable queue exceeded its limit: its oldest messages were
@@ -191,6 +205,18 @@ impl ClusterState {
                 }
                 CommandResponse::Applied(true)
             }
+            Command::Routes { node_id, .. } | Command::ReplaceRoutes { node_id, .. }
+                if self.is_down(*node_id) =>
+            {
+                CommandResponse::Refused(format!(
+                    "node {node_id} is down: its routes are withdrawn until it is alive again"
+                ))
+            }
+            Command::ClaimSession { node_id, .. } if self.is_down(*node_id) => {
+                CommandResponse::Refused(format!(
+                    "node {node_id} is down: it cannot take sessions until it is alive again"
+                ))
+            }
             Command::Routes {
                 node_id,
                 add,
@@ -310,12 +336,90 @@ impl ClusterState {
                 changes.push(StateChange::Auth);
                 CommandResponse::Applied(true)
             }
+            Command::SetLiveness {
+                node_id,
+                liveness,
+                now_ms,
+            } => CommandResponse::Applied(self.set_liveness(*node_id, *liveness, *now_ms, changes)),
             Command::AddTicketKey { key, now_ms } => {
                 let added = ticket_keys::add(&mut self.ticket_keys, key, *now_ms);
                 if added {
                     changes.push(StateChange::TicketKeys);
                 }
                 CommandResponse::Applied(added)
+            }
+        }
+    }
+
+    /// Whether a member is down.
+    fn is_down(&self, node_id: NodeId) -> bool {
+        self.members.get(node_id).is_some_and(|m| m.state.is_down())
+    }
+
+    fn set_liveness(
+        &mut self,
+        node_id: NodeId,
+        liveness: Liveness,
+        now_ms: u64,
+        changes: &mut Vec<StateChange>,
+    ) -> bool {
+        let current = self.members.get(node_id).and_then(|m| m.state.liveness());
+        if current.is_none() || current == Some(liveness) {
+            return false;
+        }
+        let state = match liveness {
+            Liveness::Alive => MemberState::Alive,
+            Liveness::Suspect => MemberState::Suspect { since_ms: now_ms },
+            Liveness::Down => MemberState::Down { since_ms: now_ms },
+        };
+        self.members.set_state(node_id, state);
+        changes.push(StateChange::Member(node_id));
+        if liveness == Liveness::Down {
+            if self.routes.remove_node(node_id) {
+                changes.push(StateChange::Routes(node_id));
+            }
+            self.adopt_sessions_of(node_id, now_ms, changes);
+        }
+        true
+    }
+
+    /// Hands every persistent session `from` owns to a live member (the
+    /// same one on every replica: highest rendezvous weight of client ID
+    /// and node ID), with routes for its filters, so that its messages are
+    /// queued while its client is away.
+    fn adopt_sessions_of(&mut self, from: NodeId, now_ms: u64, changes: &mut Vec<StateChange>) {
+        let adopters: Vec<NodeId> = self
+            .members
+            .alive()
+            .map(|m| m.node_id)
+            .filter(|id| *id != from)
+            .collect();
+        let mut routes: BTreeMap<NodeId, Vec<String>> = BTreeMap::new();
+        for (client_id, session) in &mut self.sessions {
+            if session.owner != Some(from) {
+                continue;
+            }
+            let by = adopters
+                .iter()
+                .copied()
+                .max_by_key(|node| rendezvous_weight(client_id, *node));
+            session.owner = by;
+            session.disconnected_at_ms.get_or_insert(now_ms);
+            if let Some(by) = by {
+                routes
+                    .entry(by)
+                    .or_default()
+                    .extend(session.subscriptions.iter().map(|s| s.filter.clone()));
+            }
+            changes.push(StateChange::SessionAdopted {
+                client_id: client_id.clone(),
+                from,
+                by,
+            });
+        }
+        for (node, filters) in routes {
+            if self.routes.update(node, &filters, &[]) {
+                changes.push(StateChange::Routes(node));
             }
         }
     }
@@ -362,6 +466,21 @@ impl ClusterState {
             },
         }
     }
+}
+
+/// A weight of (key, node) that every replica and version computes alike
+/// (64-bit FNV-1a, then the SplitMix64 finaliser so that the node's
+/// octets reach every bit): the node of highest weight gets the key, and
+/// losing a node moves only its own keys.
+fn rendezvous_weight(key: &str, node: NodeId) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in key.as_bytes().iter().chain(&node.to_be_bytes()) {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash = (hash ^ (hash >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    hash = (hash ^ (hash >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    hash ^ (hash >> 31)
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@ use bytes::Bytes;
 
 use super::*;
 use crate::command::{
-    BootstrapRecord, JoinRecord, MemberRole, MemberState, SubscriptionRecord, WillRecord,
+    BootstrapRecord, JoinRecord, Liveness, MemberRole, MemberState, SubscriptionRecord, WillRecord,
 };
 
 fn boot() -> Command {
@@ -501,4 +501,177 @@ fn an_expired_session_binds_nobody() {
     );
     assert_eq!(s.sessions()["dev"].identity.as_deref(), Some("bob"));
     assert!(s.sessions()["dev"].subscriptions.is_empty());
+}
+
+fn claim(s: &mut ClusterState, client_id: &str, node_id: NodeId, filters: &[&str]) {
+    let (r, _) = apply(
+        s,
+        Command::ClaimSession {
+            client_id: client_id.into(),
+            node_id,
+            session: session(filters),
+            clean_start: true,
+            may_take_over: false,
+            now_ms: 1,
+        },
+    );
+    assert!(matches!(r, CommandResponse::Claimed { .. }), "{r:?}");
+}
+
+fn liveness(node_id: NodeId, liveness: Liveness, now_ms: u64) -> Command {
+    Command::SetLiveness {
+        node_id,
+        liveness,
+        now_ms,
+    }
+}
+
+#[test]
+fn a_down_member_loses_its_routes_and_live_members_adopt_its_sessions() {
+    let mut s = ClusterState::default();
+    for c in [boot(), join(1), join(2), join(3)] {
+        apply(&mut s, c);
+    }
+    apply(
+        &mut s,
+        Command::Routes {
+            node_id: 1,
+            add: vec!["a/#".into(), "plain/x".into()],
+            remove: vec![],
+        },
+    );
+    for i in 0..40 {
+        claim(&mut s, &format!("c{i}"), 1, &["a/#", &format!("own/{i}")]);
+    }
+    claim(&mut s, "elsewhere", 2, &["b"]);
+
+    let (r, changes) = apply(&mut s, liveness(1, Liveness::Suspect, 50));
+    assert_eq!(r, CommandResponse::Applied(true));
+    assert_eq!(changes, vec![StateChange::Member(1)]);
+    assert_eq!(
+        s.members().get(1).unwrap().state,
+        MemberState::Suspect { since_ms: 50 }
+    );
+    assert!(
+        s.routes().nodes("plain/x").is_some(),
+        "a suspect keeps its routes"
+    );
+    let (r, _) = apply(&mut s, liveness(1, Liveness::Suspect, 60));
+    assert_eq!(r, CommandResponse::Applied(false), "no change, no new time");
+
+    let (r, changes) = apply(&mut s, liveness(1, Liveness::Down, 100));
+    assert_eq!(r, CommandResponse::Applied(true));
+    assert!(changes.contains(&StateChange::Routes(1)));
+    assert_eq!(
+        s.members().get(1).unwrap().state,
+        MemberState::Down { since_ms: 100 }
+    );
+    assert!(
+        s.routes().nodes("plain/x").is_none(),
+        "plain routes withdrawn"
+    );
+    let mut by_node = BTreeMap::new();
+    for i in 0..40 {
+        let stored = &s.sessions()[&format!("c{i}")];
+        let owner = stored.owner.expect("adopted");
+        assert!(owner == 2 || owner == 3, "adopted by a live member");
+        assert_eq!(stored.disconnected_at_ms, Some(100));
+        assert!(stored.will.is_some(), "the adopter publishes the will");
+        assert!(
+            s.routes()
+                .nodes(&format!("own/{i}"))
+                .is_some_and(|n| n.contains(&owner) && !n.contains(&1)),
+            "the session's filters are routed to its adopter"
+        );
+        *by_node.entry(owner).or_insert(0) += 1;
+        assert!(changes.contains(&StateChange::SessionAdopted {
+            client_id: format!("c{i}"),
+            from: 1,
+            by: Some(owner),
+        }));
+    }
+    assert_eq!(by_node.len(), 2, "adoption spreads over the live members");
+    assert_eq!(s.sessions()["elsewhere"].owner, Some(2));
+
+    // While down, it can neither route nor claim.
+    let (r, _) = apply(
+        &mut s,
+        Command::ReplaceRoutes {
+            node_id: 1,
+            filters: vec!["z".into()],
+        },
+    );
+    assert!(matches!(r, CommandResponse::Refused(_)));
+    assert!(s.routes().nodes("z").is_none());
+    let (r, _) = apply(
+        &mut s,
+        Command::ClaimSession {
+            client_id: "new".into(),
+            node_id: 1,
+            session: session(&["q"]),
+            clean_start: true,
+            may_take_over: false,
+            now_ms: 101,
+        },
+    );
+    assert!(matches!(r, CommandResponse::Refused(_)));
+    assert!(!s.sessions().contains_key("new"));
+
+    // Back: alive, and it routes again.
+    let (r, _) = apply(&mut s, liveness(1, Liveness::Alive, 200));
+    assert_eq!(r, CommandResponse::Applied(true));
+    assert_eq!(s.members().get(1).unwrap().state, MemberState::Alive);
+    apply(
+        &mut s,
+        Command::ReplaceRoutes {
+            node_id: 1,
+            filters: vec!["z".into()],
+        },
+    );
+    assert!(s.routes().nodes("z").is_some());
+}
+
+#[test]
+fn adoption_is_the_same_on_every_replica_and_moves_only_the_dead_members_sessions() {
+    let build = || {
+        let mut s = ClusterState::default();
+        for c in [boot(), join(1), join(2), join(3), join(4)] {
+            apply(&mut s, c);
+        }
+        for i in 0..30 {
+            claim(&mut s, &format!("c{i}"), 1 + (i % 4), &["t"]);
+        }
+        s
+    };
+    let mut a = build();
+    let mut b = build();
+    apply(&mut a, liveness(4, Liveness::Down, 10));
+    apply(&mut b, liveness(4, Liveness::Down, 10));
+    assert_eq!(a, b);
+    for i in 0..30u64 {
+        let owner = a.sessions()[&format!("c{i}")].owner;
+        if i % 4 == 3 {
+            assert_ne!(owner, Some(4));
+        } else {
+            assert_eq!(owner, Some(1 + i % 4), "sessions of live members stay");
+        }
+    }
+    // With nobody alive, a down member's sessions are left without owner.
+    let mut s = build();
+    for n in [2, 3, 4] {
+        apply(&mut s, liveness(n, Liveness::Down, 10));
+    }
+    apply(&mut s, liveness(1, Liveness::Down, 20));
+    assert!(s.sessions().values().all(|r| r.owner.is_none()));
+    // A member that left takes no liveness verdicts.
+    apply(
+        &mut s,
+        Command::Leave {
+            node_id: 1,
+            now_ms: 30,
+        },
+    );
+    let (r, _) = apply(&mut s, liveness(1, Liveness::Alive, 40));
+    assert_eq!(r, CommandResponse::Applied(false));
+    assert_eq!(s.members().get(1).unwrap().state, MemberState::Left);
 }

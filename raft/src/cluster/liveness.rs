@@ -1,0 +1,289 @@
+//! Member liveness: the Raft leader probes every member and commits its
+//! verdict (`alive`, `suspect`, `down`) so that every node and router acts
+//! on the same view.
+//!
+//! [`LivenessTracker`] is the decision, sans-IO: it is told who answered
+//! when (and whether the answer showed the member caught up with the log)
+//! and says which members change state. [`run`] is the shell: on the
+//! leader, every probe interval it sends each member a `Raft.Ping`, feeds
+//! the answers to the tracker and proposes the verdicts in one entry.
+//!
+//! A member that has not answered for half of `member_down_after` is
+//! `suspect` (still routed to: a pause is not a death), and `down` after
+//! all of it. A new leader gives every member a full `member_down_after`
+//! before judging it, so an election never marks anyone down by itself.
+//! A member is `alive` again once it answers having applied what the
+//! leader had committed when it asked.
+
+use std::collections::HashMap;
+use std::sync::Weak;
+use std::time::{Duration, Instant};
+
+use quicmq_proto::cluster::v1::{PingRequest, RaftEncoding, RaftHeader};
+
+use crate::command::{Command, Liveness, MemberState};
+use crate::NodeId;
+
+/// What the leader knows of each member's answers.
+#[derive(Debug)]
+pub struct LivenessTracker {
+    down_after: Duration,
+    /// When this node became leader: silence is counted from here at most.
+    since: Instant,
+    /// Per member: when it last answered, and whether it had caught up.
+    answers: HashMap<NodeId, (Instant, bool)>,
+}
+
+impl LivenessTracker {
+    /// A tracker for a leader that took office at `now`.
+    pub fn new(down_after: Duration, now: Instant) -> Self {
+        Self {
+            down_after,
+            since: now,
+            answers: HashMap::new(),
+        }
+    }
+
+    /// This node (again) became leader at `now`: what it heard before
+    /// does not count, every member gets a full `down_after`.
+    pub fn took_office(&mut self, now: Instant) {
+        self.since = now;
+        self.answers.clear();
+    }
+
+    /// `node` answered at `now`; `caught_up`: it had applied what the
+    /// leader had committed when the probe left.
+    pub fn answered(&mut self, node: NodeId, now: Instant, caught_up: bool) {
+        self.answers.insert(node, (now, caught_up));
+    }
+
+    /// The state changes to commit at `now`, for `members` (node ID and
+    /// state; left members and `me` are skipped).
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use quicmq_raft::cluster::LivenessTracker;
+    /// use quicmq_raft::command::{Liveness, MemberState};
+    ///
+    /// let start = Instant::now();
+    /// let mut tracker = LivenessTracker::new(Duration::from_secs(3), start);
+    /// let members = [(1, MemberState::Alive), (2, MemberState::Alive)];
+    /// tracker.answered(2, start + Duration::from_secs(2), true);
+    /// let later = start + Duration::from_secs(3);
+    /// assert_eq!(tracker.verdicts(members, 1, later), vec![]);
+    /// let much_later = start + Duration::from_secs(5);
+    /// assert_eq!(tracker.verdicts(members, 1, much_later), vec![(2, Liveness::Down)]);
+    /// ```
+    pub fn verdicts(
+        &self,
+        members: impl IntoIterator<Item = (NodeId, MemberState)>,
+        me: NodeId,
+        now: Instant,
+    ) -> Vec<(NodeId, Liveness)> {
+        let mut out = Vec::new();
+        for (node, state) in members {
+            let Some(current) = state.liveness() else {
+                continue;
+            };
+            if node == me {
+                continue;
+            }
+            let (last, caught_up) = self
+                .answers
+                .get(&node)
+                .copied()
+                .map_or((self.since, false), |(at, c)| (at.max(self.since), c));
+            let silent = now.saturating_duration_since(last);
+            let heard = self.answers.contains_key(&node);
+            let next = if silent >= self.down_after {
+                Liveness::Down
+            } else if silent >= self.down_after / 2 {
+                match current {
+                    Liveness::Alive => Liveness::Suspect,
+                    other => other,
+                }
+            } else if heard && caught_up {
+                Liveness::Alive
+            } else {
+                current
+            };
+            if next != current {
+                out.push((node, next));
+            }
+        }
+        out
+    }
+}
+
+/// How often the leader probes, for a `down_after`.
+fn probe_interval(down_after: Duration) -> Duration {
+    (down_after / 6).clamp(Duration::from_millis(50), Duration::from_millis(500))
+}
+
+/// Probes members and commits their liveness while this node leads,
+/// until the node is dropped.
+pub(super) async fn run(node: Weak<super::Inner>, down_after: Duration) {
+    let interval = probe_interval(down_after);
+    let mut tracker = LivenessTracker::new(down_after, Instant::now());
+    let mut leading = false;
+    loop {
+        tokio::time::sleep(interval).await;
+        let Some(inner) = node.upgrade() else { return };
+        let cluster = super::ClusterNode { inner };
+        if !cluster.is_leader() {
+            leading = false;
+            continue;
+        }
+        if !leading {
+            tracker.took_office(Instant::now());
+            leading = true;
+        }
+        let me = cluster.node_id();
+        let committed = cluster.shared().revision();
+        // Every current member: its state, and where to probe it.
+        let members: Vec<(NodeId, MemberState, String)> = cluster.shared().read(|s| {
+            s.members()
+                .current()
+                .map(|m| (m.node_id, m.state, m.grpc_addr.clone()))
+                .collect()
+        });
+        let mut probes = tokio::task::JoinSet::new();
+        for (peer, _, addr) in members.iter().filter(|(id, _, _)| *id != me) {
+            let (peer, addr) = (*peer, addr.clone());
+            let channels = cluster.channels().clone();
+            let header = RaftHeader {
+                cluster_id: cluster.cluster_id().to_owned(),
+                from_node_id: me,
+                to_node_id: peer,
+                encoding: RaftEncoding::Bincode1.into(),
+            };
+            probes.spawn(async move {
+                let mut client = channels.raft_client(&addr).ok()?;
+                let mut request = tonic::Request::new(PingRequest {
+                    header: Some(header),
+                    wait_index: committed,
+                    timeout_ms: (interval / 2).as_millis() as u64,
+                });
+                request.set_timeout(interval);
+                let answer = tokio::time::timeout(interval, client.ping(request))
+                    .await
+                    .ok()?
+                    .ok()?;
+                Some((peer, answer.into_inner().applied_index >= committed))
+            });
+        }
+        while let Some(probe) = probes.join_next().await {
+            if let Ok(Some((peer, caught_up))) = probe {
+                tracker.answered(peer, Instant::now(), caught_up);
+            }
+        }
+        let states = members.iter().map(|(id, state, _)| (*id, *state));
+        let verdicts = tracker.verdicts(states, me, Instant::now());
+        if verdicts.is_empty() {
+            continue;
+        }
+        let now_ms = super::now_ms();
+        for (node_id, liveness) in &verdicts {
+            tracing::warn!(node_id, ?liveness, "member liveness changes");
+        }
+        let commands = verdicts
+            .into_iter()
+            .map(|(node_id, liveness)| Command::SetLiveness {
+                node_id,
+                liveness,
+                now_ms,
+            })
+            .collect();
+        if let Err(e) = cluster.propose(Command::Batch(commands)).await {
+            tracing::warn!("member liveness not committed: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOWN: Duration = Duration::from_secs(3);
+
+    fn secs(start: Instant, s: f64) -> Instant {
+        start + Duration::from_secs_f64(s)
+    }
+
+    #[test]
+    fn silence_makes_suspect_then_down_and_a_caught_up_answer_alive() {
+        let t0 = Instant::now();
+        let mut t = LivenessTracker::new(DOWN, t0);
+        let alive = [(1, MemberState::Alive), (2, MemberState::Alive)];
+        t.answered(2, secs(t0, 1.0), true);
+        assert!(t.verdicts(alive, 1, secs(t0, 2.0)).is_empty());
+        assert_eq!(
+            t.verdicts(alive, 1, secs(t0, 2.5)),
+            vec![(2, Liveness::Suspect)]
+        );
+        let suspect = [
+            (1, MemberState::Alive),
+            (2, MemberState::Suspect { since_ms: 1 }),
+        ];
+        assert!(t.verdicts(suspect, 1, secs(t0, 3.9)).is_empty());
+        assert_eq!(
+            t.verdicts(suspect, 1, secs(t0, 4.0)),
+            vec![(2, Liveness::Down)]
+        );
+        let down = [
+            (1, MemberState::Alive),
+            (2, MemberState::Down { since_ms: 1 }),
+        ];
+        assert!(t.verdicts(down, 1, secs(t0, 9.0)).is_empty());
+        // Answers, but behind: stays down until it has caught up.
+        t.answered(2, secs(t0, 9.0), false);
+        assert!(t.verdicts(down, 1, secs(t0, 9.1)).is_empty());
+        t.answered(2, secs(t0, 9.5), true);
+        assert_eq!(
+            t.verdicts(down, 1, secs(t0, 9.6)),
+            vec![(2, Liveness::Alive)]
+        );
+        // A suspect that answers again is alive without passing down.
+        t.answered(2, secs(t0, 10.0), true);
+        assert_eq!(
+            t.verdicts(suspect, 1, secs(t0, 10.1)),
+            vec![(2, Liveness::Alive)]
+        );
+    }
+
+    #[test]
+    fn a_new_leader_waits_a_full_period_and_never_judges_itself_or_the_left() {
+        let t0 = Instant::now();
+        let mut t = LivenessTracker::new(DOWN, t0);
+        t.answered(2, t0, true);
+        t.took_office(secs(t0, 100.0));
+        let members = [
+            (1, MemberState::Alive),
+            (2, MemberState::Alive),
+            (3, MemberState::Left),
+        ];
+        assert!(t.verdicts(members, 1, secs(t0, 101.0)).is_empty());
+        assert_eq!(
+            t.verdicts(members, 1, secs(t0, 103.0)),
+            vec![(2, Liveness::Down)],
+            "never heard since taking office"
+        );
+        // A down member is not made alive by the grace period alone.
+        let down = [(2, MemberState::Down { since_ms: 1 })];
+        t.took_office(secs(t0, 200.0));
+        assert!(t.verdicts(down, 1, secs(t0, 200.1)).is_empty());
+    }
+
+    #[test]
+    fn probes_are_frequent_enough_and_bounded() {
+        assert_eq!(probe_interval(DOWN), Duration::from_millis(500));
+        assert_eq!(
+            probe_interval(Duration::from_millis(600)),
+            Duration::from_millis(100)
+        );
+        assert_eq!(
+            probe_interval(Duration::from_millis(100)),
+            Duration::from_millis(50)
+        );
+    }
+}

@@ -1,0 +1,198 @@
+//! A node that dies and stays dead does not stop the cluster: the leader
+//! marks it `down` within `member_down_after`, its routes are withdrawn,
+//! publishes on the survivors are acknowledged as if its plain subscribers
+//! never existed, its persistent sessions are adopted by live members
+//! (their messages queued and replayed when the client resumes), and when
+//! it comes back it is `alive` again and serves.
+
+use std::time::{Duration, Instant};
+
+use quicmq_node::client::{Client, ClientOptions, Event};
+use quicmq_proto::mqtt::{Properties, QoS, ReasonCode, SubscriptionOptions};
+use quicmq_tests::{metric_sum, persistent, ClusterProcesses};
+use serde_json::Value;
+
+/// `member_down_after` of these clusters, milliseconds.
+const DOWN_AFTER_MS: u64 = 1_000;
+
+async fn subscribe(client: &Client, filter: &str) {
+    let ack = client
+        .subscribe(
+            vec![(filter.into(), SubscriptionOptions::new(QoS::AtLeastOnce))],
+            Properties::default(),
+        )
+        .await
+        .expect("SUBACK");
+    assert_eq!(ack.reason_codes, vec![ReasonCode(1)]);
+}
+
+/// Payloads of the PUBLISH packets `client` receives within `within`.
+async fn payloads(client: &Client, within: Duration, want: usize) -> Vec<String> {
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + within;
+    while got.len() < want {
+        match tokio::time::timeout_at(deadline, client.recv()).await {
+            Ok(Some(Event::Publish(p))) => got.push(String::from_utf8_lossy(&p.payload).into()),
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
+    got
+}
+
+fn member_state(status: &Value, node_id: u64) -> String {
+    status["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|m| m["node_id"] == node_id)
+        .and_then(|m| m["state"].as_str())
+        .unwrap_or("absent")
+        .to_owned()
+}
+
+fn routed_nodes(status: &Value, filter: &str) -> Vec<u64> {
+    status["routes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["filter"] == filter)
+        .and_then(|r| r["node_ids"].as_array())
+        .map(|ids| ids.iter().filter_map(Value::as_u64).collect())
+        .unwrap_or_default()
+}
+
+fn options(cluster: &ClusterProcesses, index: usize, client_id: &str) -> ClientOptions {
+    cluster.tcp_options(index, client_id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_node_is_marked_down_and_publishes_never_wait_on_it() {
+    let down_after = DOWN_AFTER_MS.to_string();
+    let mut cluster = ClusterProcesses::start(3, &["--member-down-after", &down_after]);
+
+    // On node 2: a plain subscriber to t/# and a persistent one to fo/#.
+    let (plain, _) = Client::connect(options(&cluster, 1, "plain-sub"))
+        .await
+        .expect("plain subscriber connects");
+    subscribe(&plain, "t/#").await;
+    let (durable, _) = Client::connect(persistent(options(&cluster, 1, "fosub")))
+        .await
+        .expect("persistent subscriber connects");
+    subscribe(&durable, "fo/#").await;
+    let (publisher, _) = Client::connect(options(&cluster, 0, "pub"))
+        .await
+        .expect("publisher connects");
+    // Both reach their subscribers before the kill.
+    for (topic, client) in [("t/warm", &plain), ("fo/warm", &durable)] {
+        let code = publisher
+            .publish(topic, "warm", QoS::AtLeastOnce, false)
+            .await
+            .expect("PUBACK");
+        assert_eq!(code, ReasonCode::SUCCESS);
+        assert_eq!(payloads(client, Duration::from_secs(10), 1).await, ["warm"]);
+    }
+    let status = cluster.status(0).await;
+    assert_eq!(routed_nodes(&status, "t/#"), [2]);
+    assert_eq!(member_state(&status, 2), "alive");
+
+    cluster.nodes[1].kill9();
+    let killed = Instant::now();
+    drop(plain);
+
+    // Down within member_down_after (plus probing and a commit).
+    let status = cluster
+        .wait_status(0, Duration::from_secs(15), |s| member_state(s, 2) == "down")
+        .await;
+    let marked = killed.elapsed();
+    assert!(
+        marked < Duration::from_millis(DOWN_AFTER_MS + 2_000),
+        "marked down after {marked:?}"
+    );
+    assert!(status["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["node_id"] == 2 && m["state_since_ms"].as_u64().unwrap_or(0) > 0));
+    // Its plain route is withdrawn; the persistent session's filter moved
+    // to the member that adopted it.
+    assert!(routed_nodes(&status, "t/#").is_empty(), "{status:#}");
+    let adopter = routed_nodes(&status, "fo/#");
+    assert!(
+        adopter.len() == 1 && adopter[0] != 2,
+        "fo/# routed to {adopter:?}"
+    );
+    assert_eq!(
+        metric_sum(
+            cluster.nodes[0].admin,
+            "quicmq_cluster_members{state=\"down\"}"
+        )
+        .await,
+        1.0
+    );
+
+    // Publishes are answered at once: no subscriber left for t/x (0x10),
+    // and fo/N queued for the adopted session.
+    for n in 0..5 {
+        let started = Instant::now();
+        let code = publisher
+            .publish(&format!("t/{n}"), "gone", QoS::AtLeastOnce, false)
+            .await
+            .expect("PUBACK");
+        assert_eq!(code, ReasonCode::NO_MATCHING_SUBSCRIBERS);
+        let code = publisher
+            .publish(&format!("fo/{n}"), format!("m{n}"), QoS::AtLeastOnce, false)
+            .await
+            .expect("PUBACK");
+        assert_eq!(code, ReasonCode::SUCCESS, "fo/{n}");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "a publish waited {:?}",
+            started.elapsed()
+        );
+    }
+
+    // The persistent subscriber resumes on node 3 and gets all five.
+    drop(durable);
+    let (resumed, connack) = Client::connect(persistent(options(&cluster, 2, "fosub")))
+        .await
+        .expect("resumes on node 3");
+    assert!(connack.session_present);
+    let mut got = payloads(&resumed, Duration::from_secs(10), 5).await;
+    got.sort();
+    assert_eq!(got, ["m0", "m1", "m2", "m3", "m4"]);
+    // Delivered live from here on.
+    publisher
+        .publish("fo/live", "live", QoS::AtLeastOnce, false)
+        .await
+        .expect("PUBACK");
+    assert_eq!(
+        payloads(&resumed, Duration::from_secs(10), 1).await,
+        ["live"]
+    );
+
+    // Node 2 comes back: alive again once it caught up, and it serves.
+    cluster.nodes[1].restart();
+    cluster
+        .wait_status(0, Duration::from_secs(30), |s| {
+            member_state(s, 2) == "alive"
+        })
+        .await;
+    let (back, _) = Client::connect(options(&cluster, 1, "back-sub"))
+        .await
+        .expect("node 2 serves again");
+    subscribe(&back, "t/back").await;
+    let code = publisher
+        .publish("t/back", "hello", QoS::AtLeastOnce, false)
+        .await
+        .expect("PUBACK");
+    assert_eq!(code, ReasonCode::SUCCESS);
+    assert_eq!(payloads(&back, Duration::from_secs(10), 1).await, ["hello"]);
+    // The session it held stays with its new owner, and the adopter's
+    // route for it is gone.
+    cluster
+        .wait_status(0, Duration::from_secs(10), |s| {
+            routed_nodes(s, "fo/#") == [3]
+        })
+        .await;
+}
