@@ -19,7 +19,11 @@
 //! - [`handshake`]: connect → CONNACK of full, resumed and 0-RTT QUIC
 //!   handshakes over a path with a set round-trip time.
 //! - [`report`]: what was published, acknowledged, delivered, lost and
-//!   duplicated, failover times, retained-state equality; the invariants.
+//!   duplicated, failover times, retained-state equality, availability;
+//!   the invariants.
+//! - [`timeline`]: publishes attempted, acknowledged, refused and
+//!   unanswered, and deliveries, per second around the fault; the
+//!   recovery time; a terminal chart and an SVG.
 //!
 //! `cargo test -p quicmq-chaos` runs short versions; the `quicmq-chaos`
 //! binary runs any scenario at any size and writes the report.
@@ -30,4 +34,5 @@ pub mod handshake;
 pub mod impairment;
 pub mod report;
 pub mod scenario;
+pub mod timeline;
 pub mod udp_proxy;

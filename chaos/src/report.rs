@@ -5,6 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::Duration;
 
+use crate::timeline::Timeline;
+
 /// A message's identity: publisher index and sequence number.
 pub type MessageId = (u32, u64);
 
@@ -73,6 +75,10 @@ pub struct Report {
     pub client_endpoints: Option<usize>,
     /// Peak resident memory of the process running the clients, bytes.
     pub client_peak_rss: Option<u64>,
+    /// Publishes and deliveries per second around the fault.
+    pub timeline: Timeline,
+    /// Longest recovery that passes (`None`: not judged).
+    pub max_recovery: Option<Duration>,
     /// Scenario-specific invariants that failed, in words.
     pub violations: Vec<String>,
 }
@@ -132,6 +138,21 @@ impl Report {
         if self.acknowledged == 0 {
             failures.push("nothing was acknowledged".into());
         }
+        if let (Some(limit), Some(recovery)) = (self.max_recovery, self.timeline.recovery()) {
+            if recovery > limit {
+                failures.push(format!(
+                    "recovery took {} ms (at most {} ms)",
+                    recovery.as_millis(),
+                    limit.as_millis()
+                ));
+            }
+            let after = self.timeline.failures_after_recovery();
+            if after > 0 {
+                failures.push(format!(
+                    "{after} publishes refused or unanswered after recovery"
+                ));
+            }
+        }
         failures
     }
 
@@ -158,6 +179,13 @@ impl Report {
                 "max": ms(self.failover_quantile(1.0)),
             },
             "retained_equal": self.retained_equal,
+            "availability": {
+                "recovery_ms": ms(self.timeline.recovery()),
+                "max_recovery_ms": ms(self.max_recovery),
+                "after_recovery": self.timeline.availability_after_recovery(),
+                "failures_after_recovery": self.timeline.failures_after_recovery(),
+                "timeline": self.timeline.to_json(),
+            },
             "storm": {
                 "connect_plain_ms": ms(self.connect_plain),
                 "connect_persistent_ms": ms(self.connect_persistent),
@@ -215,6 +243,16 @@ impl fmt::Display for Report {
             ms(self.failover_quantile(0.99)),
             ms(self.failover_quantile(1.0))
         )?;
+        if !self.timeline.buckets().is_empty() {
+            writeln!(
+                f,
+                "recovery   {} (acknowledged >= 99 % again), after it {} refused or unanswered, {:.2} % acknowledged",
+                ms(self.timeline.recovery()),
+                self.timeline.failures_after_recovery(),
+                self.timeline.availability_after_recovery().unwrap_or(1.0) * 100.0
+            )?;
+            writeln!(f, "{}", self.timeline.text_chart())?;
+        }
         if let (Some(plain), Some(persistent)) = (self.connect_plain, self.connect_persistent) {
             writeln!(
                 f,
@@ -265,6 +303,7 @@ impl fmt::Display for Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::timeline::Outcome;
 
     #[test]
     fn reconcile_counts_lost_and_duplicated() {
@@ -300,6 +339,42 @@ mod tests {
             report.failures(),
             vec!["1 of 3 disconnected subscribers did not resume"]
         );
+    }
+
+    #[test]
+    fn a_slow_recovery_or_a_refusal_after_it_fails_the_run() {
+        let mut report = Report {
+            acknowledged: 10,
+            max_recovery: Some(Duration::from_secs(3)),
+            ..Report::default()
+        };
+        for second in [-1.0, 0.5, 1.5, 2.5, 3.5, 4.5] {
+            let outcome = if (0.0..4.0).contains(&second) {
+                Outcome::Refused
+            } else {
+                Outcome::Acknowledged
+            };
+            report.timeline.publish(second, outcome);
+        }
+        assert_eq!(
+            report.failures(),
+            vec!["recovery took 4000 ms (at most 3000 ms)"]
+        );
+        report.max_recovery = Some(Duration::from_secs(5));
+        assert!(report.failures().is_empty());
+        report.timeline.publish(5.5, Outcome::TimedOut);
+        report.timeline.publish(5.6, Outcome::Acknowledged);
+        report.timeline.publish(5.7, Outcome::Acknowledged);
+        // 5.x is below 99 % now: recovery moves to 6 s, past the limit.
+        assert_eq!(
+            report.failures(),
+            vec!["recovery took 6000 ms (at most 5000 ms)"]
+        );
+        let text = report.to_string();
+        assert!(text.contains("recovery   6000 ms"), "{text}");
+        let json = report.to_json();
+        assert_eq!(json["availability"]["recovery_ms"], 6000.0);
+        assert_eq!(json["availability"]["timeline"][0]["second"], -1);
     }
 
     #[test]

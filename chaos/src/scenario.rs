@@ -21,6 +21,7 @@ use crate::egress_proxy::EgressProxy;
 use crate::endpoints::{peak_rss_bytes, EndpointPool};
 use crate::impairment::Impairment;
 use crate::report::{Deliveries, MessageId, Report};
+use crate::timeline::Outcome;
 use crate::udp_proxy::UdpProxy;
 
 /// The fault a scenario injects.
@@ -86,10 +87,10 @@ impl Fault {
     /// partition longer than `member_down_after` is not such a fault: the
     /// majority marks the cut-off node down and adopts its sessions, whose
     /// clients it then closes (0x8E) once it hears of it, and they resume.
-    fn keeps_connections(&self) -> bool {
+    fn keeps_connections(&self, member_down_after: Duration) -> bool {
         match self {
             Fault::KillRouter | Fault::Impair(_) | Fault::NatRebind => true,
-            Fault::Partition(d) => *d < NODE_MEMBER_DOWN_AFTER,
+            Fault::Partition(d) => *d < member_down_after,
             _ => false,
         }
     }
@@ -100,9 +101,6 @@ impl Fault {
         matches!(self, Fault::KillOwner | Fault::Pause(_) | Fault::Restart(_))
     }
 }
-
-/// `member_down_after` of the nodes the scenarios start (the default).
-const NODE_MEMBER_DOWN_AFTER: Duration = Duration::from_secs(3);
 
 /// A scenario's sizes and timing.
 #[derive(Debug, Clone)]
@@ -132,6 +130,11 @@ pub struct Spec {
     /// QUIC connections per client endpoint (UDP socket); 1: a socket
     /// each. Endpoints spread over several loopback addresses.
     pub clients_per_endpoint: usize,
+    /// The nodes' `member_down_after`.
+    pub member_down_after: Duration,
+    /// Longest recovery (from the fault until acknowledgements are back
+    /// at 99 % of attempts) that passes.
+    pub max_recovery: Duration,
 }
 
 impl Spec {
@@ -150,6 +153,10 @@ impl Spec {
             settle: Duration::from_secs(20),
             keep_alive: Duration::from_secs(1),
             clients_per_endpoint: 1,
+            member_down_after: Duration::from_secs(1),
+            // The tool's default is 3 s (release builds); debug builds
+            // sharing 2 cores with the rest of the test suite get more.
+            max_recovery: Duration::from_secs(5),
         }
     }
 
@@ -198,6 +205,11 @@ struct Shared {
     subscribers: Mutex<Vec<SubscriberLog>>,
     acknowledged: Mutex<BTreeSet<MessageId>>,
     published: Mutex<(u64, u64)>,
+    /// Every publish: its publisher, when it was attempted and how it
+    /// ended.
+    attempts: Mutex<Vec<(u32, Instant, Outcome)>>,
+    /// When each message arrived at a subscriber.
+    arrivals: Mutex<Vec<Instant>>,
     publisher_losses: Mutex<u32>,
 }
 
@@ -244,11 +256,13 @@ pub async fn run(spec: &Spec) -> Result<Report, ScenarioError> {
             egress.push(EgressProxy::start().await.map_err(setup)?);
         }
     }
+    let down_after = spec.member_down_after.as_millis().to_string();
+    let node_args = ["--member-down-after", down_after.as_str()];
     let mut cluster = tokio::task::block_in_place(|| {
         if egress.is_empty() {
-            return ClusterProcesses::start(spec.nodes, &[]);
+            return ClusterProcesses::start(spec.nodes, &node_args);
         }
-        let mut cluster = ClusterProcesses::start(0, &[]);
+        let mut cluster = ClusterProcesses::start(0, &node_args);
         for proxy in &egress {
             cluster.add_node_with(&["--peer-proxy", &proxy.addr().to_string()]);
         }
@@ -289,6 +303,8 @@ pub async fn run(spec: &Spec) -> Result<Report, ScenarioError> {
         ),
         acknowledged: Mutex::default(),
         published: Mutex::default(),
+        attempts: Mutex::default(),
+        arrivals: Mutex::default(),
         publisher_losses: Mutex::default(),
     });
 
@@ -482,6 +498,7 @@ pub async fn run(spec: &Spec) -> Result<Report, ScenarioError> {
         ))
     });
     tokio::time::sleep(spec.after).await;
+    let traffic_end = Instant::now();
     stopped.store(true, std::sync::atomic::Ordering::Relaxed);
     for p in publishers {
         let _ = p.await;
@@ -522,6 +539,38 @@ pub async fn run(spec: &Spec) -> Result<Report, ScenarioError> {
         report.published = published;
         report.unacknowledged = refused;
         report.reconcile(&lock(&shared.acknowledged), &lock(&shared.deliveries));
+        // Seconds from the fault (negative before it).
+        let offset = |t: Instant| {
+            if t >= fault_at {
+                t.duration_since(fault_at).as_secs_f64()
+            } else {
+                -fault_at.duration_since(t).as_secs_f64()
+            }
+        };
+        let attempts = lock(&shared.attempts);
+        for (_, at, outcome) in attempts.iter() {
+            report.timeline.publish(offset(*at), *outcome);
+        }
+        // Seconds after the fault in which a publisher, paced to send,
+        // sent nothing: stalled behind a publish that was still waiting.
+        let end = offset(traffic_end).floor() as i64;
+        for p in 0..spec.publishers as u32 {
+            let seconds: BTreeSet<i64> = attempts
+                .iter()
+                .filter(|(q, _, _)| *q == p)
+                .map(|(_, at, _)| offset(*at).floor() as i64)
+                .collect();
+            for second in 0..end {
+                if !seconds.contains(&second) {
+                    report.timeline.stalled(second, u64::from(spec.rate));
+                }
+            }
+        }
+        drop(attempts);
+        for at in lock(&shared.arrivals).iter() {
+            report.timeline.delivery(offset(*at));
+        }
+        report.max_recovery = Some(spec.max_recovery);
         let subs = lock(&shared.subscribers);
         for s in subs.iter() {
             if let Some(lost) = s.lost_at {
@@ -563,7 +612,7 @@ pub async fn run(spec: &Spec) -> Result<Report, ScenarioError> {
             report.client_endpoints = Some(endpoints.created());
             report.client_peak_rss = peak_rss_bytes();
         }
-        if spec.fault.keeps_connections() {
+        if spec.fault.keeps_connections(spec.member_down_after) {
             let losses: u32 =
                 subs.iter().map(|s| s.losses).sum::<u32>() + *lock(&shared.publisher_losses);
             if losses > 0 {
@@ -597,6 +646,7 @@ async fn follow_subscriber(client: ReconnectingClient, index: usize, shared: Arc
                 if let Event::Publish(p) = *event {
                     if let Some(id) = parse_payload(&p.payload) {
                         lock(&shared.deliveries).record(id);
+                        lock(&shared.arrivals).push(Instant::now());
                     } else if &p.payload[..] == PROBE {
                         let mut subs = lock(&shared.subscribers);
                         let s = &mut subs[index];
@@ -830,12 +880,17 @@ async fn publish_paced(
         let target = (u64::from(p) * 7 + seq) % spec.subscribers.max(1) as u64;
         let topic = format!("chaos/{run_id}/s/{target}");
         lock(&shared.published).0 += 1;
-        let ok = matches!(
-            client
-                .publish(&topic, format!("{p}:{seq}"), QoS::AtLeastOnce, false)
-                .await,
-            Ok(ReasonCode::SUCCESS)
-        );
+        let attempted = Instant::now();
+        let outcome = match client
+            .publish(&topic, format!("{p}:{seq}"), QoS::AtLeastOnce, false)
+            .await
+        {
+            Ok(ReasonCode::SUCCESS) => Outcome::Acknowledged,
+            Ok(_) => Outcome::Refused,
+            Err(_) => Outcome::TimedOut,
+        };
+        lock(&shared.attempts).push((p, attempted, outcome));
+        let ok = outcome == Outcome::Acknowledged;
         if ok {
             lock(&shared.acknowledged).insert((p, seq));
         } else {

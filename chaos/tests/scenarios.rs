@@ -52,11 +52,16 @@ async fn a_subscribers_node_killed_and_restarted_loses_no_acknowledged_message()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cutting_the_leader_off_from_the_other_nodes_loses_no_acknowledged_message() {
-    // Longer than the 5 s propose timeout and than member_down_after (3 s):
-    // what the cut-off leader cannot commit is refused; the majority marks
-    // it down and adopts its persistent sessions, so at the heal it closes
-    // their connections (0x8E) and they resume with nothing lost.
-    let spec = Spec::short("partition", Fault::Partition(Duration::from_secs(6)));
+    // Longer than the 5 s propose timeout and than member_down_after (1 s):
+    // what the cut-off leader cannot commit is refused (its publishers
+    // recover only at the heal); the majority marks it down and adopts its
+    // persistent sessions, so at the heal it closes their connections
+    // (0x8E) and they resume with nothing lost.
+    let cut = Duration::from_secs(6);
+    let spec = Spec {
+        max_recovery: cut + Duration::from_secs(3),
+        ..Spec::short("partition", Fault::Partition(cut))
+    };
     let report = run(&spec).await.expect("scenario set-up");
     println!("{report}");
     assert!(report.failures().is_empty(), "{report}");
@@ -65,7 +70,10 @@ async fn cutting_the_leader_off_from_the_other_nodes_loses_no_acknowledged_messa
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partition_shorter_than_member_down_after_moves_nobody() {
-    let spec = Spec::short("blip", Fault::Partition(Duration::from_millis(1_200)));
+    let spec = Spec {
+        member_down_after: Duration::from_secs(3),
+        ..Spec::short("blip", Fault::Partition(Duration::from_millis(1_200)))
+    };
     let report = run(&spec).await.expect("scenario set-up");
     println!("{report}");
     assert!(report.failures().is_empty(), "{report}");

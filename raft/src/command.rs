@@ -191,7 +191,8 @@ pub enum QueueOp {
     },
     /// The client acknowledged these messages (PUBACK, or PUBCOMP for QoS
     /// 2): they leave the queue. Applied only while `owner` owns the
-    /// session.
+    /// session (an acknowledgement that arrives after the session moved
+    /// is dropped: its message is replayed once more).
     Ack {
         /// The session's client ID.
         client_id: String,

@@ -109,6 +109,17 @@ struct Args {
     /// Write the report as JSON to this file.
     #[arg(long)]
     report: Option<std::path::PathBuf>,
+    /// Draw the per-second timeline (publishes acknowledged, refused and
+    /// unanswered, deliveries) as SVG into this file.
+    #[arg(long)]
+    chart: Option<std::path::PathBuf>,
+    /// Longest recovery that passes: from the fault until 99 % of
+    /// publishes are acknowledged again, milliseconds.
+    #[arg(long, default_value_t = 3000)]
+    max_recovery_ms: u64,
+    /// The nodes' `member_down_after`, milliseconds.
+    #[arg(long, default_value_t = 3000)]
+    member_down_after_ms: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -183,12 +194,19 @@ fn main() -> anyhow::Result<()> {
                 1
             },
         ),
+        member_down_after: Duration::from_millis(args.member_down_after_ms),
+        max_recovery: Duration::from_millis(args.max_recovery_ms),
     };
     let report = runtime.block_on(run(&spec))?;
     println!("{report}");
     if let Some(path) = &args.report {
         std::fs::write(path, serde_json::to_string_pretty(&report.to_json())?)
             .with_context(|| format!("--report {}", path.display()))?;
+    }
+    if let Some(path) = &args.chart {
+        let title = format!("{}: {}", report.scenario, report.fault);
+        std::fs::write(path, report.timeline.svg(&title))
+            .with_context(|| format!("--chart {}", path.display()))?;
     }
     if report.failures().is_empty() {
         Ok(())

@@ -335,6 +335,10 @@ struct MovedSession {
     /// The log index from which the cluster routes all its filters to the
     /// new owner (`None`: not yet).
     handover: Option<u64>,
+    /// Its filters, still in the tree.
+    filters: Vec<String>,
+    /// Which move this is (a session may leave, come back and leave again).
+    generation: u64,
 }
 
 /// The broker: shared by every connection of every transport.
@@ -347,6 +351,7 @@ pub struct Broker {
     /// tree until every node routes to the new owner, so that a message
     /// routed here meanwhile is refused (and sent again) instead of lost.
     moved: Mutex<HashMap<ClientId, MovedSession>>,
+    moved_generation: AtomicU64,
     /// Whether `early` holds anything (routing skips its lock when not).
     early_len: AtomicUsize,
     sessions: Mutex<HashMap<ClientId, Arc<SessionCell>>>,
@@ -384,6 +389,7 @@ impl Broker {
             tree: RwLock::new(SubscriptionTree::default()),
             early: Mutex::new(EarlySubscriptions::default()),
             moved: Mutex::new(HashMap::new()),
+            moved_generation: AtomicU64::new(0),
             early_len: AtomicUsize::new(0),
             sessions: Mutex::new(HashMap::new()),
             retained: RwLock::new(RetainedMessages::default()),
@@ -575,6 +581,7 @@ impl Broker {
                 }
             }
         }
+        self.take_back(&client_id);
         let (tx, events) = mpsc::unbounded_channel();
         let (cell, previous) = {
             let mut sessions = self.sessions_map();
@@ -785,26 +792,36 @@ impl Broker {
                     // The connection hands its session back as it closes;
                     // its subscriptions go with it.
                     let broker = self.clone();
-                    self.moving(&cell.client_id);
+                    let generation = self.moving(&cell.client_id);
                     tokio::spawn(async move {
                         if let Ok(Ok(session)) =
                             tokio::time::timeout(Duration::from_secs(10), handed).await
                         {
-                            broker.retire(session).await;
+                            broker.retire(session, generation).await;
                         }
                     });
                 }
             }
             Slot::Offline { session, .. } => {
-                self.moving(&cell.client_id);
-                tokio::spawn(self.clone().retire(*session));
+                let generation = self.moving(&cell.client_id);
+                tokio::spawn(self.clone().retire(*session, generation));
             }
         }
     }
 
-    /// `client_id`'s session is leaving for another node.
-    fn moving(&self, client_id: &ClientId) {
-        lock(&self.moved).insert(client_id.clone(), MovedSession { handover: None });
+    /// `client_id`'s session is leaving for another node; returns the
+    /// generation its [`Broker::retire`] goes by.
+    fn moving(&self, client_id: &ClientId) -> u64 {
+        let generation = self.moved_generation.fetch_add(1, Ordering::Relaxed);
+        lock(&self.moved).insert(
+            client_id.clone(),
+            MovedSession {
+                handover: None,
+                filters: Vec::new(),
+                generation,
+            },
+        );
+        generation
     }
 
     /// Whether a message routed by log index `routed_by` matched sessions
@@ -822,11 +839,20 @@ impl Broker {
     /// The subscriptions of a session that moved away, kept in the tree
     /// until the cluster routes each of its filters to the new owner (at
     /// most [`HANDOVER_WAIT`]) and for [`HANDOVER_GRACE`] more, for
-    /// peers that route by an older state; then dropped.
-    async fn retire(self: Arc<Self>, session: Session) {
+    /// peers that route by an older state; then dropped, unless the
+    /// session came back meanwhile ([`Broker::take_back`]).
+    async fn retire(self: Arc<Self>, session: Session, generation: u64) {
         let client_id: ClientId = session.client_id().clone();
+        let filters: Vec<String> = session.subscriptions().keys().cloned().collect();
+        match lock(&self.moved)
+            .get_mut(&client_id)
+            .filter(|m| m.generation == generation)
+        {
+            Some(m) => m.filters.clone_from(&filters),
+            // Back here already (its leftovers went then).
+            None => return,
+        }
         if let Some(link) = &self.cluster {
-            let filters: Vec<String> = session.subscriptions().keys().cloned().collect();
             let started = tokio::time::Instant::now();
             let mut revision = link.cluster().shared().watch_revision();
             let handover = loop {
@@ -848,23 +874,39 @@ impl Broker {
                 }
                 let _ = tokio::time::timeout_at(started + HANDOVER_WAIT, revision.changed()).await;
             };
-            if let Some(moved) = lock(&self.moved).get_mut(&client_id) {
-                moved.handover = Some(handover);
+            {
+                let mut moved = lock(&self.moved);
+                if let Some(m) = moved
+                    .get_mut(&client_id)
+                    .filter(|m| m.generation == generation)
+                {
+                    m.handover = Some(handover);
+                }
             }
             tokio::time::sleep(HANDOVER_GRACE).await;
         }
-        lock(&self.moved).remove(&client_id);
-        if self.sessions_map().contains_key(&client_id) {
-            // Back here meanwhile: the tree holds the new session's
-            // subscriptions now; only the old one's route counts go.
-            if let Some(link) = &self.cluster {
-                for filter in session.subscriptions().keys() {
-                    link.unsubscribed(filter);
+        let filters = {
+            let mut moved = lock(&self.moved);
+            match moved.get(&client_id) {
+                Some(m) if m.generation == generation => {
+                    moved.remove(&client_id).map(|m| m.filters)
                 }
+                _ => None,
             }
-            return;
+        };
+        if let Some(filters) = filters {
+            self.discard_filters(&client_id, &filters);
         }
-        self.discard_subscriptions(&session);
+    }
+
+    /// `client_id` attaches here again: the subscriptions its session left
+    /// behind when it moved away go now, so that the new ones are routed
+    /// (and waited for) like any other.
+    fn take_back(&self, client_id: &ClientId) {
+        let left = lock(&self.moved).remove(client_id);
+        if let Some(left) = left {
+            self.discard_filters(client_id, &left.filters);
+        }
     }
 
     /// The member that owned `client_id`'s persistent session went down
@@ -891,6 +933,7 @@ impl Broker {
             return;
         }
         let id: ClientId = Arc::from(client_id);
+        self.take_back(&id);
         let since_ms = record.disconnected_at_ms.unwrap_or_else(now_ms);
         let cell = Arc::new(SessionCell::new(
             id.clone(),
@@ -957,9 +1000,19 @@ impl Broker {
     }
 
     fn discard_subscriptions(&self, session: &Session) {
+        self.discard_filters(session.client_id(), session.subscriptions().keys());
+    }
+
+    /// Removes `client_id`'s subscriptions to `filters` from the tree (and
+    /// this node's routes for filters nobody else here wants).
+    fn discard_filters<'a>(
+        &self,
+        client_id: &ClientId,
+        filters: impl IntoIterator<Item = &'a String>,
+    ) {
         let mut tree = write(&self.tree);
-        for filter in session.subscriptions().keys() {
-            if tree.remove(filter, session.client_id()) {
+        for filter in filters {
+            if tree.remove(filter, client_id) {
                 if let Some(link) = &self.cluster {
                     link.unsubscribed(filter);
                 }

@@ -124,6 +124,8 @@ fn probe_interval(down_after: Duration) -> Duration {
 /// until the node is dropped.
 pub(super) async fn run(node: Weak<super::Inner>, down_after: Duration) {
     let interval = probe_interval(down_after);
+    // A busy member may answer late; it is silent only past this.
+    let answer_within = (down_after / 3).max(interval);
     let mut tracker = LivenessTracker::new(down_after, Instant::now());
     let mut leading = false;
     loop {
@@ -164,8 +166,8 @@ pub(super) async fn run(node: Weak<super::Inner>, down_after: Duration) {
                     wait_index: committed,
                     timeout_ms: (interval / 2).as_millis() as u64,
                 });
-                request.set_timeout(interval);
-                let answer = tokio::time::timeout(interval, client.ping(request))
+                request.set_timeout(answer_within);
+                let answer = tokio::time::timeout(answer_within, client.ping(request))
                     .await
                     .ok()?
                     .ok()?;
@@ -178,25 +180,51 @@ pub(super) async fn run(node: Weak<super::Inner>, down_after: Duration) {
             }
         }
         let states = members.iter().map(|(id, state, _)| (*id, *state));
-        let verdicts = tracker.verdicts(states, me, Instant::now());
+        let mut verdicts = tracker.verdicts(states, me, Instant::now());
+        // A leader that an earlier leader's verdict marked (it was cut
+        // off from that one) is alive: it leads.
+        if members
+            .iter()
+            .any(|(id, state, _)| *id == me && *state != MemberState::Alive)
+        {
+            verdicts.push((me, Liveness::Alive));
+        }
         if verdicts.is_empty() {
             continue;
         }
-        let now_ms = super::now_ms();
-        for (node_id, liveness) in &verdicts {
-            tracing::warn!(node_id, ?liveness, "member liveness changes");
-        }
-        let commands = verdicts
-            .into_iter()
-            .map(|(node_id, liveness)| Command::SetLiveness {
-                node_id,
-                liveness,
-                now_ms,
-            })
-            .collect();
-        if let Err(e) = cluster.propose(Command::Batch(commands)).await {
-            tracing::warn!("member liveness not committed: {e}");
-        }
+        commit(&cluster, verdicts, down_after).await;
+    }
+}
+
+/// Commits `verdicts` as this node's own entry, only while it leads with a
+/// quorum behind it: a leader cut off from the others hears from nobody
+/// and must not mark them down, and its verdict must not reach a later
+/// leader (it is not passed on like other proposals).
+async fn commit(cluster: &super::ClusterNode, verdicts: Vec<(NodeId, Liveness)>, wait: Duration) {
+    let raft = cluster.raft();
+    if !matches!(
+        tokio::time::timeout(wait, raft.ensure_linearizable()).await,
+        Ok(Ok(_))
+    ) {
+        tracing::debug!("not leading a quorum: member liveness left to the leader that does");
+        return;
+    }
+    let now_ms = super::now_ms();
+    for (node_id, liveness) in &verdicts {
+        tracing::warn!(node_id, ?liveness, "member liveness changes");
+    }
+    let commands = verdicts
+        .into_iter()
+        .map(|(node_id, liveness)| Command::SetLiveness {
+            node_id,
+            liveness,
+            now_ms,
+        })
+        .collect();
+    match tokio::time::timeout(wait, raft.client_write(Command::Batch(commands))).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!("member liveness not committed: {e}"),
+        Err(_) => tracing::warn!("member liveness not committed within {wait:?}"),
     }
 }
 

@@ -454,16 +454,27 @@ impl ClusterState {
                     }
                 }
             }
-            // From any node: IDs are never reused, so a late
-            // acknowledgement from a previous owner removes only what its
-            // client acknowledged.
-            QueueOp::Ack { client_id, ids, .. } => match self.queues.get_mut(client_id) {
-                Some(queue) => {
-                    queue.ack(ids);
-                    true
+            // Only from the owner: a previous owner may have handed out
+            // IDs it never committed (it was cut off), which the next owner
+            // then used for other messages; its late acknowledgements
+            // would remove those. Dropping them costs a duplicate at most.
+            QueueOp::Ack {
+                client_id,
+                owner,
+                ids,
+            } => {
+                let owned = self
+                    .sessions
+                    .get(client_id)
+                    .is_some_and(|s| s.owner == Some(*owner));
+                match self.queues.get_mut(client_id) {
+                    Some(queue) if owned => {
+                        queue.ack(ids);
+                        true
+                    }
+                    _ => false,
                 }
-                None => false,
-            },
+            }
         }
     }
 }

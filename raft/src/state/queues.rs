@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// One session's unacknowledged messages by queue ID (oldest first). The
-/// messages are opaque: the owner node encodes them. IDs are never
-/// reused within a session, even across owners ([`DurableQueue::next_id`]),
-/// so a late acknowledgement from a previous owner can only remove the
-/// message it meant.
+/// messages are opaque: the owner node encodes them. Committed IDs are
+/// never reused within a session, even across owners
+/// ([`DurableQueue::next_id`]); IDs an owner handed out without committing
+/// them may be, which is why only the owner's acknowledgements apply.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DurableQueue {
     messages: BTreeMap<u64, Vec<u8>>,

@@ -306,10 +306,17 @@ fn durable_queues_follow_the_session_owner() {
             ids: vec![2],
         }])
     };
-    // The old owner's late acknowledgement still counts (IDs are never
-    // reused), but it can no longer queue; the new owner's IDs go on after
-    // the highest one used.
-    apply(&mut s, ack(1));
+    // The old owner's late acknowledgement is dropped (it may name IDs it
+    // handed out but never committed, which the new owner reused), and it
+    // can no longer queue; the new owner's IDs go on after the highest one
+    // used.
+    let (r, _) = apply(&mut s, ack(1));
+    assert_eq!(
+        r,
+        CommandResponse::Batch(vec![CommandResponse::Applied(false)])
+    );
+    assert_eq!(ids(&s), [2, 3]);
+    apply(&mut s, ack(2));
     assert_eq!(ids(&s), [3]);
     let (r, _) = apply(
         &mut s,
@@ -324,7 +331,6 @@ fn durable_queues_follow_the_session_owner() {
         "not the owner; an ID already used"
     );
     assert_eq!(s.queue("c").map(|q| q.next_id()), Some(4));
-    apply(&mut s, ack(2));
     assert_eq!(s.queued_messages(), 1);
     // A clean start empties it; so does the session's removal.
     apply(&mut s, claim(2, true));
