@@ -340,12 +340,13 @@ pub fn plan(view: &ClusterView, explicit: &ExplicitSettings) -> Result<ClusterPl
             }
         };
         // A suspect member may only be slow: it keeps taking handshakes.
-        // A down one takes none, even before this router's own probes see
-        // it (its connections' packets still go to it, for when it is
-        // back).
+        // A down one is treated as gone, even before this router's own
+        // probes see it: the cluster has adopted its sessions, so its
+        // clients get Stateless Resets and reconnect elsewhere at once
+        // (it is admitted again when it is alive).
         let admission = match MemberState::try_from(m.state) {
             Ok(MemberState::Active | MemberState::Suspect) => Admission::Active,
-            Ok(MemberState::Left) => Admission::Gone,
+            Ok(MemberState::Left | MemberState::Down) => Admission::Gone,
             _ => Admission::Draining,
         };
         let addr = match (admission, m.routed_addr.trim()) {
@@ -802,7 +803,7 @@ mod tests {
     }
 
     #[test]
-    fn a_down_member_takes_no_new_connections_and_a_suspect_still_does() {
+    fn a_down_member_is_gone_and_a_suspect_still_takes_connections() {
         let members = vec![
             member(1, MemberState::Active, "127.0.0.1:14568"),
             member(2, MemberState::Suspect, "127.0.0.1:24568"),
@@ -819,14 +820,14 @@ mod tests {
             [
                 (1, Admission::Active),
                 (2, Admission::Active),
-                (3, Admission::Draining)
+                (3, Admission::Gone)
             ]
         );
         let down = plan.members.iter().find(|m| m.node_id == 3).unwrap();
         assert_eq!(
             down.addr,
-            PlannedAddr::Ip("127.0.0.1:34568".parse().unwrap()),
-            "its connections' packets still reach it when it is back"
+            PlannedAddr::None,
+            "its clients' packets get Stateless Resets"
         );
     }
 

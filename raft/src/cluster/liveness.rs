@@ -11,7 +11,9 @@
 //! A member that has not answered for half of `member_down_after` is
 //! `suspect` (still routed to: a pause is not a death), and `down` after
 //! all of it. A new leader gives every member a full `member_down_after`
-//! before judging it, so an election never marks anyone down by itself.
+//! before judging it, so an election never marks anyone down by itself,
+//! except the previous leader: a majority stopped hearing from it at least
+//! an election timeout before this node took office.
 //! A member is `alive` again once it answers having applied what the
 //! leader had committed when it asked.
 
@@ -32,6 +34,8 @@ pub struct LivenessTracker {
     since: Instant,
     /// Per member: when it last answered, and whether it had caught up.
     answers: HashMap<NodeId, (Instant, bool)>,
+    /// The previous leader, and since when the cluster has not heard it.
+    previous_leader: Option<(NodeId, Instant)>,
 }
 
 impl LivenessTracker {
@@ -41,14 +45,18 @@ impl LivenessTracker {
             down_after,
             since: now,
             answers: HashMap::new(),
+            previous_leader: None,
         }
     }
 
     /// This node (again) became leader at `now`: what it heard before
-    /// does not count, every member gets a full `down_after`.
-    pub fn took_office(&mut self, now: Instant) {
+    /// does not count, every member gets a full `down_after`, except
+    /// `previous_leader`, silent since the given instant (an election
+    /// timeout before `now`: that is why there was an election).
+    pub fn took_office(&mut self, now: Instant, previous_leader: Option<(NodeId, Instant)>) {
         self.since = now;
         self.answers.clear();
+        self.previous_leader = previous_leader;
     }
 
     /// `node` answered at `now`; `caught_up`: it had applied what the
@@ -88,11 +96,15 @@ impl LivenessTracker {
             if node == me {
                 continue;
             }
+            let since = match self.previous_leader {
+                Some((leader, silent_since)) if leader == node => silent_since,
+                _ => self.since,
+            };
             let (last, caught_up) = self
                 .answers
                 .get(&node)
                 .copied()
-                .map_or((self.since, false), |(at, c)| (at.max(self.since), c));
+                .map_or((since, false), |(at, c)| (at.max(since), c));
             let silent = now.saturating_duration_since(last);
             let heard = self.answers.contains_key(&node);
             let next = if silent >= self.down_after {
@@ -128,19 +140,24 @@ pub(super) async fn run(node: Weak<super::Inner>, down_after: Duration) {
     let answer_within = (down_after / 3).max(interval);
     let mut tracker = LivenessTracker::new(down_after, Instant::now());
     let mut leading = false;
+    let mut last_leader = None;
     loop {
         tokio::time::sleep(interval).await;
         let Some(inner) = node.upgrade() else { return };
         let cluster = super::ClusterNode { inner };
+        let me = cluster.node_id();
         if !cluster.is_leader() {
             leading = false;
+            last_leader = cluster.current_leader().filter(|l| *l != me);
             continue;
         }
         if !leading {
-            tracker.took_office(Instant::now());
+            let now = Instant::now();
+            let election = cluster.config().timing.election_timeout;
+            let previous = last_leader.map(|l| (l, now.checked_sub(election).unwrap_or(now)));
+            tracker.took_office(now, previous);
             leading = true;
         }
-        let me = cluster.node_id();
         let committed = cluster.shared().revision();
         // Every current member: its state, and where to probe it.
         let members: Vec<(NodeId, MemberState, String)> = cluster.shared().read(|s| {
@@ -284,7 +301,7 @@ mod tests {
         let t0 = Instant::now();
         let mut t = LivenessTracker::new(DOWN, t0);
         t.answered(2, t0, true);
-        t.took_office(secs(t0, 100.0));
+        t.took_office(secs(t0, 100.0), None);
         let members = [
             (1, MemberState::Alive),
             (2, MemberState::Alive),
@@ -298,8 +315,16 @@ mod tests {
         );
         // A down member is not made alive by the grace period alone.
         let down = [(2, MemberState::Down { since_ms: 1 })];
-        t.took_office(secs(t0, 200.0));
+        t.took_office(secs(t0, 200.0), None);
         assert!(t.verdicts(down, 1, secs(t0, 200.1)).is_empty());
+        // The previous leader has been silent since before the election.
+        let members = [(2, MemberState::Alive), (3, MemberState::Alive)];
+        t.took_office(secs(t0, 300.0), Some((2, secs(t0, 299.5))));
+        assert_eq!(
+            t.verdicts(members, 1, secs(t0, 302.5)),
+            vec![(2, Liveness::Down), (3, Liveness::Suspect)],
+            "the previous leader: a full period after it fell silent; the others after the election"
+        );
     }
 
     #[test]
