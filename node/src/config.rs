@@ -160,6 +160,12 @@ pub struct Overrides {
     /// longer wait on it. 500 to 600000. Default 3000.
     #[arg(long, env = "QUICMQ_MEMBER_DOWN_AFTER")]
     pub member_down_after: Option<u64>,
+    /// Milliseconds a member may stay `down` before the Raft leader
+    /// removes it from the cluster (its server ID stays reserved; if it
+    /// comes back it joins again). 0 = never. Otherwise at least 1000 and
+    /// at least `member_down_after`. Default 0.
+    #[arg(long, env = "QUICMQ_MEMBER_REMOVE_AFTER")]
+    pub member_remove_after: Option<u64>,
     /// Length of QUIC-LB server IDs in octets (1 to 15), fixed when the
     /// cluster is bootstrapped. Default 2.
     #[arg(long, env = "QUICMQ_SERVER_ID_LEN")]
@@ -397,6 +403,8 @@ pub struct ClusterSettings {
     pub raft_snapshot_logs: u64,
     /// How long a member may not answer before it is down.
     pub member_down_after: Duration,
+    /// How long a member may be down before it is removed (`None`: never).
+    pub member_remove_after: Option<Duration>,
 }
 
 /// Where a node's cluster mutual TLS comes from (see
@@ -726,6 +734,16 @@ impl NodeConfig {
                 format!("{member_down_after} is out of range; use 500 to 600000 milliseconds"),
             ));
         }
+        let member_remove_after = match o.member_remove_after.unwrap_or(0) {
+            0 => None,
+            ms if ms >= 1_000 && ms >= member_down_after => Some(Duration::from_millis(ms)),
+            ms => {
+                return Err(invalid(
+                    "member_remove_after",
+                    format!("{ms} is too short; use 0 (never) or at least 1000 milliseconds and at least member_down_after ({member_down_after})"),
+                ))
+            }
+        };
         let member_down_after = Duration::from_millis(member_down_after);
         let server_id_len = o.server_id_len.unwrap_or(2);
         if !(1..=15).contains(&server_id_len) {
@@ -776,6 +794,7 @@ impl NodeConfig {
                 tls: cluster_tls,
                 raft_snapshot_logs,
                 member_down_after,
+                member_remove_after,
             },
             reset_key,
             token_key,
@@ -1071,7 +1090,7 @@ fn merge(cli: Overrides, file: Overrides) -> Overrides {
     merge_fields!(cli, file;
         data_dir, quic_addr, routed_addr, node_id, cluster_id, grpc_addr, advertise_addr, join,
         voters, zone, peer_proxy, cluster_ca, cluster_cert, cluster_key, cluster_ca_key,
-        cluster_plaintext, raft_snapshot_logs, member_down_after, server_id_len, quic_lb_config_id, quic_lb_nonce_len,
+        cluster_plaintext, raft_snapshot_logs, member_down_after, member_remove_after, server_id_len, quic_lb_config_id, quic_lb_nonce_len,
         quic_lb_key, reset_key, token_key, tcp_addr, tls_addr, admin_addr, admin_token_file,
         admin_open_paths, admin_mtls, cert, key,
         max_packet_size, receive_maximum, topic_alias_maximum, max_keep_alive,
@@ -1143,6 +1162,30 @@ mod tests {
             Overrides::try_parse_from(["quicmq-node", "--max-connections-per-ip", "5"]).unwrap();
         let c = NodeConfig::resolve(cli, file("max_connections_per_ip = 9")).unwrap();
         assert_eq!(c.max_connections_per_ip, 5);
+    }
+
+    #[test]
+    fn member_liveness_timings_are_checked() {
+        let resolve = |text: &str| NodeConfig::resolve(Overrides::default(), file(text));
+        let c = resolve("").unwrap();
+        assert_eq!(c.cluster.member_down_after, Duration::from_secs(3));
+        assert_eq!(c.cluster.member_remove_after, None);
+        let c = resolve("member_down_after = 1000\nmember_remove_after = 600000").unwrap();
+        assert_eq!(c.cluster.member_down_after, Duration::from_secs(1));
+        assert_eq!(
+            c.cluster.member_remove_after,
+            Some(Duration::from_secs(600))
+        );
+        assert_eq!(
+            resolve("member_down_after = 3").unwrap_err().key,
+            "member_down_after"
+        );
+        let err = resolve("member_remove_after = 2000").unwrap_err();
+        assert_eq!(err.key, "member_remove_after");
+        assert!(err.message.contains("member_down_after"), "{err}");
+        let cli = Overrides::try_parse_from(["quicmq-node", "--member-down-after", "700"]).unwrap();
+        let c = NodeConfig::resolve(cli, file("member_down_after = 9000")).unwrap();
+        assert_eq!(c.cluster.member_down_after, Duration::from_millis(700));
     }
 
     #[test]

@@ -596,6 +596,20 @@ where
     }
 }
 
+/// Subscribes `client` to `filter` at QoS 1 and checks that QoS 1 was
+/// granted.
+pub async fn subscribe_qos1(client: &quicmq_node::client::Client, filter: &str) {
+    use quicmq_proto::mqtt::{Properties, QoS, ReasonCode, SubscriptionOptions};
+    let ack = client
+        .subscribe(
+            vec![(filter.into(), SubscriptionOptions::new(QoS::AtLeastOnce))],
+            Properties::default(),
+        )
+        .await
+        .expect("SUBACK");
+    assert_eq!(ack.reason_codes, vec![ReasonCode(1)], "{filter}");
+}
+
 /// Subscribes `client` to `topic` (QoS 1), publishes `payload` there and
 /// gets it back within 5 s: every packet of the connection reached the
 /// node that owns it.

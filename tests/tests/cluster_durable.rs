@@ -9,22 +9,11 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use quicmq_node::client::{Client, ClientOptions, Event};
-use quicmq_proto::mqtt::{Properties, QoS, ReasonCode, SubscriptionOptions};
-use quicmq_tests::{http_get, metric, persistent, ClusterProcesses};
+use quicmq_proto::mqtt::{QoS, ReasonCode};
+use quicmq_tests::{http_get, metric, persistent, subscribe_qos1 as subscribe, ClusterProcesses};
 
 fn options(cluster: &ClusterProcesses, node: usize, client_id: &str) -> ClientOptions {
     cluster.tcp_options(node, client_id)
-}
-
-async fn subscribe(client: &Client, filter: &str) {
-    let ack = client
-        .subscribe(
-            vec![(filter.into(), SubscriptionOptions::new(QoS::AtLeastOnce))],
-            Properties::default(),
-        )
-        .await
-        .expect("SUBACK");
-    assert_eq!(ack.reason_codes, vec![ReasonCode(1)]);
 }
 
 #[tokio::test]

@@ -7,21 +7,10 @@ use std::time::{Duration, Instant};
 
 use quicmq_node::client::{Client, ClientOptions, Event};
 use quicmq_proto::mqtt::{LastWill, Properties, QoS, ReasonCode, SubscriptionOptions};
-use quicmq_tests::{persistent, ClusterProcesses};
+use quicmq_tests::{persistent, subscribe_qos1 as subscribe, ClusterProcesses};
 
 fn options(cluster: &ClusterProcesses, node: usize, client_id: &str) -> ClientOptions {
     cluster.tcp_options(node, client_id)
-}
-
-async fn subscribe(client: &Client, filter: &str) {
-    let ack = client
-        .subscribe(
-            vec![(filter.into(), SubscriptionOptions::new(QoS::AtLeastOnce))],
-            Properties::default(),
-        )
-        .await
-        .expect("SUBACK");
-    assert_eq!(ack.reason_codes, vec![ReasonCode(1)]);
 }
 
 async fn next_event(client: &Client) -> Event {

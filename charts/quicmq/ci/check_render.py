@@ -46,6 +46,7 @@ CRD_KINDS = {
 NODE_KEYS = {
     "data_dir", "quic_addr", "routed_addr", "tcp_addr", "tls_addr", "grpc_addr",
     "admin_addr", "cluster_id", "voters", "cert", "key", "log",
+    "member_down_after", "member_remove_after",
     "quic_lb_config_id", "quic_lb_nonce_len",
     "max_packet_size", "receive_maximum", "topic_alias_maximum", "max_keep_alive",
     "max_session_expiry", "max_queued_messages", "queue_drop_policy",
@@ -291,6 +292,10 @@ def check_node(r: Render, replicas: int, voters: int, join_all: bool) -> None:
             token = r.get("Secret", f"{RELEASE}-admin-token")["data"]["admin-token"]
             expect(len(base64.b64decode(token)) >= 16, "generated admin token too short")
         eq(toml["voters"], voters, "voters")
+        eq(toml["member_remove_after"], r.values["cluster"]["memberRemoveAfterMs"],
+           "member_remove_after")
+        down_after = r.values["cluster"].get("memberDownAfterMs")
+        eq(toml.get("member_down_after"), down_after, "member_down_after")
         eq(toml["cluster_id"], r.values["cluster"]["id"] or f"{NAMESPACE}-{RELEASE}", "cluster_id")
         expect(isinstance(toml["max_session_expiry"], int), "max_session_expiry is not an integer")
         expect(toml["queue_drop_policy"] in ("drop-oldest", "drop-newest"), "queue_drop_policy")

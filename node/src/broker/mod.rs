@@ -350,6 +350,7 @@ pub struct Broker {
     /// Sessions another node took over: their subscriptions stay in the
     /// tree until every node routes to the new owner, so that a message
     /// routed here meanwhile is refused (and sent again) instead of lost.
+    /// Locked before `tree` when both are held.
     moved: Mutex<HashMap<ClientId, MovedSession>>,
     moved_generation: AtomicU64,
     /// Whether `early` holds anything (routing skips its lock when not).
@@ -793,11 +794,12 @@ impl Broker {
                     // its subscriptions go with it.
                     let broker = self.clone();
                     let generation = self.moving(&cell.client_id);
+                    let client_id = cell.client_id.clone();
                     tokio::spawn(async move {
-                        if let Ok(Ok(session)) =
-                            tokio::time::timeout(Duration::from_secs(10), handed).await
-                        {
-                            broker.retire(session, generation).await;
+                        match tokio::time::timeout(Duration::from_secs(10), handed).await {
+                            Ok(Ok(session)) => broker.retire(session, generation).await,
+                            // Never handed back: nothing to keep refusing for.
+                            _ => broker.forget_moved(&client_id, generation),
                         }
                     });
                 }
@@ -885,17 +887,28 @@ impl Broker {
             }
             tokio::time::sleep(HANDOVER_GRACE).await;
         }
-        let filters = {
-            let mut moved = lock(&self.moved);
-            match moved.get(&client_id) {
-                Some(m) if m.generation == generation => {
-                    moved.remove(&client_id).map(|m| m.filters)
-                }
-                _ => None,
-            }
-        };
-        if let Some(filters) = filters {
+        // Under the lock, so that a client attaching again meanwhile
+        // (`take_back`) finds either the leftovers or none, never its own
+        // new subscriptions removed. Lock order: `moved`, then the tree.
+        let mut moved = lock(&self.moved);
+        if moved
+            .get(&client_id)
+            .is_some_and(|m| m.generation == generation)
+        {
+            moved.remove(&client_id);
             self.discard_filters(&client_id, &filters);
+        }
+    }
+
+    /// Drops the record of move `generation` of `client_id` (unless the
+    /// session came back or moved again since).
+    fn forget_moved(&self, client_id: &ClientId, generation: u64) {
+        let mut moved = lock(&self.moved);
+        if moved
+            .get(client_id)
+            .is_some_and(|m| m.generation == generation)
+        {
+            moved.remove(client_id);
         }
     }
 
@@ -903,8 +916,8 @@ impl Broker {
     /// behind when it moved away go now, so that the new ones are routed
     /// (and waited for) like any other.
     fn take_back(&self, client_id: &ClientId) {
-        let left = lock(&self.moved).remove(client_id);
-        if let Some(left) = left {
+        let mut moved = lock(&self.moved);
+        if let Some(left) = moved.remove(client_id) {
             self.discard_filters(client_id, &left.filters);
         }
     }

@@ -113,6 +113,7 @@ pub fn cluster_config(
         timing: RaftTiming {
             snapshot_after_logs: c.raft_snapshot_logs,
             member_down_after: c.member_down_after,
+            member_remove_after: c.member_remove_after,
             ..RaftTiming::default()
         },
     }

@@ -72,6 +72,9 @@ pub struct RaftTiming {
     /// How long a member may not answer the leader before it is `down`
     /// (`suspect` after half of it).
     pub member_down_after: Duration,
+    /// How long a member may stay `down` before the leader removes it
+    /// (`None`: never).
+    pub member_remove_after: Option<Duration>,
 }
 
 impl Default for RaftTiming {
@@ -84,6 +87,7 @@ impl Default for RaftTiming {
             join_timeout: Duration::from_secs(120),
             ready_timeout: Duration::from_secs(120),
             member_down_after: Duration::from_secs(3),
+            member_remove_after: None,
         }
     }
 }

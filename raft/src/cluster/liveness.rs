@@ -134,7 +134,11 @@ fn probe_interval(down_after: Duration) -> Duration {
 
 /// Probes members and commits their liveness while this node leads,
 /// until the node is dropped.
-pub(super) async fn run(node: Weak<super::Inner>, down_after: Duration) {
+pub(super) async fn run(
+    node: Weak<super::Inner>,
+    down_after: Duration,
+    remove_after: Option<Duration>,
+) {
     let interval = probe_interval(down_after);
     // A busy member may answer late; it is silent only past this.
     let answer_within = (down_after / 3).max(interval);
@@ -206,11 +210,40 @@ pub(super) async fn run(node: Weak<super::Inner>, down_after: Duration) {
         {
             verdicts.push((me, Liveness::Alive));
         }
-        if verdicts.is_empty() {
-            continue;
+        if !verdicts.is_empty() {
+            commit(&cluster, verdicts, down_after).await;
         }
-        commit(&cluster, verdicts, down_after).await;
+        if let Some(after) = remove_after {
+            let states = members.iter().map(|(id, state, _)| (*id, *state));
+            for node_id in due_for_removal(states, super::now_ms(), after) {
+                tracing::warn!(
+                    node_id,
+                    "member down for longer than member_remove_after: removing it"
+                );
+                if let Err(e) = cluster.remove(node_id).await {
+                    tracing::warn!(node_id, "member not removed: {e}");
+                }
+            }
+        }
     }
+}
+
+/// Members that have been down for `after` or longer at `now_ms`.
+fn due_for_removal(
+    members: impl IntoIterator<Item = (NodeId, MemberState)>,
+    now_ms: u64,
+    after: Duration,
+) -> Vec<NodeId> {
+    let after_ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
+    members
+        .into_iter()
+        .filter_map(|(id, state)| match state {
+            MemberState::Down { since_ms } if now_ms.saturating_sub(since_ms) >= after_ms => {
+                Some(id)
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// Commits `verdicts` as this node's own entry, only while it leads with a
@@ -325,6 +358,24 @@ mod tests {
             vec![(2, Liveness::Down), (3, Liveness::Suspect)],
             "the previous leader: a full period after it fell silent; the others after the election"
         );
+    }
+
+    #[test]
+    fn only_members_down_long_enough_are_removed() {
+        let members = [
+            (1, MemberState::Alive),
+            (2, MemberState::Down { since_ms: 1_000 }),
+            (3, MemberState::Down { since_ms: 5_000 }),
+            (4, MemberState::Suspect { since_ms: 0 }),
+            (5, MemberState::Left),
+        ];
+        let after = Duration::from_secs(10);
+        assert_eq!(
+            due_for_removal(members, 10_999, after),
+            Vec::<NodeId>::new()
+        );
+        assert_eq!(due_for_removal(members, 11_000, after), vec![2]);
+        assert_eq!(due_for_removal(members, 15_000, after), vec![2, 3]);
     }
 
     #[test]

@@ -186,11 +186,18 @@ impl ClusterNode {
                     self.commit_bootstrap().await?;
                 }
             }
-            (true, StartMode::Join(_)) => {
+            (true, StartMode::Join(seeds)) => {
                 tracing::info!(
                     node_id = config.node_id,
                     "resuming cluster membership from the data directory"
                 );
+                if self.removed_while_away(&seeds).await {
+                    tracing::warn!(
+                        node_id = config.node_id,
+                        "this node was removed from the cluster while it was away; joining again"
+                    );
+                    self.join(&seeds).await?;
+                }
             }
         }
         // Probing starts before this node is ready: a restarted node that
@@ -199,6 +206,7 @@ impl ClusterNode {
             tokio::spawn(liveness::run(
                 Arc::downgrade(&self.inner),
                 config.timing.member_down_after,
+                config.timing.member_remove_after,
             ))
         });
         let me = self.wait_ready(config.timing.ready_timeout).await?;
@@ -448,6 +456,36 @@ impl ClusterNode {
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(2));
         }
+    }
+
+    /// Whether a seed says this node has left (it was removed while it
+    /// was down, e.g. by `member_remove_after`): its own log cannot know.
+    /// `false` when no seed answers: then it resumes as it was.
+    async fn removed_while_away(&self, seeds: &[String]) -> bool {
+        use quicmq_proto::cluster::v1::StatusRequest;
+        let me = self.node_id();
+        for seed in seeds {
+            if *seed == self.inner.config.advertise_grpc {
+                continue;
+            }
+            let Ok(channel) = self.inner.channels.get(seed) else {
+                continue;
+            };
+            let mut request = tonic::Request::new(StatusRequest {
+                include_routes: false,
+            });
+            request.set_timeout(Duration::from_secs(3));
+            let Ok(status) = AdminClient::new(channel).status(request).await else {
+                continue;
+            };
+            return status
+                .into_inner()
+                .members
+                .iter()
+                .filter_map(|m| m.member.as_ref())
+                .any(|m| m.node_id == me && m.state == i32::from(PbState::Left));
+        }
+        false
     }
 
     async fn wait_for_leader(&self, timeout: Duration) -> Result<NodeId, ClusterError> {
