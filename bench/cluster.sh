@@ -189,7 +189,7 @@ wait_stable() {
             if [ -z "$agreed" ]; then agreed=$l; elif [ "$agreed" != "$l" ]; then agreed=""; break; fi
         done
         if [ -n "$agreed" ] && status "$agreed" &&
-            [ "$(jq '[.members[] | select(.state == "active" and .role == "voter")] | length' <<<"$HTTP_BODY")" = 3 ]; then
+            [ "$(jq '[.members[] | select(.state == "alive" and .role == "voter")] | length' <<<"$HTTP_BODY")" = 3 ]; then
             target=$(json_int applied_index)
             local behind=false
             for n in 1 2 3; do

@@ -201,7 +201,7 @@ routers_see() {
 fleet_whole() {
     local n
     for n in 1 2 3; do node_healthy "$n" || return 1; done
-    [ "$(status_of 1 "sum(m['state'] == 'active' for m in s['members'])")" = 3 ] || return 1
+    [ "$(status_of 1 "sum(m['state'] == 'alive' for m in s['members'])")" = 3 ] || return 1
     local l
     l=$(leader_of 1)
     [ -n "$l" ] && [ "$l" != 0 ] || return 1
