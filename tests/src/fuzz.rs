@@ -1,6 +1,6 @@
 //! Fuzz harnesses: one function per parser of untrusted input, shared by
 //! the `cargo fuzz` targets in `fuzz/` and by the corpus replay that
-//! `cargo test` runs (`tests/tests/fuzz_corpus.rs`).
+//! `cargo test` runs (`tests/tests/e2e/fuzz_corpus.rs`).
 //!
 //! Each harness must return for every input without panicking. Where a
 //! parser accepts an input, the harness also checks what must hold of the
