@@ -276,5 +276,6 @@ fn status_json(s: &StatusResponse) -> serde_json::Value {
         "retained_messages": s.retained_messages,
         "persistent_sessions": s.persistent_sessions,
         "queued_messages": s.queued_messages,
+        "wills": { "held": s.wills_held, "released": s.wills_released },
     })
 }

@@ -389,6 +389,12 @@ impl RunningNode {
         while !self.broker.all_detached() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        if let Some(link) = self.broker.cluster() {
+            // The clients were told to come back: their wills leave the
+            // cluster before this node does (else they would be released
+            // when it starts again).
+            link.flush_wills(Duration::from_secs(2)).await;
+        }
         if let Some((endpoint, socket)) = &self.quic {
             // Routers stop sending new connections here.
             socket.stop_answering_probes();

@@ -34,6 +34,23 @@ pub fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T
         .map_err(|source| CodecError { what, source })
 }
 
+/// Decodes a value [`encode`] wrote at the start of `bytes`, and says how
+/// many octets it took (what follows may be another value).
+pub fn decode_prefix<T: DeserializeOwned>(
+    what: &'static str,
+    bytes: &[u8],
+) -> Result<(T, usize), CodecError> {
+    use bincode::Options;
+    let mut reader = bytes;
+    let value = bincode::DefaultOptions::new()
+        .with_fixint_encoding()
+        .allow_trailing_bytes()
+        .with_limit(bytes.len() as u64 * 4 + 1024)
+        .deserialize_from(&mut reader)
+        .map_err(|source| CodecError { what, source })?;
+    Ok((value, bytes.len() - reader.len()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

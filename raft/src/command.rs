@@ -141,6 +141,113 @@ pub enum Command {
         /// When (Unix ms), as the leader saw it.
         now_ms: u64,
     },
+    /// Changes to the wills the cluster holds for connected clients, in
+    /// order. Answered with one [`CommandResponse::Applied`] per operation
+    /// in a [`CommandResponse::Batch`].
+    Wills(Vec<WillOp>),
+}
+
+/// The connection a will belongs to: its client ID, the node it is
+/// connected to, and a number that node gives each connection.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct WillKey {
+    /// The client ID.
+    pub client_id: String,
+    /// The node the client is connected to.
+    pub node_id: NodeId,
+    /// The connection on that node (unique per process run of it).
+    pub connection: u64,
+}
+
+/// A will the cluster holds for a connection, so that it is published
+/// even when the connection's node dies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldWill {
+    /// The process run of the node that holds the connection (a random
+    /// number per start): wills of earlier runs are released when the
+    /// node starts again ([`WillOp::Restarted`]).
+    pub run: u64,
+    /// The will message.
+    pub will: WillRecord,
+    /// Its Will Delay Interval (s).
+    pub delay_s: u32,
+    /// The session's expiry interval (s; 0: a plain session, which ends
+    /// with its connection). The will is published when the delay is over
+    /// or the session ends, whichever comes first.
+    pub session_expiry_s: u32,
+    /// When it is due (Unix ms), once released: its connection ended
+    /// without a normal DISCONNECT, or its node went down. `None` while
+    /// the connection lasts.
+    pub due_at_ms: Option<u64>,
+}
+
+impl HeldWill {
+    /// When a will released at `released_ms` is due: after its Will Delay
+    /// Interval, or when its session ends if that comes first.
+    ///
+    /// ```
+    /// use quicmq_raft::command::{HeldWill, WillRecord};
+    ///
+    /// let will = |delay_s, session_expiry_s| HeldWill {
+    ///     run: 1,
+    ///     will: WillRecord {
+    ///         topic: "t".into(),
+    ///         payload: Default::default(),
+    ///         qos: 1,
+    ///         retain: false,
+    ///         properties: Default::default(),
+    ///     },
+    ///     delay_s,
+    ///     session_expiry_s,
+    ///     due_at_ms: None,
+    /// };
+    /// assert_eq!(will(10, 60).due_after(1_000), 11_000);
+    /// assert_eq!(will(10, 5).due_after(1_000), 6_000, "the session ends first");
+    /// assert_eq!(will(10, 0).due_after(1_000), 1_000, "a plain session ends at once");
+    /// ```
+    pub fn due_after(&self, released_ms: u64) -> u64 {
+        let wait_s = self.delay_s.min(self.session_expiry_s);
+        released_ms.saturating_add(u64::from(wait_s) * 1000)
+    }
+}
+
+/// One change to the cluster's wills ([`Command::Wills`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WillOp {
+    /// A client connected with a will: the cluster holds it while the
+    /// connection lasts. Not applied for a node that is down.
+    Hold {
+        /// Its connection.
+        key: WillKey,
+        /// The will.
+        will: HeldWill,
+    },
+    /// The connection ended without a normal DISCONNECT: the will is due
+    /// at `due_at_ms`, unless the client comes back first (a session
+    /// claim cancels it). Applied to a held will not released yet.
+    Release {
+        /// Its connection.
+        key: WillKey,
+        /// When it is due (Unix ms).
+        due_at_ms: u64,
+    },
+    /// The will leaves the cluster: its connection ended normally, or it
+    /// is being published. Applied when it was there: only the proposer
+    /// whose `Remove` applied publishes it, so it is published once.
+    Remove {
+        /// Its connection.
+        key: WillKey,
+    },
+    /// A node started again as `run`: the wills its earlier runs held for
+    /// connections that died with them are released as of `now_ms`.
+    Restarted {
+        /// The node.
+        node_id: NodeId,
+        /// Its new run.
+        run: u64,
+        /// When (Unix ms), as the node saw it.
+        now_ms: u64,
+    },
 }
 
 /// Whether a member answers the leader, as the leader decides it.
@@ -473,8 +580,9 @@ pub struct SessionRecord {
     pub disconnected_at_ms: Option<u64>,
     /// Its subscriptions.
     pub subscriptions: Vec<SubscriptionRecord>,
-    /// Its will, while connected (published by the owner on an abnormal
-    /// disconnect).
+    /// Not used: the cluster holds wills of all connections, plain and
+    /// persistent, as [`HeldWill`]s ([`Command::Wills`]). Kept so that
+    /// stored records still decode.
     pub will: Option<WillRecord>,
 }
 

@@ -306,6 +306,11 @@ pub struct Detach {
     pub takeover: Option<oneshot::Sender<Session>>,
     /// The will to publish (absent after a normal DISCONNECT).
     pub will: Option<LastWill>,
+    /// The cluster's record of the connection's will
+    /// ([`ClusterLink::hold_will`]): the cluster, not this node, then
+    /// publishes the will, so that it is published once even if this node
+    /// dies meanwhile.
+    pub will_key: Option<quicmq_raft::command::WillKey>,
 }
 
 /// What routing one published message did.
@@ -1113,10 +1118,14 @@ impl Broker {
             mut events,
             mut takeover,
             will,
+            will_key,
         } = detach;
         // Locks are released before the will is published: publishing
         // takes them again.
         let mut publish_will = None;
+        // A delayed will the cluster holds: when it is due.
+        let mut release_later = None;
+        let cluster_will = will_key.is_some() && self.cluster.is_some();
         let mut ended = None;
         {
             let mut sessions = self.sessions_map();
@@ -1158,6 +1167,11 @@ impl Broker {
                 let now = now_ms();
                 self.persist_session(cell, &session, Some(now));
                 let pending = match will {
+                    Some(w) if !will_now && cluster_will => {
+                        let pending = PendingWill::new(w, now, session.expiry_interval());
+                        release_later = Some(pending.due_ms());
+                        None
+                    }
                     Some(w) if !will_now => Some(Box::new(PendingWill::new(
                         w,
                         now,
@@ -1186,12 +1200,29 @@ impl Broker {
                 }
             }
         }
-        if let Some(will) = publish_will {
-            self.publish_will(&cell.client_id, will);
+        match (will_key, &self.cluster) {
+            (Some(key), Some(link)) => {
+                // The cluster holds the will: release it (the leader
+                // publishes it when due, unless the client resumes first)
+                // or drop it. Nothing is kept or published here.
+                if let Some(due) = release_later {
+                    link.release_will(key, due);
+                } else if publish_will.is_some() {
+                    link.release_will(key, now_ms());
+                } else {
+                    link.remove_will(key);
+                }
+            }
+            _ => {
+                if let Some(will) = publish_will {
+                    self.publish_will(&cell.client_id, will);
+                }
+            }
         }
     }
 
-    fn publish_will(&self, client_id: &str, will: LastWill) {
+    /// Publishes a client's will as if the client had published it.
+    pub(crate) fn publish_will(&self, client_id: &str, will: LastWill) {
         metrics::counter!(m::WILLS_PUBLISHED).increment(1);
         let message = Message::from_publish(
             quicmq_proto::mqtt::Publish {

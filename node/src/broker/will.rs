@@ -30,6 +30,11 @@ impl PendingWill {
         now_ms >= self.due_ms
     }
 
+    /// When it is due (Unix ms).
+    pub fn due_ms(&self) -> u64 {
+        self.due_ms
+    }
+
     /// The will message.
     pub fn into_will(self) -> LastWill {
         self.will

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::Duration;
 
 use quicmq_raft::command::{
-    Command, CommandResponse, MemberState, RetainOp, RetainedRecord, SessionRecord,
+    Command, CommandResponse, MemberState, RetainOp, RetainedRecord, SessionRecord, WillKey, WillOp,
 };
 use quicmq_raft::state::StateChange;
 use quicmq_raft::{ClusterError, ClusterNode, NodeId};
@@ -18,8 +18,9 @@ use super::durable::DurableQueues;
 use super::forward::Forwarder;
 use super::route_table::RouteTable;
 use super::sessions::{self, SessionChange};
+use super::wills::WillChanges;
 use crate::broker::{Broker, Message};
-use quicmq_proto::mqtt::QoS;
+use quicmq_proto::mqtt::{LastWill, QoS};
 
 /// How long route changes gather before one proposal carries them all.
 const ROUTE_BATCH_WINDOW: Duration = Duration::from_millis(2);
@@ -85,8 +86,13 @@ pub struct ClusterLink {
     local_filters: Mutex<HashMap<String, usize>>,
     route_tx: mpsc::UnboundedSender<RouteRequest>,
     session_tx: mpsc::UnboundedSender<SessionChange>,
-    /// Session claims, proposed in batches.
+    /// Session claims (and wills of connecting clients), proposed in
+    /// batches.
     claims: super::claims::ClaimBatcher,
+    /// Releases and removals of this node's wills, in order.
+    wills: WillChanges,
+    /// This process run, in the wills it holds (a random number).
+    run: u64,
     forwarder: Forwarder,
     durable: DurableQueues,
     broker: OnceLock<Weak<Broker>>,
@@ -107,10 +113,13 @@ impl ClusterLink {
         let (route_tx, route_rx) = mpsc::unbounded_channel();
         let (session_tx, session_rx) = mpsc::unbounded_channel();
         let (claims, claim_rx) = super::claims::ClaimBatcher::new();
+        let (wills, will_rx) = WillChanges::new();
         let link = Arc::new(ClusterLink {
             forwarder: Forwarder::new(node.clone()),
             durable: DurableQueues::start(node.clone(), durable_limit),
             claims,
+            wills,
+            run: rand::random(),
             node,
             routes: RwLock::new(RouteTable::default()),
             local_filters: Mutex::new(HashMap::new()),
@@ -127,7 +136,72 @@ impl ClusterLink {
         tokio::spawn(batch_routes(Arc::downgrade(&link), route_rx));
         tokio::spawn(sessions::commit_changes(Arc::downgrade(&link), session_rx));
         tokio::spawn(super::claims::run(Arc::downgrade(&link), claim_rx));
+        tokio::spawn(super::wills::publish_due(
+            Arc::downgrade(&link),
+            link.node.shared().subscribe(),
+        ));
+        tokio::spawn(super::wills::commit(Arc::downgrade(&link), will_rx));
+        tokio::spawn(release_wills_of_earlier_runs(
+            Arc::downgrade(&link),
+            link.run,
+        ));
         link
+    }
+
+    /// The broker this link serves, while it runs.
+    pub(crate) fn broker(&self) -> Option<Arc<Broker>> {
+        self.broker.get().and_then(Weak::upgrade)
+    }
+
+    /// Commits the will of a client connecting with it, before its
+    /// CONNACK: from then on the cluster publishes it if this node dies.
+    /// `session_expiry_s` is the session's expiry interval (0: a plain
+    /// session). Returns the key later releases and removals name.
+    ///
+    /// # Errors
+    ///
+    /// When it cannot be committed (no leader, or this node is down).
+    pub async fn hold_will(
+        &self,
+        client_id: &str,
+        will: &LastWill,
+        session_expiry_s: u32,
+    ) -> Result<WillKey, ClusterError> {
+        let key = WillKey {
+            client_id: client_id.to_owned(),
+            node_id: self.node_id(),
+            connection: rand::random(),
+        };
+        let op = WillOp::Hold {
+            key: key.clone(),
+            will: super::wills::held_will(will, self.run, session_expiry_s),
+        };
+        match self.claims.propose(Command::Wills(vec![op])).await? {
+            CommandResponse::Batch(answers) if answers == [CommandResponse::Applied(true)] => {
+                Ok(key)
+            }
+            _ => Err(ClusterError::Refused(
+                "this node is down in the cluster: it cannot hold wills".into(),
+            )),
+        }
+    }
+
+    /// The connection of `key` ended without a normal DISCONNECT: its
+    /// will is due at `due_at_ms` (the leader publishes it) unless the
+    /// client resumes its session first.
+    pub fn release_will(&self, key: WillKey, due_at_ms: u64) {
+        self.wills.release(key, due_at_ms);
+    }
+
+    /// The connection of `key` ended normally: its will is dropped.
+    pub fn remove_will(&self, key: WillKey) {
+        self.wills.remove(key);
+    }
+
+    /// Waits (at most `timeout`) until this node's will releases and
+    /// removals are committed (before a graceful shutdown).
+    pub async fn flush_wills(&self, timeout: Duration) {
+        self.wills.flush(timeout).await;
     }
 
     /// Tells the link which broker it serves (for sessions taken over by
@@ -530,6 +604,32 @@ fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 
 fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Releases the wills this node held in earlier runs (their connections
+/// died with the process), retrying until it commits.
+async fn release_wills_of_earlier_runs(link: Weak<ClusterLink>, run: u64) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let Some(node) = link.upgrade().map(|l| l.node.clone()) else {
+            return;
+        };
+        let command = Command::Wills(vec![WillOp::Restarted {
+            node_id: node.node_id(),
+            run,
+            now_ms: crate::broker::now_ms(),
+        }]);
+        let answer = node.propose(command).await;
+        drop(node);
+        match answer {
+            Ok(_) => return,
+            Err(e) => {
+                tracing::debug!("wills of earlier runs not released yet (retrying): {e}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
 }
 
 /// Keeps the route table in step with the applied state.

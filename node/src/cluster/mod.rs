@@ -17,6 +17,7 @@ pub mod route_table;
 pub mod sessions;
 pub mod ticket_keys;
 pub mod tls;
+pub mod wills;
 
 pub use forward::{ForwardService, Forwarder};
 pub use link::{Claim, ClusterLink};

@@ -271,6 +271,10 @@ struct Connection {
     inbound_aliases: HashMap<u16, String>,
     outbound_aliases: HashMap<String, u16>,
     will: Option<LastWill>,
+    /// The cluster's record of the will ([`ClusterLink::hold_will`]).
+    ///
+    /// [`ClusterLink::hold_will`]: crate::cluster::ClusterLink::hold_will
+    will_key: Option<quicmq_raft::command::WillKey>,
     takeover: Option<oneshot::Sender<Session>>,
     scratch: BytesMut,
     early: Vec<Inbound>,
@@ -499,6 +503,33 @@ impl Connection {
             metrics::counter!(m::PROTOCOL_ERRORS, "reason" => "connack_too_large").increment(1);
             return;
         }
+        // In a cluster the will is committed before the session is
+        // touched: from then on it is published even if this node dies.
+        let will_key = match (broker.cluster(), &connect.will) {
+            (Some(cluster), Some(will)) => {
+                match cluster.hold_will(&client_id, will, expiry).await {
+                    Ok(key) => Some(key),
+                    Err(e) => {
+                        tracing::warn!(client_id = %client_id, "will not committed in the cluster: {e}");
+                        let properties = Properties {
+                            reason_string: Some(format!(
+                            "the cluster could not commit this client's will ({e}); connect again"
+                        )),
+                            server_reference: other_members(&broker, &link),
+                            ..Properties::default()
+                        };
+                        refuse_with(ReasonCode::SERVER_UNAVAILABLE, properties, &link);
+                        return;
+                    }
+                }
+            }
+            _ => None,
+        };
+        let drop_held_will = || {
+            if let (Some(cluster), Some(key)) = (broker.cluster(), will_key.clone()) {
+                cluster.remove_will(key);
+            }
+        };
         let conn_id = broker.next_conn_id();
         let who = ConnectIdentity {
             may_take_over: settings.auth.may_take_over(username.as_deref(), &client_id),
@@ -515,6 +546,7 @@ impl Connection {
         {
             Ok(attached) => attached,
             Err(AttachError::NotOwner) => {
+                drop_held_will();
                 metrics::counter!(m::AUTH, "result" => "not_session_owner").increment(1);
                 settings.auth.log_failure(
                     &link.peer.to_string(),
@@ -526,6 +558,7 @@ impl Connection {
                 return;
             }
             Err(AttachError::Cluster(e)) => {
+                drop_held_will();
                 tracing::warn!(client_id = %client_id, "session not claimed in the cluster: {e}");
                 // 0x88 with the reason, and (QUIC, whose addresses members
                 // publish) the other members to try.
@@ -567,6 +600,7 @@ impl Connection {
             inbound_aliases: HashMap::new(),
             outbound_aliases: HashMap::new(),
             will: connect.will,
+            will_key,
             takeover: None,
             scratch: BytesMut::new(),
             early,
@@ -708,6 +742,7 @@ impl Connection {
                 events,
                 takeover: self.takeover.take(),
                 will: self.will.take(),
+                will_key: self.will_key.take(),
             },
         );
         tracing::debug!(client_id = %self.client_id, "client disconnected");

@@ -389,5 +389,7 @@ fn admin_messages() {
         retained_messages: 10,
         persistent_sessions: 20,
         queued_messages: 30,
+        wills_held: 12,
+        wills_released: 2,
     });
 }

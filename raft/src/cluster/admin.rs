@@ -201,6 +201,8 @@ pub(crate) fn status(node: &ClusterNode, include_routes: bool) -> StatusResponse
             retained_messages: s.retained().len() as u64,
             persistent_sessions: s.sessions().len() as u64,
             queued_messages: s.queued_messages() as u64,
+            wills_held: s.wills().held() as u64,
+            wills_released: s.wills().released() as u64,
         }
     })
 }

@@ -10,6 +10,7 @@ mod members;
 mod queues;
 mod routes;
 mod ticket_keys;
+mod wills;
 
 use std::collections::BTreeMap;
 
@@ -19,9 +20,11 @@ pub use self::members::{JoinRefused, Members};
 pub use self::queues::DurableQueue;
 pub use self::routes::Routes;
 pub use self::ticket_keys::{next_ticket_key_due, ticket_key_accepted_until};
+pub use self::wills::Wills;
+use crate::codec::{self, CodecError};
 use crate::command::{
     AuthRecord, Command, CommandResponse, KeysRecord, Liveness, MemberState, QueueOp, QuicLbRecord,
-    RetainOp, RetainedRecord, SessionRecord, TicketKeyRecord,
+    RetainOp, RetainedRecord, SessionRecord, TicketKeyRecord, WillOp,
 };
 use crate::NodeId;
 
@@ -77,11 +80,18 @@ pub enum StateChange {
     },
     /// The cluster's password file and ACL changed.
     Auth,
+    /// Wills were released (their connection or node is gone): some may
+    /// be due for the leader to publish.
+    WillsReleased,
     /// The whole state was replaced by a snapshot: anything may differ.
     Replaced,
 }
 
 /// The state every node of the cluster agrees on.
+///
+/// Snapshots encode it with [`ClusterState::encode_snapshot`]: the fields
+/// of the first release, then what later releases added, so that a
+/// snapshot written by an older node still decodes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterState {
     cluster_id: Option<String>,
@@ -94,6 +104,9 @@ pub struct ClusterState {
     ticket_keys: Vec<TicketKeyRecord>,
     queues: BTreeMap<String, DurableQueue>,
     auth: Option<AuthRecord>,
+    /// Encoded after the fields above (see `encode_snapshot`).
+    #[serde(skip)]
+    wills: Wills,
 }
 
 impl ClusterState {
@@ -153,6 +166,48 @@ impl ClusterState {
         self.auth.as_ref()
     }
 
+    /// The wills held for connected clients and released ones not yet
+    /// published.
+    pub fn wills(&self) -> &Wills {
+        &self.wills
+    }
+
+    /// The state as a snapshot stores it.
+    ///
+    /// # Errors
+    ///
+    /// When it cannot be encoded (it always can).
+    pub fn encode_snapshot(&self) -> Result<Vec<u8>, CodecError> {
+        let mut bytes = codec::encode("snapshot cluster state", self)?;
+        bytes.extend(codec::encode("snapshot wills", &self.wills)?);
+        Ok(bytes)
+    }
+
+    /// The state of a snapshot [`ClusterState::encode_snapshot`] wrote,
+    /// or an older node (which wrote no wills).
+    ///
+    /// # Errors
+    ///
+    /// When `bytes` is not such a snapshot.
+    ///
+    /// ```
+    /// use quicmq_raft::ClusterState;
+    ///
+    /// let state = ClusterState::default();
+    /// let bytes = state.encode_snapshot().unwrap();
+    /// assert_eq!(ClusterState::decode_snapshot(&bytes).unwrap(), state);
+    /// assert!(ClusterState::decode_snapshot(&[0xff; 3]).is_err());
+    /// ```
+    pub fn decode_snapshot(bytes: &[u8]) -> Result<ClusterState, CodecError> {
+        let (mut state, used): (ClusterState, usize) =
+            codec::decode_prefix("snapshot cluster state", bytes)?;
+        let rest = bytes.get(used..).unwrap_or_default();
+        if !rest.is_empty() {
+            state.wills = codec::decode("snapshot wills", rest)?;
+        }
+        Ok(state)
+    }
+
     /// Applies one command, appending what changed to `changes`.
     pub fn apply(&mut self, command: &Command, changes: &mut Vec<StateChange>) -> CommandResponse {
         match command {
@@ -191,6 +246,7 @@ impl ClusterState {
                 if self.routes.remove_node(*node_id) {
                     changes.push(StateChange::Routes(*node_id));
                 }
+                self.wills.drop_held_by(*node_id);
                 for (client_id, session) in &mut self.sessions {
                     if session.owner == Some(*node_id) {
                         session.owner = None;
@@ -284,6 +340,10 @@ impl ClusterState {
                     }
                 }
                 self.sessions.insert(client_id.clone(), record);
+                if self.wills.released() > 0 {
+                    self.wills.client_returned(client_id, *clean_start, *now_ms);
+                    changes.push(StateChange::WillsReleased);
+                }
                 let previous_owner = stored_owner.filter(|owner| owner != node_id);
                 changes.push(StateChange::SessionOwner {
                     client_id: client_id.clone(),
@@ -341,6 +401,11 @@ impl ClusterState {
                 liveness,
                 now_ms,
             } => CommandResponse::Applied(self.set_liveness(*node_id, *liveness, *now_ms, changes)),
+            Command::Wills(ops) => CommandResponse::Batch(
+                ops.iter()
+                    .map(|op| CommandResponse::Applied(self.apply_will_op(op, changes)))
+                    .collect(),
+            ),
             Command::AddTicketKey { key, now_ms } => {
                 let added = ticket_keys::add(&mut self.ticket_keys, key, *now_ms);
                 if added {
@@ -379,8 +444,42 @@ impl ClusterState {
                 changes.push(StateChange::Routes(node_id));
             }
             self.adopt_sessions_of(node_id, now_ms, changes);
+            if self.wills.release_node(node_id, None, now_ms) > 0 {
+                changes.push(StateChange::WillsReleased);
+            }
         }
         true
+    }
+
+    fn apply_will_op(&mut self, op: &WillOp, changes: &mut Vec<StateChange>) -> bool {
+        match op {
+            WillOp::Hold { key, will } => {
+                if self.is_down(key.node_id) {
+                    return false;
+                }
+                self.wills.hold(key, will);
+                true
+            }
+            WillOp::Release { key, due_at_ms } => {
+                let released = self.wills.release(key, *due_at_ms);
+                if released {
+                    changes.push(StateChange::WillsReleased);
+                }
+                released
+            }
+            WillOp::Remove { key } => self.wills.remove(key),
+            WillOp::Restarted {
+                node_id,
+                run,
+                now_ms,
+            } => {
+                let released = self.wills.release_node(*node_id, Some(*run), *now_ms) > 0;
+                if released {
+                    changes.push(StateChange::WillsReleased);
+                }
+                released
+            }
+        }
     }
 
     /// Hands every persistent session `from` owns to a live member (the

@@ -2,7 +2,8 @@ use bytes::Bytes;
 
 use super::*;
 use crate::command::{
-    BootstrapRecord, JoinRecord, Liveness, MemberRole, MemberState, SubscriptionRecord, WillRecord,
+    BootstrapRecord, HeldWill, JoinRecord, Liveness, MemberRole, MemberState, SubscriptionRecord,
+    WillKey, WillRecord,
 };
 
 fn boot() -> Command {
@@ -53,13 +54,7 @@ fn session(filters: &[&str]) -> SessionRecord {
                 identifier: None,
             })
             .collect(),
-        will: Some(WillRecord {
-            topic: "w".into(),
-            payload: Bytes::from_static(b"bye"),
-            qos: 1,
-            retain: false,
-            properties: Bytes::new(),
-        }),
+        will: None,
     }
 }
 
@@ -132,10 +127,6 @@ fn leave_drops_routes_and_orphans_sessions() {
     let stored = &s.sessions()["c"];
     assert_eq!(stored.owner, None);
     assert_eq!(stored.disconnected_at_ms, Some(99));
-    assert_eq!(
-        stored.will, None,
-        "the dead owner's will is not published twice"
-    );
     assert_eq!(s.members().get(1).unwrap().state, MemberState::Left);
 }
 
@@ -582,7 +573,6 @@ fn a_down_member_loses_its_routes_and_live_members_adopt_its_sessions() {
         let owner = stored.owner.expect("adopted");
         assert!(owner == 2 || owner == 3, "adopted by a live member");
         assert_eq!(stored.disconnected_at_ms, Some(100));
-        assert!(stored.will.is_some(), "the adopter publishes the will");
         assert!(
             s.routes()
                 .nodes(&format!("own/{i}"))
@@ -680,4 +670,271 @@ fn adoption_is_the_same_on_every_replica_and_moves_only_the_dead_members_session
     let (r, _) = apply(&mut s, liveness(1, Liveness::Alive, 40));
     assert_eq!(r, CommandResponse::Applied(false));
     assert_eq!(s.members().get(1).unwrap().state, MemberState::Left);
+}
+
+fn will_key(client_id: &str, node_id: NodeId, connection: u64) -> WillKey {
+    WillKey {
+        client_id: client_id.into(),
+        node_id,
+        connection,
+    }
+}
+
+fn held_will(run: u64, delay_s: u32, session_expiry_s: u32) -> HeldWill {
+    HeldWill {
+        run,
+        will: WillRecord {
+            topic: "w".into(),
+            payload: Bytes::from_static(b"bye"),
+            qos: 1,
+            retain: false,
+            properties: Bytes::new(),
+        },
+        delay_s,
+        session_expiry_s,
+        due_at_ms: None,
+    }
+}
+
+fn wills(state: &mut ClusterState, ops: Vec<WillOp>) -> Vec<bool> {
+    let (r, _) = apply(state, Command::Wills(ops));
+    let CommandResponse::Batch(answers) = r else {
+        panic!("{r:?}")
+    };
+    answers
+        .into_iter()
+        .map(|a| a == CommandResponse::Applied(true))
+        .collect()
+}
+
+fn due(state: &ClusterState, now_ms: u64) -> Vec<String> {
+    state
+        .wills()
+        .due(now_ms)
+        .map(|(key, _)| key.client_id.clone())
+        .collect()
+}
+
+fn three_members() -> ClusterState {
+    let mut s = ClusterState::default();
+    apply(&mut s, boot());
+    for id in 1..=3 {
+        apply(&mut s, join(id));
+    }
+    s
+}
+
+#[test]
+fn a_will_is_removed_once_so_it_is_published_once() {
+    let mut s = three_members();
+    let key = will_key("dev", 1, 7);
+    assert_eq!(
+        wills(
+            &mut s,
+            vec![WillOp::Hold {
+                key: key.clone(),
+                will: held_will(1, 0, 0)
+            }]
+        ),
+        vec![true]
+    );
+    assert_eq!(s.wills().held(), 1);
+    assert!(due(&s, u64::MAX).is_empty(), "held wills are never due");
+    assert_eq!(
+        wills(
+            &mut s,
+            vec![
+                WillOp::Release {
+                    key: key.clone(),
+                    due_at_ms: 500
+                },
+                WillOp::Release {
+                    key: key.clone(),
+                    due_at_ms: 900
+                },
+            ]
+        ),
+        vec![true, false],
+        "released once"
+    );
+    assert!(due(&s, 499).is_empty());
+    assert_eq!(due(&s, 500), vec!["dev"]);
+    // Two nodes racing to publish it: only the first removal applies.
+    assert_eq!(
+        wills(
+            &mut s,
+            vec![WillOp::Remove { key: key.clone() }, WillOp::Remove { key }]
+        ),
+        vec![true, false]
+    );
+    assert!(due(&s, u64::MAX).is_empty());
+}
+
+#[test]
+fn a_down_member_releases_its_wills_after_their_delay() {
+    let mut s = three_members();
+    wills(
+        &mut s,
+        vec![
+            WillOp::Hold {
+                key: will_key("plain", 1, 1),
+                will: held_will(9, 30, 0),
+            },
+            WillOp::Hold {
+                key: will_key("delayed", 1, 2),
+                will: held_will(9, 10, 3600),
+            },
+            WillOp::Hold {
+                key: will_key("short-session", 1, 3),
+                will: held_will(9, 60, 5),
+            },
+            WillOp::Hold {
+                key: will_key("elsewhere", 2, 1),
+                will: held_will(4, 0, 0),
+            },
+        ],
+    );
+    let (_, changes) = apply(&mut s, liveness(1, Liveness::Down, 1_000));
+    assert!(changes.contains(&StateChange::WillsReleased));
+    assert_eq!(s.wills().released(), 3);
+    assert_eq!(s.wills().held(), 1, "other members' wills stay held");
+    assert_eq!(
+        due(&s, 1_000),
+        vec!["plain"],
+        "a plain session ends at once"
+    );
+    assert_eq!(due(&s, 6_000), vec!["plain", "short-session"]);
+    assert_eq!(due(&s, 11_000).len(), 3);
+    // A down member holds no new wills.
+    assert_eq!(
+        wills(
+            &mut s,
+            vec![WillOp::Hold {
+                key: will_key("late", 1, 4),
+                will: held_will(9, 0, 0)
+            }]
+        ),
+        vec![false]
+    );
+}
+
+#[test]
+fn a_client_that_resumes_first_cancels_its_will_and_a_clean_start_publishes_it() {
+    let mut s = three_members();
+    wills(
+        &mut s,
+        vec![
+            WillOp::Hold {
+                key: will_key("back", 1, 1),
+                will: held_will(9, 60, 3600),
+            },
+            WillOp::Hold {
+                key: will_key("fresh", 1, 2),
+                will: held_will(9, 60, 3600),
+            },
+        ],
+    );
+    for id in ["back", "fresh"] {
+        apply(
+            &mut s,
+            Command::ClaimSession {
+                client_id: id.into(),
+                node_id: 1,
+                session: session(&["a"]),
+                clean_start: true,
+                may_take_over: false,
+                now_ms: 0,
+            },
+        );
+    }
+    apply(&mut s, liveness(1, Liveness::Down, 1_000));
+    assert!(due(&s, 60_999).is_empty());
+    for (id, clean_start) in [("back", false), ("fresh", true)] {
+        apply(
+            &mut s,
+            Command::ClaimSession {
+                client_id: id.into(),
+                node_id: 2,
+                session: session(&[]),
+                clean_start,
+                may_take_over: false,
+                now_ms: 5_000,
+            },
+        );
+    }
+    assert_eq!(
+        due(&s, 5_000),
+        vec!["fresh"],
+        "the old session ended: its will is due now; the resumed one's is cancelled"
+    );
+    assert_eq!(s.wills().released(), 1);
+}
+
+#[test]
+fn a_restarted_node_releases_the_wills_of_its_previous_run() {
+    let mut s = three_members();
+    wills(
+        &mut s,
+        vec![
+            WillOp::Hold {
+                key: will_key("old", 1, 1),
+                will: held_will(1, 0, 0),
+            },
+            WillOp::Hold {
+                key: will_key("new", 1, 1),
+                will: held_will(2, 0, 0),
+            },
+        ],
+    );
+    let answers = wills(
+        &mut s,
+        vec![WillOp::Restarted {
+            node_id: 1,
+            run: 2,
+            now_ms: 300,
+        }],
+    );
+    assert_eq!(answers, vec![true]);
+    assert_eq!(due(&s, 300), vec!["old"]);
+    assert_eq!(s.wills().held(), 1, "the new run's will stays held");
+}
+
+#[test]
+fn a_member_that_leaves_drops_its_held_wills() {
+    let mut s = three_members();
+    wills(
+        &mut s,
+        vec![WillOp::Hold {
+            key: will_key("c", 1, 1),
+            will: held_will(1, 0, 0),
+        }],
+    );
+    apply(
+        &mut s,
+        Command::Leave {
+            node_id: 1,
+            now_ms: 5,
+        },
+    );
+    assert_eq!(s.wills().held(), 0);
+    assert!(due(&s, u64::MAX).is_empty());
+}
+
+#[test]
+fn snapshots_keep_wills_and_older_snapshots_decode() {
+    let mut s = three_members();
+    wills(
+        &mut s,
+        vec![WillOp::Hold {
+            key: will_key("c", 1, 1),
+            will: held_will(1, 0, 0),
+        }],
+    );
+    let bytes = s.encode_snapshot().unwrap();
+    assert_eq!(ClusterState::decode_snapshot(&bytes).unwrap(), s);
+    // A snapshot of a release without wills: the state's fields only.
+    let older = crate::codec::encode("test", &s).unwrap();
+    let decoded = ClusterState::decode_snapshot(&older).unwrap();
+    assert_eq!(decoded.wills().held(), 0);
+    assert_eq!(decoded.members(), s.members());
 }

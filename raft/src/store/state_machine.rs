@@ -69,7 +69,7 @@ impl StateMachineStore {
             .load()
             .map_err(|e| ClusterError::Store(format!("read the snapshot: {e}")))?;
         if let Some((meta, data)) = loaded {
-            let state: ClusterState = codec::decode("snapshot cluster state", &data)?;
+            let state = ClusterState::decode_snapshot(&data)?;
             store
                 .shared
                 .replace(state, meta.last_log_id.map_or(0, |id| id.index));
@@ -126,9 +126,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     /// membership that go with it; building the snapshot (persisting it)
     /// happens later, possibly while more entries are applied.
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        let data = self
-            .shared
-            .read(|state| codec::encode("snapshot cluster state", state));
+        let data = self.shared.read(ClusterState::encode_snapshot);
         StateMachineSnapshotBuilder {
             snapshots: self.snapshots.clone(),
             data: Some(data),
@@ -149,7 +147,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<NodeId>> {
         let data = snapshot.into_inner();
-        let state: ClusterState = codec::decode("snapshot cluster state", &data)
+        let state = ClusterState::decode_snapshot(&data)
             .map_err(|e| StorageIOError::<NodeId>::read_snapshot(Some(meta.signature()), &e))?;
         self.snapshots
             .store(meta, &data, Replace::Always)
@@ -515,7 +513,7 @@ mod tests {
     }
 
     fn snapshot_state(snapshot: &Snapshot<TypeConfig>) -> ClusterState {
-        codec::decode("test", snapshot.snapshot.get_ref()).unwrap()
+        ClusterState::decode_snapshot(snapshot.snapshot.get_ref()).unwrap()
     }
 
     #[tokio::test]

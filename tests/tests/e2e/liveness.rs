@@ -262,3 +262,165 @@ async fn a_member_down_for_good_is_removed_and_joins_again_when_it_comes_back() 
         "it has the state committed while it was out"
     );
 }
+
+/// A client of node 2 (index 1) with a will on `wills/<client_id>`.
+async fn with_will(
+    cluster: &ClusterProcesses,
+    client_id: &str,
+    delay_s: Option<u32>,
+    session_expiry_s: Option<u32>,
+) -> Client {
+    let mut options = options(cluster, 1, client_id);
+    if session_expiry_s.is_some() {
+        options = persistent(options);
+        options.session_expiry_interval = session_expiry_s;
+    }
+    options.will = Some(quicmq_proto::mqtt::LastWill {
+        topic: format!("wills/{client_id}"),
+        payload: bytes::Bytes::from(format!("{client_id} is gone")),
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        properties: quicmq_proto::mqtt::Properties {
+            will_delay_interval: delay_s,
+            ..Default::default()
+        },
+    });
+    let (client, _) = Client::connect(options)
+        .await
+        .unwrap_or_else(|e| panic!("{client_id} connects: {e}"));
+    client
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wills_of_a_dead_nodes_clients_are_published_once_after_their_delay() {
+    let down_after = DOWN_AFTER_MS.to_string();
+    let mut cluster = ClusterProcesses::start(3, &["--member-down-after", &down_after]);
+    let (watcher, _) = Client::connect(options(&cluster, 0, "will-watcher"))
+        .await
+        .expect("watcher connects");
+    subscribe(&watcher, "wills/#").await;
+
+    // On node 2: plain sessions (their session ends with the connection,
+    // so the will is due at once, whatever its delay), persistent ones
+    // with a delay, one that resumes elsewhere within its delay, one that
+    // comes back with a clean start (its old session ends: will now), and
+    // one that said goodbye properly.
+    let _plain = with_will(&cluster, "plain", None, None).await;
+    let _plain_delayed = with_will(&cluster, "plain-delayed", Some(60), None).await;
+    let _delayed = with_will(&cluster, "delayed", Some(3), Some(600)).await;
+    let _resumes = with_will(&cluster, "resumes", Some(30), Some(600)).await;
+    let _fresh = with_will(&cluster, "fresh", Some(30), Some(600)).await;
+    let polite = with_will(&cluster, "polite", None, None).await;
+    polite
+        .disconnect(ReasonCode::SUCCESS)
+        .await
+        .expect("DISCONNECT");
+    // Every will is committed before its CONNACK: none waits on node 2.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    cluster.nodes[1].kill9();
+    let killed = Instant::now();
+    cluster
+        .wait_status(0, Duration::from_secs(15), |s| member_state(s, 2) == "down")
+        .await;
+    let down = killed.elapsed();
+
+    // Back on node 3 before their delay is over.
+    let mut resumes = persistent(options(&cluster, 2, "resumes"));
+    resumes.session_expiry_interval = Some(600);
+    let (_resumed, connack) = Client::connect(resumes).await.expect("resumes on node 3");
+    assert!(connack.session_present, "the adopted session resumes");
+    let (_fresh, _) = Client::connect(options(&cluster, 2, "fresh"))
+        .await
+        .expect("connects again with a clean start");
+
+    // Wills as they arrive, for 3 s past the longest delay.
+    let mut arrived: Vec<(String, Duration)> = Vec::new();
+    let deadline = tokio::time::Instant::from_std(killed + down + Duration::from_secs(6));
+    while let Ok(event) = tokio::time::timeout_at(deadline, watcher.recv()).await {
+        match event {
+            Some(Event::Publish(p)) => arrived.push((p.topic.clone(), killed.elapsed())),
+            Some(_) => {}
+            None => break,
+        }
+    }
+    let topics: Vec<&str> = arrived.iter().map(|(t, _)| t.as_str()).collect();
+    let mut sorted = topics.clone();
+    sorted.sort_unstable();
+    assert_eq!(
+        sorted,
+        [
+            "wills/delayed",
+            "wills/fresh",
+            "wills/plain",
+            "wills/plain-delayed"
+        ],
+        "each will once, none for the resumed session or the polite client: {arrived:?}"
+    );
+    let at = |topic: &str| {
+        arrived
+            .iter()
+            .find(|(t, _)| t == topic)
+            .map(|(_, at)| *at)
+            .unwrap_or_default()
+    };
+    // The plain sessions' wills follow the verdict at once; the delayed
+    // one waits its 3 s from then.
+    for plain in ["wills/plain", "wills/plain-delayed"] {
+        assert!(
+            at(plain) < down + Duration::from_secs(2),
+            "{plain} at {:?}, node down at {down:?}",
+            at(plain)
+        );
+    }
+    assert!(
+        at("wills/delayed") >= Duration::from_secs(3),
+        "the delayed will came early: {:?}",
+        at("wills/delayed")
+    );
+    assert!(
+        at("wills/delayed") < down + Duration::from_secs(5),
+        "the delayed will came late: {:?} (down at {down:?})",
+        at("wills/delayed")
+    );
+    assert_eq!(
+        cluster.status(0).await["wills"]["released"].as_u64(),
+        Some(0),
+        "nothing left to publish"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_and_restarted_publishes_the_wills_its_clients_left() {
+    let mut cluster = ClusterProcesses::start(1, &[]);
+    let mut watcher_options = persistent(options(&cluster, 0, "restart-watcher"));
+    watcher_options.session_expiry_interval = Some(600);
+    let (watcher, _) = Client::connect(watcher_options.clone())
+        .await
+        .expect("watcher connects");
+    subscribe(&watcher, "wills/#").await;
+    let mut device = options(&cluster, 0, "device");
+    device.will = Some(quicmq_proto::mqtt::LastWill {
+        topic: "wills/device".into(),
+        payload: bytes::Bytes::from_static(b"device is gone"),
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        properties: Default::default(),
+    });
+    let (_device, _) = Client::connect(device).await.expect("device connects");
+    drop(watcher);
+
+    // Killed with the device connected: nobody saw its connection end.
+    cluster.nodes[0].kill9();
+    cluster.nodes[0].restart();
+    let (watcher, connack) = Client::connect(watcher_options)
+        .await
+        .expect("watcher resumes");
+    assert!(connack.session_present);
+    let got = payloads(&watcher, Duration::from_secs(10), 2).await;
+    assert_eq!(
+        got,
+        ["device is gone"],
+        "the will of the killed run's client, once"
+    );
+}
