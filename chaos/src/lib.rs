@@ -36,3 +36,4 @@ pub mod report;
 pub mod scenario;
 pub mod timeline;
 pub mod udp_proxy;
+pub mod wills;

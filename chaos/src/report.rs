@@ -6,6 +6,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::timeline::Timeline;
+use crate::wills::WillCheck;
 
 /// A message's identity: publisher index and sequence number.
 pub type MessageId = (u32, u64);
@@ -79,6 +80,8 @@ pub struct Report {
     pub timeline: Timeline,
     /// Longest recovery that passes (`None`: not judged).
     pub max_recovery: Option<Duration>,
+    /// `kill-forever`: the wills of the killed node's clients.
+    pub wills: Option<WillCheck>,
     /// Scenario-specific invariants that failed, in words.
     pub violations: Vec<String>,
 }
@@ -138,6 +141,9 @@ impl Report {
         if self.acknowledged == 0 {
             failures.push("nothing was acknowledged".into());
         }
+        if let Some(wills) = &self.wills {
+            failures.extend(wills.failures());
+        }
         if let (Some(limit), Some(recovery)) = (self.max_recovery, self.timeline.recovery()) {
             if recovery > limit {
                 failures.push(format!(
@@ -196,6 +202,20 @@ impl Report {
                 "client_endpoints": self.client_endpoints,
                 "client_peak_rss_bytes": self.client_peak_rss,
             },
+            "wills": self.wills.as_ref().map(|w| serde_json::json!({
+                "expected": w.wills.len(),
+                "once": w.once(),
+                "missing": w.missing(),
+                "duplicated": w.duplicated(),
+                "early": w.early(),
+                "late": w.late(),
+                "node_down_ms": ms(w.down_after),
+                "after_due_ms": {
+                    "p50": ms(w.lateness_quantile(0.5)),
+                    "p99": ms(w.lateness_quantile(0.99)),
+                    "max": ms(w.lateness_quantile(1.0)),
+                },
+            })),
             "failures": self.failures(),
         })
     }
@@ -278,6 +298,21 @@ impl fmt::Display for Report {
                 "clients    {} endpoints, peak memory {:.0} MiB",
                 self.client_endpoints.unwrap_or(0),
                 rss as f64 / (1024.0 * 1024.0)
+            )?;
+        }
+        if let Some(wills) = &self.wills {
+            writeln!(
+                f,
+                "wills      {} expected: {} once, {} missing, {} duplicated, {} early, {} late; node seen down {}, after due p50 {}, max {}",
+                wills.wills.len(),
+                wills.once(),
+                wills.missing(),
+                wills.duplicated(),
+                wills.early(),
+                wills.late(),
+                ms(wills.down_after),
+                ms(wills.lateness_quantile(0.5)),
+                ms(wills.lateness_quantile(1.0)),
             )?;
         }
         if let Some(equal) = self.retained_equal {

@@ -23,12 +23,19 @@ use crate::impairment::Impairment;
 use crate::report::{Deliveries, MessageId, Report};
 use crate::timeline::Outcome;
 use crate::udp_proxy::UdpProxy;
+use crate::wills::{ExpectedWill, WillCheck};
 
 /// The fault a scenario injects.
 #[derive(Debug, Clone)]
 pub enum Fault {
     /// `kill -9` of the node that holds every subscriber's session.
     KillOwner,
+    /// `kill -9` of the node that holds every subscriber's session, never
+    /// restarted. Half the persistent subscribers use a wildcard filter;
+    /// plain subscribers and clients with wills (plain and persistent,
+    /// with and without a Will Delay Interval) sit on that node too, and
+    /// every will must be published once and on time.
+    KillForever,
     /// Storms. First every subscriber connects and subscribes at once
     /// through the router, as plain sessions and then as persistent ones
     /// (time until all subscribed, claims per second). Then `kill -9` of the
@@ -60,6 +67,9 @@ impl Fault {
     fn describe(&self) -> String {
         match self {
             Fault::KillOwner => "kill -9 of the node holding the subscribers".into(),
+            Fault::KillForever => {
+                "kill -9 of the node holding the subscribers and clients with wills, never restarted".into()
+            }
             Fault::Storm => {
                 "all connect at once, then kill -9 of the node holding most: its clients reconnect at once".into()
             }
@@ -98,7 +108,10 @@ impl Fault {
     /// Whether all subscribers must sit on one node (the one the fault
     /// hits).
     fn gathers_subscribers(&self) -> bool {
-        matches!(self, Fault::KillOwner | Fault::Pause(_) | Fault::Restart(_))
+        matches!(
+            self,
+            Fault::KillOwner | Fault::KillForever | Fault::Pause(_) | Fault::Restart(_)
+        )
     }
 }
 
@@ -135,12 +148,20 @@ pub struct Spec {
     /// Longest recovery (from the fault until acknowledgements are back
     /// at 99 % of attempts) that passes.
     pub max_recovery: Duration,
+    /// `kill-forever`: clients with wills on the killed node (as many
+    /// plain subscribers again sit there).
+    pub wills: usize,
 }
 
 impl Spec {
     /// The bounded version for `cargo test`: 3 nodes, 50 subscribers, 10
     /// publishers at 20 messages/s, seconds of traffic.
     pub fn short(name: &str, fault: Fault) -> Spec {
+        let wills = if matches!(fault, Fault::KillForever) {
+            8
+        } else {
+            0
+        };
         Spec {
             name: name.into(),
             fault,
@@ -157,6 +178,7 @@ impl Spec {
             // The tool's default is 3 s (release builds); debug builds
             // sharing 2 cores with the rest of the test suite get more.
             max_recovery: Duration::from_secs(5),
+            wills,
         }
     }
 
@@ -211,6 +233,8 @@ struct Shared {
     /// When each message arrived at a subscriber.
     arrivals: Mutex<Vec<Instant>>,
     publisher_losses: Mutex<u32>,
+    /// kill-forever: which will arrived when.
+    will_arrivals: Mutex<Vec<(usize, Instant)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -306,6 +330,7 @@ pub async fn run(spec: &Spec) -> Result<Report, ScenarioError> {
         attempts: Mutex::default(),
         arrivals: Mutex::default(),
         publisher_losses: Mutex::default(),
+        will_arrivals: Mutex::default(),
     });
 
     // Subscribers, connected a batch at a time; for faults that hit their
@@ -376,7 +401,9 @@ pub async fn run(spec: &Spec) -> Result<Report, ScenarioError> {
         let client = client
             .client()
             .ok_or_else(|| setup("subscriber lost at once"))?;
-        subscribing.spawn(async move { subscribe_own(&client, run_id, index).await });
+        // kill-forever: every other subscriber through a wildcard filter.
+        let wildcard = matches!(spec.fault, Fault::KillForever) && index % 2 == 1;
+        subscribing.spawn(async move { subscribe_own(&client, run_id, index, wildcard).await });
     }
     while let Some(subscribed) = subscribing.join_next().await {
         let ack = subscribed
@@ -394,6 +421,18 @@ pub async fn run(spec: &Spec) -> Result<Report, ScenarioError> {
             shared.clone(),
         )));
     }
+
+    // kill-forever: clients with wills (and plain subscribers) on the
+    // subscribers' node, and a watcher of their wills on another node.
+    let doomed = if spec.wills > 0 {
+        let node = gathered_on.clone().unwrap_or_default();
+        let owner = *by_server_id
+            .get(&node)
+            .ok_or_else(|| setup(format!("no member with server ID {node}")))?;
+        Some(connect_will_holders(spec, &cluster, owner, run_id, shared.clone()).await?)
+    } else {
+        None
+    };
 
     // Publishers.
     let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -417,7 +456,11 @@ pub async fn run(spec: &Spec) -> Result<Report, ScenarioError> {
     let fault_at = Instant::now();
     let mut survivors: Vec<usize> = (0..spec.nodes).collect();
     match &spec.fault {
-        Fault::KillOwner | Fault::Storm | Fault::Pause(_) | Fault::Restart(_) => {
+        Fault::KillOwner
+        | Fault::KillForever
+        | Fault::Storm
+        | Fault::Pause(_)
+        | Fault::Restart(_) => {
             let node = if matches!(spec.fault, Fault::Storm) {
                 most_held(&subscribers)
             } else {
@@ -479,6 +522,15 @@ pub async fn run(spec: &Spec) -> Result<Report, ScenarioError> {
         }
         Fault::Impair(_) => {}
     }
+    // kill-forever: when the survivors see the killed node down.
+    let seen_down = doomed.as_ref().map(|d| {
+        let admins: Vec<SocketAddr> = survivors.iter().map(|i| cluster.nodes[*i].admin).collect();
+        tokio::spawn(seen_down(
+            admins,
+            d.owner as u64 + 1,
+            Instant::now() + spec.after + spec.settle,
+        ))
+    });
     // The storm's second measure runs from the fault on.
     let affected = match &spec.fault {
         Fault::Storm => {
@@ -516,7 +568,8 @@ pub async fn run(spec: &Spec) -> Result<Report, ScenarioError> {
                     .iter()
                     .all(|s| s.lost_at.is_none() || s.resumed_at.is_some())
         };
-        if done || Instant::now() > deadline {
+        let wills_in = lock(&shared.will_arrivals).len() >= spec.wills;
+        if (done && wills_in) || Instant::now() > deadline {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -620,8 +673,10 @@ pub async fn run(spec: &Spec) -> Result<Report, ScenarioError> {
                     "{losses} client connections were lost (expected none)"
                 ));
             }
-        } else if matches!(spec.fault, Fault::KillOwner | Fault::Storm)
-            && report.disconnected < affected
+        } else if matches!(
+            spec.fault,
+            Fault::KillOwner | Fault::KillForever | Fault::Storm
+        ) && report.disconnected < affected
         {
             report.violations.push(format!(
                 "only {} of {} subscribers noticed their node die",
@@ -630,6 +685,28 @@ pub async fn run(spec: &Spec) -> Result<Report, ScenarioError> {
         }
     }
     report.retained_equal = Some(retained_equal(&cluster, &survivors, run_id).await);
+    if let (Some(doomed), Some(seen_down)) = (doomed, seen_down) {
+        let down_at = seen_down.await.map_err(setup)?;
+        let arrivals = lock(&shared.will_arrivals).clone();
+        report.wills = Some(WillCheck {
+            wills: doomed
+                .delays
+                .iter()
+                .enumerate()
+                .map(|(k, delay)| ExpectedWill {
+                    delay: *delay,
+                    arrivals: arrivals
+                        .iter()
+                        .filter(|(w, _)| *w == k)
+                        .map(|(_, at)| at.saturating_duration_since(fault_at))
+                        .collect(),
+                })
+                .collect(),
+            down_after: down_at.map(|at| at.saturating_duration_since(fault_at)),
+            tolerance: spec.max_recovery,
+        });
+        let _ = doomed.watcher.disconnect(ReasonCode::SUCCESS).await;
+    }
 
     disconnect_all(&subscribers).await;
     for t in tasks {
@@ -698,18 +775,24 @@ where
     }
 }
 
-/// Subscriber `index` subscribes to its own topic, QoS 1.
+/// Subscriber `index` subscribes to its own topic, QoS 1: the topic
+/// itself, or with `wildcard` a filter that matches it and what lies
+/// below (`chaos/RUN/s/INDEX/#`).
 async fn subscribe_own(
     client: &Client,
     run_id: u32,
     index: usize,
+    wildcard: bool,
 ) -> Result<quicmq_proto::mqtt::SubAck, quicmq_node::client::ClientError> {
+    let topic = format!("chaos/{run_id}/s/{index}");
+    let filter = if wildcard {
+        format!("{topic}/#")
+    } else {
+        topic
+    };
     client
         .subscribe(
-            vec![(
-                format!("chaos/{run_id}/s/{index}"),
-                SubscriptionOptions::new(QoS::AtLeastOnce),
-            )],
+            vec![(filter, SubscriptionOptions::new(QoS::AtLeastOnce))],
             Properties::default(),
         )
         .await
@@ -770,7 +853,7 @@ async fn connect_storm(
             // next one.
             let ack = with_retries(&format!("{kind} storm: SUBSCRIBE"), || async {
                 let c = client.connected().await?;
-                subscribe_own(&c, run_id, index).await
+                subscribe_own(&c, run_id, index, false).await
             })
             .await?;
             if ack.reason_codes.iter().any(|c| c.is_error()) {
@@ -944,4 +1027,134 @@ async fn retained_equal(cluster: &ClusterProcesses, survivors: &[usize], run_id:
         sets.push(set);
     }
     sets.windows(2).all(|w| w[0] == w[1]) && sets.first().is_some_and(|s| !s.is_empty())
+}
+
+/// kill-forever's clients on the node to be killed, and the watcher of
+/// their wills.
+struct WillHolders {
+    /// The node they are on (index in the cluster).
+    owner: usize,
+    /// Each will's delay as it counts (0 for plain sessions).
+    delays: Vec<Duration>,
+    /// The clients (they die with their node).
+    _clients: Vec<Client>,
+    /// The watcher, on another node.
+    watcher: Client,
+}
+
+/// Connects `spec.wills` clients with wills straight to node `owner`
+/// (TCP): by turns a plain session without and with a Will Delay Interval
+/// (its session ends with the connection: due at once), and persistent
+/// sessions with 2 s and 4 s of delay. Each also subscribes, plain ones to
+/// a subscriber's topic, persistent ones through a wildcard. A watcher on
+/// another node records the wills as they arrive.
+async fn connect_will_holders(
+    spec: &Spec,
+    cluster: &ClusterProcesses,
+    owner: usize,
+    run_id: u32,
+    shared: Arc<Shared>,
+) -> Result<WillHolders, ScenarioError> {
+    let tcp = |index: usize, client_id: String| {
+        let port = cluster.nodes[index].tcp.port();
+        let mut o = ClientOptions::new("127.0.0.1", port, Transport::Tcp);
+        o.client_id = client_id;
+        o.connect_timeout = Duration::from_secs(10);
+        o
+    };
+    let watcher_node = (0..cluster.nodes.len())
+        .find(|i| *i != owner)
+        .ok_or_else(|| setup("no node for the will watcher"))?;
+    let mut o = tcp(watcher_node, format!("chaos-{run_id}-will-watcher"));
+    o.clean_start = true;
+    o.session_expiry_interval = Some(600);
+    let (watcher, _) = Client::connect(o)
+        .await
+        .map_err(|e| setup(format!("will watcher connect: {e}")))?;
+    let ack = watcher
+        .subscribe(
+            vec![(
+                format!("chaos/{run_id}/will/#"),
+                SubscriptionOptions::new(QoS::AtLeastOnce),
+            )],
+            Properties::default(),
+        )
+        .await
+        .map_err(|e| setup(format!("will watcher SUBSCRIBE: {e}")))?;
+    if ack.reason_codes.iter().any(|c| c.is_error()) {
+        return Err(setup(format!(
+            "will watcher SUBSCRIBE refused: {:?}",
+            ack.reason_codes
+        )));
+    }
+    let events = watcher.clone();
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            if let Event::Publish(p) = event {
+                let k = p.topic.rsplit('/').next().and_then(|k| k.parse().ok());
+                if let Some(k) = k {
+                    lock(&shared.will_arrivals).push((k, Instant::now()));
+                }
+            }
+        }
+    });
+    let mut clients = Vec::new();
+    let mut delays = Vec::new();
+    for k in 0..spec.wills {
+        let (delay_s, persistent, counts) = match k % 4 {
+            0 => (None, false, 0),
+            1 => (Some(30), false, 0),
+            2 => (Some(2), true, 2),
+            _ => (Some(4), true, 4),
+        };
+        let mut o = tcp(owner, format!("chaos-{run_id}-will-{k}"));
+        if persistent {
+            o.session_expiry_interval = Some(600);
+        }
+        o.will = Some(quicmq_proto::mqtt::LastWill {
+            topic: format!("chaos/{run_id}/will/{k}"),
+            payload: format!("will {k}").into(),
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            properties: Properties {
+                will_delay_interval: delay_s,
+                ..Properties::default()
+            },
+        });
+        let (client, _) = Client::connect(o)
+            .await
+            .map_err(|e| setup(format!("will holder {k} connect: {e}")))?;
+        let index = k % spec.subscribers.max(1);
+        subscribe_own(&client, run_id, index, persistent)
+            .await
+            .map_err(|e| setup(format!("will holder {k} SUBSCRIBE: {e}")))?;
+        clients.push(client);
+        delays.push(Duration::from_secs(counts));
+    }
+    Ok(WillHolders {
+        owner,
+        delays,
+        _clients: clients,
+        watcher,
+    })
+}
+
+/// Polls the admin API of `admins` until one reports member `node_id`
+/// down, or `deadline`: when it did.
+async fn seen_down(admins: Vec<SocketAddr>, node_id: u64, deadline: Instant) -> Option<Instant> {
+    while Instant::now() < deadline {
+        for admin in &admins {
+            let status = quicmq_tests::cluster_status(*admin).await;
+            let down = status["members"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|m| m["node_id"] == node_id && m["state"] == "down");
+            if down {
+                return Some(Instant::now());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
 }

@@ -28,6 +28,22 @@ async fn killing_the_node_that_owns_50_subscribers_loses_no_acknowledged_message
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_for_good_loses_nothing_and_its_clients_wills_are_published_once() {
+    // Long enough after the kill for the 4 s will delay, counted from the
+    // moment the node is declared down.
+    let spec = Spec {
+        after: Duration::from_secs(8),
+        ..Spec::short("kill-forever", Fault::KillForever)
+    };
+    let report = run(&spec).await.expect("scenario set-up");
+    println!("{report}");
+    assert!(report.failures().is_empty(), "{report}");
+    let wills = report.wills.as_ref().expect("wills checked");
+    assert_eq!(wills.once(), 8, "{report}");
+    assert_eq!(report.resumed, 50);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_raft_leader_mid_traffic_loses_no_acknowledged_message() {
     passes(Spec::short("kill-leader", Fault::KillLeader)).await;
 }

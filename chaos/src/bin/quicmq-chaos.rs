@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! quicmq-chaos kill-owner --subscribers 1000 --publishers 50 --rate 20 --after 60
+//! quicmq-chaos kill-forever --subscribers 300 --publishers 10 --rate 10 --after 60
 //! quicmq-chaos storm --subscribers 10000 --publishers 4 --rate 10 --after 20
 //! quicmq-chaos impair --loss 0.05 --delay-ms 20 --reorder 0.1 --report impair.json
 //! quicmq-chaos handshake --rtt-ms 40 --connections 200
@@ -20,6 +21,10 @@ use quicmq_chaos::scenario::{run, Fault, Spec};
 enum Scenario {
     /// kill -9 of the node holding every subscriber's session.
     KillOwner,
+    /// kill -9, never restarted, of the node holding every subscriber's
+    /// session (half of them on wildcard filters), plain subscribers and
+    /// --wills clients with wills: every will published once, on time.
+    KillForever,
     /// Reconnect storm: kill -9 of the node holding every subscriber, all
     /// of them reconnect through the router at once; time until all
     /// resumed and all receive again, and the clients' memory.
@@ -120,6 +125,10 @@ struct Args {
     /// The nodes' `member_down_after`, milliseconds.
     #[arg(long, default_value_t = 3000)]
     member_down_after_ms: u64,
+    /// `kill-forever`: clients with wills on the killed node (plain and
+    /// persistent, with Will Delay Intervals of 0, 30, 2 and 4 s by turns).
+    #[arg(long, default_value_t = 20)]
+    wills: usize,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -152,6 +161,7 @@ fn main() -> anyhow::Result<()> {
             return Ok(());
         }
         Scenario::KillOwner => Fault::KillOwner,
+        Scenario::KillForever => Fault::KillForever,
         Scenario::Storm => Fault::Storm,
         Scenario::KillLeader => Fault::KillLeader,
         Scenario::KillRouter => Fault::KillRouter,
@@ -196,6 +206,11 @@ fn main() -> anyhow::Result<()> {
         ),
         member_down_after: Duration::from_millis(args.member_down_after_ms),
         max_recovery: Duration::from_millis(args.max_recovery_ms),
+        wills: if matches!(args.scenario, Scenario::KillForever) {
+            args.wills
+        } else {
+            0
+        },
     };
     let report = runtime.block_on(run(&spec))?;
     println!("{report}");

@@ -171,7 +171,9 @@ pub(crate) async fn publish_due(
     link: Weak<ClusterLink>,
     mut changes: broadcast::Receiver<quicmq_raft::store::ChangeBatch>,
 ) {
-    let mut wait = PUBLISH_TICK;
+    // A deadline, not a duration: other state changes wake the loop all
+    // the time and must not push the next look further away.
+    let mut next_look = tokio::time::Instant::now() + PUBLISH_TICK;
     loop {
         tokio::select! {
             batch = changes.recv() => match batch {
@@ -186,10 +188,10 @@ pub(crate) async fn publish_due(
                 Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(broadcast::error::RecvError::Closed) => return,
             },
-            () = tokio::time::sleep(wait) => {}
+            () = tokio::time::sleep_until(next_look) => {}
         }
         let Some(link) = link.upgrade() else { return };
-        wait = PUBLISH_TICK;
+        next_look = tokio::time::Instant::now() + PUBLISH_TICK;
         if !link.cluster().is_leader() {
             continue;
         }
@@ -205,7 +207,8 @@ pub(crate) async fn publish_due(
                 (due, s.wills().next_due())
             });
         if let Some(next) = next_due {
-            wait = Duration::from_millis(next.saturating_sub(now)).min(PUBLISH_TICK);
+            let wait = Duration::from_millis(next.saturating_sub(now)).min(PUBLISH_TICK);
+            next_look = tokio::time::Instant::now() + wait;
         }
         if due.is_empty() {
             continue;
@@ -226,7 +229,7 @@ pub(crate) async fn publish_due(
             }
         };
         // More may be due: look again at once.
-        wait = Duration::ZERO;
+        next_look = tokio::time::Instant::now();
         let Some(broker) = link.broker() else {
             continue;
         };
