@@ -16,6 +16,11 @@
 //! an election timeout before this node took office.
 //! A member is `alive` again once it answers having applied what the
 //! leader had committed when it asked.
+//!
+//! A member whose gRPC port refuses connections (TCP reset: the host is
+//! up, the process is not) is not paused or cut off but dead: it is
+//! `down` once it has refused for a third of `member_down_after`, without
+//! waiting for the full period that silence needs.
 
 use std::collections::HashMap;
 use std::sync::Weak;
@@ -36,6 +41,8 @@ pub struct LivenessTracker {
     answers: HashMap<NodeId, (Instant, bool)>,
     /// The previous leader, and since when the cluster has not heard it.
     previous_leader: Option<(NodeId, Instant)>,
+    /// Per member: since when its port has refused every probe.
+    refusing: HashMap<NodeId, Instant>,
 }
 
 impl LivenessTracker {
@@ -46,6 +53,7 @@ impl LivenessTracker {
             since: now,
             answers: HashMap::new(),
             previous_leader: None,
+            refusing: HashMap::new(),
         }
     }
 
@@ -56,13 +64,20 @@ impl LivenessTracker {
     pub fn took_office(&mut self, now: Instant, previous_leader: Option<(NodeId, Instant)>) {
         self.since = now;
         self.answers.clear();
+        self.refusing.clear();
         self.previous_leader = previous_leader;
+    }
+
+    /// `node`'s port refused the probe at `now` (nothing listens there).
+    pub fn refused(&mut self, node: NodeId, now: Instant) {
+        self.refusing.entry(node).or_insert(now);
     }
 
     /// `node` answered at `now`; `caught_up`: it had applied what the
     /// leader had committed when the probe left.
     pub fn answered(&mut self, node: NodeId, now: Instant, caught_up: bool) {
         self.answers.insert(node, (now, caught_up));
+        self.refusing.remove(&node);
     }
 
     /// The state changes to commit at `now`, for `members` (node ID and
@@ -107,7 +122,18 @@ impl LivenessTracker {
                 .map_or((since, false), |(at, c)| (at.max(since), c));
             let silent = now.saturating_duration_since(last);
             let heard = self.answers.contains_key(&node);
-            let next = if silent >= self.down_after {
+            // The previous leader's port has refused since it fell silent
+            // (that is why there was an election).
+            let refused_since = self
+                .refusing
+                .get(&node)
+                .map(|at| match self.previous_leader {
+                    Some((leader, silent_since)) if leader == node => (*at).min(silent_since),
+                    _ => *at,
+                });
+            let refused_long = refused_since
+                .is_some_and(|since| now.saturating_duration_since(since) >= self.down_after / 3);
+            let next = if silent >= self.down_after || refused_long {
                 Liveness::Down
             } else if silent >= self.down_after / 2 {
                 match current {
@@ -170,6 +196,7 @@ pub(super) async fn run(
                 .map(|m| (m.node_id, m.state, m.grpc_addr.clone()))
                 .collect()
         });
+        let direct = cluster.config().peer_proxy.is_none();
         let mut probes = tokio::task::JoinSet::new();
         for (peer, _, addr) in members.iter().filter(|(id, _, _)| *id != me) {
             let (peer, addr) = (*peer, addr.clone());
@@ -188,16 +215,28 @@ pub(super) async fn run(
                     timeout_ms: (interval / 2).as_millis() as u64,
                 });
                 request.set_timeout(answer_within);
-                let answer = tokio::time::timeout(answer_within, client.ping(request))
-                    .await
-                    .ok()?
-                    .ok()?;
-                Some((peer, answer.into_inner().applied_index >= committed))
+                let answer = tokio::time::timeout(answer_within, client.ping(request)).await;
+                match answer {
+                    Ok(Ok(answer)) => Some((
+                        peer,
+                        Probe::Answered {
+                            caught_up: answer.into_inner().applied_index >= committed,
+                        },
+                    )),
+                    // Through a proxy, only the proxy's answer is known.
+                    _ if !direct => None,
+                    _ if port_refuses(&addr, interval / 2).await => Some((peer, Probe::Refused)),
+                    _ => None,
+                }
             });
         }
         while let Some(probe) = probes.join_next().await {
-            if let Ok(Some((peer, caught_up))) = probe {
-                tracker.answered(peer, Instant::now(), caught_up);
+            match probe {
+                Ok(Some((peer, Probe::Answered { caught_up }))) => {
+                    tracker.answered(peer, Instant::now(), caught_up);
+                }
+                Ok(Some((peer, Probe::Refused))) => tracker.refused(peer, Instant::now()),
+                _ => {}
             }
         }
         let states = members.iter().map(|(id, state, _)| (*id, *state));
@@ -226,6 +265,24 @@ pub(super) async fn run(
             }
         }
     }
+}
+
+/// What a probe learnt of a member.
+enum Probe {
+    /// It answered; `caught_up`: it had applied what the leader had
+    /// committed.
+    Answered { caught_up: bool },
+    /// Its port refused the connection: its process is not running.
+    Refused,
+}
+
+/// Whether a TCP connection to `addr` is refused (a reset: the host is
+/// there, nothing listens), as opposed to accepted or unanswered.
+async fn port_refuses(addr: &str, within: Duration) -> bool {
+    matches!(
+        tokio::time::timeout(within, tokio::net::TcpStream::connect(addr)).await,
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused
+    )
 }
 
 /// Members that have been down for `after` or longer at `now_ms`.
@@ -358,6 +415,45 @@ mod tests {
             vec![(2, Liveness::Down), (3, Liveness::Suspect)],
             "the previous leader: a full period after it fell silent; the others after the election"
         );
+    }
+
+    #[test]
+    fn a_member_whose_port_refuses_is_down_after_a_third_of_the_period() {
+        let t0 = Instant::now();
+        let mut t = LivenessTracker::new(DOWN, t0);
+        let alive = [(1, MemberState::Alive), (2, MemberState::Alive)];
+        t.answered(2, secs(t0, 0.5), true);
+        t.refused(2, secs(t0, 1.0));
+        t.refused(2, secs(t0, 1.5));
+        assert!(t.verdicts(alive, 1, secs(t0, 1.9)).is_empty());
+        assert_eq!(
+            t.verdicts(alive, 1, secs(t0, 2.0)),
+            vec![(2, Liveness::Down)],
+            "refused since 1.0 s, for a third of 3 s"
+        );
+        // An answer ends the streak: a process that restarted is not down.
+        t.answered(2, secs(t0, 1.8), true);
+        t.refused(2, secs(t0, 1.9));
+        assert!(t.verdicts(alive, 1, secs(t0, 2.5)).is_empty());
+        // A new leader starts over, but for the previous leader, whose
+        // refusals count from when it fell silent.
+        t.took_office(secs(t0, 10.0), Some((2, secs(t0, 9.0))));
+        let members = [(2, MemberState::Alive), (3, MemberState::Alive)];
+        t.refused(3, secs(t0, 10.2));
+        t.refused(2, secs(t0, 10.2));
+        assert_eq!(
+            t.verdicts(members, 1, secs(t0, 10.3)),
+            vec![(2, Liveness::Down)]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_closed_port_refuses_and_a_listening_one_does_not() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let open = listener.local_addr().unwrap().to_string();
+        assert!(!port_refuses(&open, Duration::from_secs(1)).await);
+        drop(listener);
+        assert!(port_refuses(&open, Duration::from_secs(1)).await);
     }
 
     #[test]
