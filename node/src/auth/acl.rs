@@ -133,7 +133,13 @@ struct Rule {
 #[derive(Debug, Clone, Default)]
 pub struct Acl {
     rules: Vec<Rule>,
+    /// Distinct for every parsed ACL (0: the empty default), so that what
+    /// was decided under one ACL is never taken for another's.
+    generation: u64,
 }
+
+/// The generation of the next parsed ACL.
+static NEXT_GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl Acl {
     /// Parses an ACL file.
@@ -219,7 +225,46 @@ impl Acl {
                 takeover_any,
             });
         }
-        Ok(Acl { rules })
+        Ok(Acl {
+            rules,
+            generation: NEXT_GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        })
+    }
+
+    /// This ACL's generation: every parsed ACL has its own (a reload makes
+    /// a new one), the empty default has 0. Caches of decisions key on it.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Whether `client` may read every topic that `filter` (optionally
+    /// `$share/GROUP/`-prefixed) matches: an allow rule covers the filter
+    /// before any deny rule shares a topic with it. Deliveries through a
+    /// subscription to such a filter need no check of their own.
+    ///
+    /// ```
+    /// use quicmq_node::auth::acl::{Acl, Client};
+    ///
+    /// let acl = Acl::parse("deny subscribe all test/nosubscribe\nallow both all #\n").unwrap();
+    /// let c = Client { username: None, client_id: "c" };
+    /// assert!(acl.reads_all(&c, "test/open/#"));
+    /// assert!(acl.reads_all(&c, "$share/g/other/+"));
+    /// assert!(!acl.reads_all(&c, "#"), "overlaps the denied topic");
+    /// assert!(!acl.reads_all(&c, "test/+"));
+    /// ```
+    pub fn reads_all(&self, client: &Client<'_>, filter: &str) -> bool {
+        if self.rules.is_empty() {
+            return true;
+        }
+        let filter = parse_shared(filter).map_or(filter, |(_, filter)| filter);
+        for (verdict, rule) in self.applicable(client, Access::Read) {
+            match verdict {
+                Verdict::Deny if intersects(&rule, filter) => return false,
+                Verdict::Allow if covers(&rule, filter) => return true,
+                _ => {}
+            }
+        }
+        false
     }
 
     /// Reads and parses the file at `path`.
@@ -498,6 +543,46 @@ mod tests {
             !narrow.check(&ANON, Access::Read, "$SYS/x"),
             "`#` rules never match `$` topics"
         );
+    }
+
+    #[test]
+    fn a_filter_reads_all_only_when_no_deny_rule_can_withhold_a_topic_of_it() {
+        let acl = Acl::parse(
+            "deny subscribe all test/nosubscribe\n\
+             allow both user:alice devices/%c/#\n\
+             deny both all devices/#\n\
+             allow both all #\n",
+        )
+        .unwrap();
+        for (client, filter, want) in [
+            (ALICE, "other/#", true),
+            (ALICE, "devices/a1/#", true),
+            (ALICE, "devices/a1/+/t", true),
+            (ALICE, "devices/+/t", false),
+            (ALICE, "#", false),
+            (ALICE, "test/+", false),
+            (ANON, "devices/x9/#", false),
+            (ANON, "other/x", true),
+            (ANON, "$share/g/other/#", true),
+            (ANON, "$share/g/#", false),
+        ] {
+            assert_eq!(
+                acl.reads_all(&client, filter),
+                want,
+                "{:?} {filter}",
+                client.username
+            );
+        }
+        // Consistent with the per-topic check: what reads_all grants, each
+        // topic of it allows.
+        for topic in ["devices/a1/x", "devices/a1/y/t", "other/1"] {
+            assert!(acl.check(&ALICE, Access::Read, topic), "{topic}");
+        }
+        let nothing = Acl::parse("allow both all a/#\n").unwrap();
+        assert!(!nothing.reads_all(&ANON, "b/#"), "no rule: denied");
+        assert!(Acl::default().reads_all(&ANON, "#"), "no ACL");
+        assert_ne!(acl.generation(), nothing.generation());
+        assert_eq!(Acl::default().generation(), 0);
     }
 
     #[test]

@@ -187,7 +187,19 @@ pub struct SessionCell {
     /// The identity the session belongs to (`None`: an anonymous client).
     identity: Mutex<Option<String>>,
     slot: Mutex<Slot>,
+    /// Read checks of topics its partly allowed subscriptions matched.
+    read_cache: Mutex<ReadCache>,
 }
+
+/// A session's read decisions per topic under one ACL generation.
+#[derive(Default)]
+struct ReadCache {
+    generation: u64,
+    topics: HashMap<String, bool>,
+}
+
+/// Topics a session's [`ReadCache`] remembers before it starts over.
+const READ_CACHE_TOPICS: usize = 256;
 
 impl SessionCell {
     fn new(
@@ -202,6 +214,7 @@ impl SessionCell {
             persistent: AtomicBool::new(false),
             identity: Mutex::new(identity),
             slot: Mutex::new(slot),
+            read_cache: Mutex::default(),
         }
     }
 
@@ -211,6 +224,17 @@ impl SessionCell {
 
     fn identity(&self) -> MutexGuard<'_, Option<String>> {
         self.identity.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The session now belongs to `identity`: what was decided for the
+    /// previous one no longer holds.
+    fn set_identity(&self, identity: Option<String>) {
+        *self.identity() = identity;
+        self.read_cache().topics.clear();
+    }
+
+    fn read_cache(&self) -> MutexGuard<'_, ReadCache> {
+        self.read_cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Whether the session is live (connected, or offline and not expired
@@ -240,13 +264,45 @@ impl SessionCell {
 
     /// Whether the session's client may receive a message on `topic`
     /// ([`Access::Read`](crate::auth::Access::Read)).
+    ///
+    /// Decisions are remembered per topic (at most [`READ_CACHE_TOPICS`])
+    /// while `acl` is the ACL in force; another ACL or identity starts
+    /// over.
     pub fn may_read(&self, acl: &crate::auth::Acl, topic: &str) -> bool {
+        {
+            let cache = self.read_cache();
+            if cache.generation == acl.generation() {
+                if let Some(allowed) = cache.topics.get(topic) {
+                    return *allowed;
+                }
+            }
+        }
+        let allowed = {
+            let identity = self.identity();
+            let client = crate::auth::acl::Client {
+                username: identity.as_deref(),
+                client_id: &self.client_id,
+            };
+            acl.check(&client, crate::auth::Access::Read, topic)
+        };
+        let mut cache = self.read_cache();
+        if cache.generation != acl.generation() || cache.topics.len() >= READ_CACHE_TOPICS {
+            cache.generation = acl.generation();
+            cache.topics.clear();
+        }
+        cache.topics.insert(topic.to_owned(), allowed);
+        allowed
+    }
+
+    /// Whether the session may read every topic of `filter` under `acl`
+    /// ([`Acl::reads_all`](crate::auth::acl::Acl::reads_all)).
+    fn reads_all(&self, acl: &crate::auth::Acl, filter: &str) -> bool {
         let identity = self.identity();
         let client = crate::auth::acl::Client {
             username: identity.as_deref(),
             client_id: &self.client_id,
         };
-        acl.check(&client, crate::auth::Access::Read, topic)
+        acl.reads_all(&client, filter)
     }
 }
 
@@ -619,10 +675,10 @@ impl Broker {
             if clean_start {
                 // A new session is the connecting identity's (the same one,
                 // or one that may take over).
-                who.identity.clone_into(&mut *cell.identity());
+                cell.set_identity(who.identity.clone());
             } else if let Some(record) = &resumed_elsewhere {
                 // Resumed from the cluster: the owner it records.
-                record.record.identity.clone_into(&mut *cell.identity());
+                cell.set_identity(record.record.identity.clone());
             }
             let previous = std::mem::replace(&mut *cell.slot(), Slot::Online { conn_id, tx });
             (cell, previous)
@@ -1254,8 +1310,15 @@ impl Broker {
         &self,
         filter: &str,
         client_id: &ClientId,
-        sub: Subscription,
+        mut sub: Subscription,
     ) -> Option<RouteCommit> {
+        // A filter the ACL lets the session read entirely costs its
+        // deliveries no check (unknown session: every delivery checked).
+        let acl = self.settings.auth.acl();
+        let cell = self.sessions_map().get(client_id).cloned();
+        sub.reads_all_under = cell
+            .filter(|cell| cell.reads_all(&acl, filter))
+            .map(|_| acl.generation());
         let mut tree = write(&self.tree);
         let existed = tree.insert(filter, client_id.clone(), sub);
         metrics::gauge!(m::SUBSCRIPTIONS).set(tree.len() as f64);
@@ -1339,7 +1402,7 @@ impl Broker {
                 subscription: sub,
                 shared: false,
             };
-            for target in merge_matches(vec![only], &message) {
+            for target in merge_matches(vec![only], &message, acl.generation()) {
                 self.deliver(&cell, target.delivery(&cell, &message));
                 metrics::counter!(m::EARLY_SUBSCRIPTION_MESSAGES, "outcome" => "delivered")
                     .increment(1);
@@ -1538,7 +1601,7 @@ impl Broker {
                 }
             }
         }
-        let targets = merge_matches(matches, &message);
+        let targets = merge_matches(matches, &message, acl.generation());
         if targets.is_empty() {
             return RouteOutcome {
                 matched: held,
@@ -1574,7 +1637,7 @@ impl Broker {
             outcome.durable.push(completion);
         }
         for (cell, target) in cells {
-            if !acl.is_empty() && !cell.may_read(&acl, &message.topic) {
+            if !acl.is_empty() && !target.reads_all && !cell.may_read(&acl, &message.topic) {
                 // Its subscription overlaps topics it may not read.
                 metrics::counter!(m::ACL_DENIED, "access" => "read").increment(1);
                 continue;
@@ -1738,6 +1801,9 @@ struct Target {
     retain: bool,
     subscription_ids: Vec<u32>,
     stream: u64,
+    /// A subscription it matched through lets it read every topic of its
+    /// filter under the ACL in force: no read check needed.
+    reads_all: bool,
 }
 
 impl Target {
@@ -1757,7 +1823,7 @@ impl Target {
 
 /// One delivery per session: the highest QoS of its matching
 /// subscriptions and all their identifiers (MQTT 5.0 §3.3.4).
-fn merge_matches(matches: Vec<Match>, message: &Message) -> Vec<Target> {
+fn merge_matches(matches: Vec<Match>, message: &Message, acl_generation: u64) -> Vec<Target> {
     let mut targets: Vec<Target> = Vec::with_capacity(matches.len());
     // Only a topic with several matches can match one session twice.
     let mut index: HashMap<ClientId, usize> = HashMap::new();
@@ -1769,6 +1835,7 @@ fn merge_matches(matches: Vec<Match>, message: &Message) -> Vec<Target> {
         }
         let qos = options.qos.min(message.qos);
         let retain = options.retain_as_published && message.retain;
+        let reads_all = m.subscription.reads_all_under == Some(acl_generation);
         let slot = if merging {
             index.get(&m.client_id).copied()
         } else {
@@ -1779,6 +1846,7 @@ fn merge_matches(matches: Vec<Match>, message: &Message) -> Vec<Target> {
                 let t = &mut targets[i];
                 t.qos = t.qos.max(qos);
                 t.retain |= retain;
+                t.reads_all |= reads_all;
                 t.subscription_ids.extend(m.subscription.identifier);
             }
             None => {
@@ -1791,6 +1859,7 @@ fn merge_matches(matches: Vec<Match>, message: &Message) -> Vec<Target> {
                     retain,
                     subscription_ids: m.subscription.identifier.into_iter().collect(),
                     stream: m.subscription.stream,
+                    reads_all,
                 });
             }
         }

@@ -50,6 +50,14 @@ pub struct Subscription {
     pub identifier: Option<u32>,
     /// The stream the SUBSCRIBE came in on (QUIC); deliveries go there.
     pub stream: u64,
+    /// The generation of the ACL under which the session may read every
+    /// topic of the filter ([`Acl::reads_all`]): its deliveries need no
+    /// read check while that ACL holds. Set by the broker as the filter
+    /// enters the subscription tree; `None`: check each delivery.
+    ///
+    /// [`Acl::reads_all`]: crate::auth::acl::Acl::reads_all
+    #[serde(skip)]
+    pub reads_all_under: Option<u64>,
 }
 
 /// A message on its way to one session.

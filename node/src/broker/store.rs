@@ -333,6 +333,7 @@ mod tests {
                         options: SubscriptionOptions::new(QoS::AtLeastOnce),
                         identifier: Some(3),
                         stream: 0,
+                        reads_all_under: None,
                     },
                 )],
                 disconnected_at_ms: Some(5),

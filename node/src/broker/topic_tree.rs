@@ -79,7 +79,7 @@ impl Selection<'static> {
 /// use quicmq_proto::mqtt::{QoS, SubscriptionOptions};
 ///
 /// let mut tree = SubscriptionTree::default();
-/// let sub = Subscription { options: SubscriptionOptions::new(QoS::AtLeastOnce), identifier: None, stream: 0 };
+/// let sub = Subscription { options: SubscriptionOptions::new(QoS::AtLeastOnce), identifier: None, stream: 0, reads_all_under: None };
 /// tree.insert("sensors/+/temp", Arc::from("c1"), sub);
 /// let mut out = Vec::new();
 /// tree.matches("sensors/7/temp", &mut out);
@@ -273,6 +273,7 @@ mod tests {
             options: SubscriptionOptions::new(qos),
             identifier: None,
             stream: 0,
+            reads_all_under: None,
         }
     }
 

@@ -78,6 +78,7 @@ pub fn subscriptions_of(record: &SessionRecord) -> Vec<(String, Subscription)> {
                     options: options_from_byte(s.options)?,
                     identifier: s.identifier,
                     stream: 0,
+                    reads_all_under: None,
                 },
             ))
         })

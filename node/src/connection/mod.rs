@@ -1264,6 +1264,7 @@ impl Connection {
                 options,
                 identifier,
                 stream,
+                reads_all_under: None,
             };
             let existed = self.session.subscribe(filter.clone(), subscription);
             if let Some(commit) =

@@ -19,8 +19,11 @@
 //!
 //! A member whose gRPC port refuses connections (TCP reset: the host is
 //! up, the process is not) is not paused or cut off but dead: it is
-//! `down` once it has refused for a third of `member_down_after`, without
-//! waiting for the full period that silence needs.
+//! `down` once two probes a probe interval apart found its port closed
+//! (half a second with the default `member_down_after`), without waiting
+//! for the full period that silence needs; the previous leader at the
+//! first such probe (the election already took an election timeout of
+//! silence).
 
 use std::collections::HashMap;
 use std::sync::Weak;
@@ -43,6 +46,8 @@ pub struct LivenessTracker {
     previous_leader: Option<(NodeId, Instant)>,
     /// Per member: since when its port has refused every probe.
     refusing: HashMap<NodeId, Instant>,
+    /// How long refusals must last to prove a member dead.
+    refused_for: Duration,
 }
 
 impl LivenessTracker {
@@ -54,6 +59,7 @@ impl LivenessTracker {
             answers: HashMap::new(),
             previous_leader: None,
             refusing: HashMap::new(),
+            refused_for: probe_interval(down_after),
         }
     }
 
@@ -122,17 +128,12 @@ impl LivenessTracker {
                 .map_or((since, false), |(at, c)| (at.max(since), c));
             let silent = now.saturating_duration_since(last);
             let heard = self.answers.contains_key(&node);
-            // The previous leader's port has refused since it fell silent
-            // (that is why there was an election).
-            let refused_since = self
-                .refusing
-                .get(&node)
-                .map(|at| match self.previous_leader {
-                    Some((leader, silent_since)) if leader == node => (*at).min(silent_since),
-                    _ => *at,
-                });
-            let refused_long = refused_since
-                .is_some_and(|since| now.saturating_duration_since(since) >= self.down_after / 3);
+            // The previous leader has been silent for an election timeout
+            // already (that is why there was an election).
+            let previous_leader = matches!(self.previous_leader, Some((l, _)) if l == node);
+            let refused_long = self.refusing.get(&node).is_some_and(|since| {
+                previous_leader || now.saturating_duration_since(*since) >= self.refused_for
+            });
             let next = if silent >= self.down_after || refused_long {
                 Liveness::Down
             } else if silent >= self.down_after / 2 {
@@ -418,25 +419,25 @@ mod tests {
     }
 
     #[test]
-    fn a_member_whose_port_refuses_is_down_after_a_third_of_the_period() {
+    fn a_member_whose_port_refuses_twice_in_a_row_is_down() {
         let t0 = Instant::now();
         let mut t = LivenessTracker::new(DOWN, t0);
         let alive = [(1, MemberState::Alive), (2, MemberState::Alive)];
         t.answered(2, secs(t0, 0.5), true);
         t.refused(2, secs(t0, 1.0));
+        assert!(t.verdicts(alive, 1, secs(t0, 1.4)).is_empty(), "once");
         t.refused(2, secs(t0, 1.5));
-        assert!(t.verdicts(alive, 1, secs(t0, 1.9)).is_empty());
         assert_eq!(
-            t.verdicts(alive, 1, secs(t0, 2.0)),
+            t.verdicts(alive, 1, secs(t0, 1.5)),
             vec![(2, Liveness::Down)],
-            "refused since 1.0 s, for a third of 3 s"
+            "refused a probe interval (500 ms) apart"
         );
         // An answer ends the streak: a process that restarted is not down.
         t.answered(2, secs(t0, 1.8), true);
         t.refused(2, secs(t0, 1.9));
-        assert!(t.verdicts(alive, 1, secs(t0, 2.5)).is_empty());
-        // A new leader starts over, but for the previous leader, whose
-        // refusals count from when it fell silent.
+        assert!(t.verdicts(alive, 1, secs(t0, 2.2)).is_empty());
+        // A new leader starts over, but for the previous leader: silent
+        // for an election timeout already, its first refusal proves it dead.
         t.took_office(secs(t0, 10.0), Some((2, secs(t0, 9.0))));
         let members = [(2, MemberState::Alive), (3, MemberState::Alive)];
         t.refused(3, secs(t0, 10.2));

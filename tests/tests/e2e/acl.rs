@@ -418,3 +418,38 @@ async fn a_broad_subscription_never_reads_a_denied_subtree() {
     assert_eq!(subscribe(&late, "#").await, ReasonCode(1));
     assert_eq!(received(&late).await, Vec::<String>::new());
 }
+
+/// Read decisions are remembered per session and topic, and forgotten
+/// when the ACL changes, whichever way it changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remembered_read_decisions_follow_every_reload() {
+    let (node, dir) = acl_node(BOB_NO_SECRETS).await;
+    let alice = login(&node, "alice", "a1", ProtocolVersion::V5)
+        .await
+        .unwrap();
+    let bob = login(&node, "bob", "b1", ProtocolVersion::V5)
+        .await
+        .unwrap();
+    assert_eq!(subscribe(&bob, "#").await, ReasonCode(1));
+    let round = || async {
+        for topic in ["secret/x", "open/x"] {
+            publish(&alice, topic, QoS::AtLeastOnce, false).await;
+        }
+        received(&bob).await
+    };
+    assert_eq!(round().await, ["open/x"]);
+    assert_eq!(round().await, ["open/x"], "the same, from the cache");
+    let reload = |acl: &'static str| {
+        let path = dir.path().join("acl");
+        let admin = node.admin();
+        async move {
+            std::fs::write(path, acl).unwrap();
+            let (status, body) = http_post(admin, "/api/auth/reload").await;
+            assert_eq!(status, 200, "{body}");
+        }
+    };
+    reload("allow both all #\n").await;
+    assert_eq!(round().await, ["secret/x", "open/x"], "widened");
+    reload(BOB_NO_SECRETS).await;
+    assert_eq!(round().await, ["open/x"], "narrowed again");
+}
