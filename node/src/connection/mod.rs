@@ -503,6 +503,17 @@ impl Connection {
             metrics::counter!(m::PROTOCOL_ERRORS, "reason" => "connack_too_large").increment(1);
             return;
         }
+        // The cluster could not commit what the CONNECT needs: 0x88 with
+        // the reason, and (QUIC, whose addresses members publish) the
+        // other members to try.
+        let unavailable = |reason: String| {
+            let properties = Properties {
+                reason_string: Some(reason),
+                server_reference: other_members(&broker, &link),
+                ..Properties::default()
+            };
+            refuse_with(ReasonCode::SERVER_UNAVAILABLE, properties, &link);
+        };
         // In a cluster the will is committed before the session is
         // touched: from then on it is published even if this node dies.
         let will_key = match (broker.cluster(), &connect.will) {
@@ -511,14 +522,9 @@ impl Connection {
                     Ok(key) => Some(key),
                     Err(e) => {
                         tracing::warn!(client_id = %client_id, "will not committed in the cluster: {e}");
-                        let properties = Properties {
-                            reason_string: Some(format!(
+                        unavailable(format!(
                             "the cluster could not commit this client's will ({e}); connect again"
-                        )),
-                            server_reference: other_members(&broker, &link),
-                            ..Properties::default()
-                        };
-                        refuse_with(ReasonCode::SERVER_UNAVAILABLE, properties, &link);
+                        ));
                         return;
                     }
                 }
@@ -560,16 +566,9 @@ impl Connection {
             Err(AttachError::Cluster(e)) => {
                 drop_held_will();
                 tracing::warn!(client_id = %client_id, "session not claimed in the cluster: {e}");
-                // 0x88 with the reason, and (QUIC, whose addresses members
-                // publish) the other members to try.
-                let properties = Properties {
-                    reason_string: Some(format!(
-                        "the cluster could not commit this session's claim ({e}); connect again"
-                    )),
-                    server_reference: other_members(&broker, &link),
-                    ..Properties::default()
-                };
-                refuse_with(ReasonCode::SERVER_UNAVAILABLE, properties, &link);
+                unavailable(format!(
+                    "the cluster could not commit this session's claim ({e}); connect again"
+                ));
                 return;
             }
         };
