@@ -47,6 +47,9 @@ pub struct Report {
     /// Acknowledged messages that never reached their subscriber (must be
     /// 0).
     pub lost: u64,
+    /// The first few of those (publisher, sequence number), to look for
+    /// in the nodes' logs.
+    pub lost_ids: Vec<MessageId>,
     /// Extra copies received (QoS 1 may duplicate around a failover).
     pub duplicated: u64,
     /// Subscribers whose connection was lost.
@@ -96,6 +99,12 @@ impl Report {
             .filter(|id| deliveries.counts.contains_key(id))
             .count() as u64;
         self.lost = self.acknowledged - self.delivered;
+        self.lost_ids = acknowledged
+            .iter()
+            .filter(|id| !deliveries.counts.contains_key(id))
+            .take(10)
+            .copied()
+            .collect();
         self.duplicated = deliveries
             .counts
             .values()
@@ -120,7 +129,16 @@ impl Report {
     pub fn failures(&self) -> Vec<String> {
         let mut failures = self.violations.clone();
         if self.lost > 0 {
-            failures.push(format!("{} acknowledged messages lost", self.lost));
+            let ids: Vec<String> = self
+                .lost_ids
+                .iter()
+                .map(|(p, seq)| format!("{p}:{seq}"))
+                .collect();
+            failures.push(format!(
+                "{} acknowledged messages lost (publisher:sequence {})",
+                self.lost,
+                ids.join(", ")
+            ));
         }
         if self.sessions_lost > 0 {
             failures.push(format!(
@@ -175,6 +193,7 @@ impl Report {
             "unacknowledged": self.unacknowledged,
             "delivered": self.delivered,
             "lost": self.lost,
+            "lost_ids": self.lost_ids,
             "duplicated": self.duplicated,
             "disconnected": self.disconnected,
             "resumed": self.resumed,
@@ -355,7 +374,10 @@ mod tests {
         assert_eq!(report.delivered, 2);
         assert_eq!(report.lost, 1);
         assert_eq!(report.duplicated, 1);
-        assert_eq!(report.failures(), vec!["1 acknowledged messages lost"]);
+        assert_eq!(
+            report.failures(),
+            vec!["1 acknowledged messages lost (publisher:sequence 0:2)"]
+        );
     }
 
     #[test]
