@@ -30,9 +30,13 @@ async fn killing_the_node_that_owns_50_subscribers_loses_no_acknowledged_message
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_killed_for_good_loses_nothing_and_its_clients_wills_are_published_once() {
     // Long enough after the kill for the 4 s will delay, counted from the
-    // moment the node is declared down.
+    // moment the node is declared down. The heaviest short scenario (wills,
+    // plain and wildcard subscribers besides): in a debug build beside
+    // three other scenarios on 2 cores its recovery reached 7 s once; the
+    // release runs in BENCHMARKS.md hold the 3 s default.
     let spec = Spec {
         after: Duration::from_secs(8),
+        max_recovery: Duration::from_secs(8),
         ..Spec::short("kill-forever", Fault::KillForever)
     };
     let report = run(&spec).await.expect("scenario set-up");

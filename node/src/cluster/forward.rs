@@ -509,7 +509,11 @@ impl forward_server::Forward for ForwardService {
                     if let Some(link) = broker.cluster() {
                         // Usually there already; bounded for a node that is
                         // far behind.
-                        let newest = batch.publishes.iter().map(|p| p.routed_index).max();
+                        let newest = batch
+                            .publishes
+                            .iter()
+                            .map(|p| p.routed_index.max(p.wait_index))
+                            .max();
                         link.wait_routed(newest.unwrap_or(0), ROUTED_WAIT).await;
                     }
                     let completion = deliver_batch(&broker, &batch);
@@ -567,6 +571,7 @@ pub fn to_forwarded(
     ordinary: bool,
     shared_groups: Vec<String>,
     routed_index: u64,
+    wait_index: u64,
 ) -> ForwardedPublish {
     let p = &message.properties;
     ForwardedPublish {
@@ -597,6 +602,7 @@ pub fn to_forwarded(
         ordinary,
         shared_groups,
         routed_index,
+        wait_index,
     }
 }
 
@@ -653,9 +659,9 @@ mod tests {
             expires_at_ms: None,
             publisher: Some("pub".into()),
         };
-        let f = to_forwarded(&message, 3, true, vec!["$share/g/a/+".into()], 12);
+        let f = to_forwarded(&message, 3, true, vec!["$share/g/a/+".into()], 12, 14);
         assert_eq!(f.shared_groups, ["$share/g/a/+"]);
-        assert_eq!(f.routed_index, 12);
+        assert_eq!((f.routed_index, f.wait_index), (12, 14));
         let back = from_forwarded(&f, 0).unwrap();
         assert_eq!(back, message);
     }
@@ -675,6 +681,7 @@ mod tests {
             1,
             true,
             vec![],
+            0,
             0,
         );
         assert!(

@@ -4,6 +4,7 @@
 //! forwarding to peers, and retained messages committed through Raft.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::Duration;
 
@@ -39,6 +40,10 @@ pub struct ForwardPlan {
     /// The log index of the route table the plan was made with (at
     /// least).
     pub routed_by: u64,
+    /// The newest log index the route table may reflect: a receiver
+    /// delivers once it has processed that much (a session the table
+    /// routes to it must be in place there, not only its route).
+    pub wait_for: u64,
 }
 
 /// A change of this node's local subscriptions, for the route batcher.
@@ -96,9 +101,13 @@ pub struct ClusterLink {
     forwarder: Forwarder,
     durable: DurableQueues,
     broker: OnceLock<Weak<Broker>>,
-    /// The log index of the state `routes` reflects (routes are rebuilt
-    /// after the state machine applied an entry; barriers wait on this).
+    /// The log index up to which this node has processed the applied
+    /// state (route table rebuilt, adopted and released sessions in
+    /// place); barriers and forwarded messages wait on this.
     routed: watch::Sender<u64>,
+    /// The newest log index `routes` may reflect (it is rebuilt from the
+    /// live state, which may be ahead of what was processed).
+    table_revision: AtomicU64,
 }
 
 /// How long a peer may take to answer a route barrier.
@@ -127,8 +136,11 @@ impl ClusterLink {
             session_tx,
             broker: OnceLock::new(),
             routed: watch::channel(0).0,
+            table_revision: AtomicU64::new(0),
         });
-        link.rebuild_routes();
+        // Nothing to process yet: the table is the state.
+        let revision = link.rebuild_routes();
+        link.routed_up_to(revision);
         tokio::spawn(follow_state(
             Arc::downgrade(&link),
             link.node.shared().subscribe(),
@@ -351,6 +363,8 @@ impl ClusterLink {
         // Read before matching: the table is at least this new.
         let routed_by = self.routed_revision();
         let matched = read(&self.routes).matches(topic);
+        // After matching: the table matched is no newer than this.
+        let wait_for = self.table_revision.load(Ordering::Acquire);
         let mut peers: HashMap<NodeId, (bool, Vec<String>)> = HashMap::new();
         for node in matched.nodes {
             if node != me {
@@ -371,6 +385,7 @@ impl ClusterLink {
                 .collect(),
             remote_groups,
             routed_by,
+            wait_for,
         }
     }
 
@@ -396,6 +411,7 @@ impl ClusterLink {
                     ordinary,
                     groups,
                     plan.routed_by,
+                    plan.wait_for,
                 ),
                 done,
             );
@@ -435,20 +451,25 @@ impl ClusterLink {
     /// Rebuilds the route table from the applied state (after any route
     /// change: routes change at subscription rate, far less often than
     /// messages are matched, and a rebuild is linear in the routes).
-    fn rebuild_routes(&self) {
+    /// Returns the revision the table is at least as new as; it does not
+    /// advance what this node has processed (`routed`): the state may be
+    /// ahead of the change batches handled so far, whose adopted sessions
+    /// are not in place yet.
+    fn rebuild_routes(&self) -> u64 {
         // Read first: the table is at least as new as this revision.
         let revision = self.node.shared().revision();
-        let table = self.node.shared().read(|s| {
+        let (table, newest) = self.node.shared().read(|s| {
             let mut table = RouteTable::default();
             for (filter, nodes) in s.routes().iter() {
                 for node in nodes {
                     table.add(filter, *node);
                 }
             }
-            table
+            (table, self.node.shared().revision())
         });
         *write(&self.routes) = table;
-        self.routed_up_to(revision);
+        self.table_revision.fetch_max(newest, Ordering::AcqRel);
+        revision
     }
 
     /// The route table now reflects the state at `revision`.
@@ -690,7 +711,11 @@ async fn follow_state(
                 }
                 link.routed_up_to(batch.revision);
             }
-            Err(broadcast::error::RecvError::Lagged(_)) => link.rebuild_routes(),
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                // Changes were missed: the table is all there is.
+                let revision = link.rebuild_routes();
+                link.routed_up_to(revision);
+            }
             Err(broadcast::error::RecvError::Closed) => return,
         }
     }

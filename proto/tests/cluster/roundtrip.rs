@@ -93,6 +93,7 @@ fn publish(n: u8) -> ForwardedPublish {
         ordinary: true,
         shared_groups: vec!["$share/g/sensors/+/temp".into()],
         routed_index: 1_000 + u64::from(n),
+        wait_index: 1_002 + u64::from(n),
     }
 }
 

@@ -76,7 +76,11 @@ impl SharedState {
         let mut changes = Vec::new();
         let response = {
             let mut guard = self.state.write().unwrap_or_else(|p| p.into_inner());
-            guard.apply(command, &mut changes)
+            let response = guard.apply(command, &mut changes);
+            // Under the lock: whoever reads the state reads a revision at
+            // least as new as it (and one read before is no newer).
+            self.revision.send_replace(index);
+            response
         };
         self.publish(index, changes);
         response
@@ -93,12 +97,12 @@ impl SharedState {
         {
             let mut guard = self.state.write().unwrap_or_else(|p| p.into_inner());
             *guard = state;
+            self.revision.send_replace(index);
         }
         self.publish(index, vec![StateChange::Replaced]);
     }
 
     fn publish(&self, index: u64, changes: Vec<StateChange>) {
-        self.revision.send_replace(index);
         if !changes.is_empty() {
             // No subscriber is fine: nobody is interested yet.
             let _ = self.changes.send(ChangeBatch {
