@@ -588,9 +588,7 @@ pub fn retained_record(message: &Message, origin: NodeId) -> RetainedRecord {
     RetainedRecord {
         qos: message.qos as u8,
         payload: message.payload.clone(),
-        properties: bincode::serialize(&message.properties)
-            .unwrap_or_default()
-            .into(),
+        properties: properties_block(&message.properties),
         expires_at_ms: message.expires_at_ms,
         origin_node_id: origin,
     }
@@ -599,11 +597,7 @@ pub fn retained_record(message: &Message, origin: NodeId) -> RetainedRecord {
 /// The broker's message for a retained record (`None` if it does not
 /// decode, which a record written by this code never does).
 pub fn retained_message(topic: &str, record: &RetainedRecord) -> Option<Message> {
-    let properties = if record.properties.is_empty() {
-        Default::default()
-    } else {
-        bincode::deserialize(&record.properties).ok()?
-    };
+    let properties = properties_of_block(&record.properties)?;
     Some(Message {
         topic: topic.to_owned(),
         payload: record.payload.clone(),
@@ -613,6 +607,21 @@ pub fn retained_message(topic: &str, record: &RetainedRecord) -> Option<Message>
         expires_at_ms: record.expires_at_ms,
         publisher: None,
     })
+}
+
+/// A message's or will's MQTT 5 properties as the cluster stores them
+/// (opaque to it).
+pub(crate) fn properties_block(properties: &quicmq_proto::mqtt::Properties) -> bytes::Bytes {
+    bincode::serialize(properties).unwrap_or_default().into()
+}
+
+/// The properties of a block [`properties_block`] wrote (empty: none;
+/// `None` if it does not decode, which such a block always does).
+pub(crate) fn properties_of_block(block: &[u8]) -> Option<quicmq_proto::mqtt::Properties> {
+    if block.is_empty() {
+        return Some(Default::default());
+    }
+    bincode::deserialize(block).ok()
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -19,7 +19,7 @@ use quicmq_raft::command::{Command, CommandResponse, HeldWill, WillKey, WillOp, 
 use quicmq_raft::state::StateChange;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use super::link::ClusterLink;
+use super::link::{properties_block, properties_of_block, ClusterLink};
 use crate::broker::now_ms;
 
 /// Most operations in one log entry.
@@ -38,20 +38,14 @@ pub fn will_record(will: &LastWill) -> WillRecord {
         payload: will.payload.clone(),
         qos: will.qos as u8,
         retain: will.retain,
-        properties: bincode::serialize(&will.properties)
-            .unwrap_or_default()
-            .into(),
+        properties: properties_block(&will.properties),
     }
 }
 
 /// The will of a record (`None` if it does not decode, which a record
 /// written by [`will_record`] always does).
 pub fn last_will(record: &WillRecord) -> Option<LastWill> {
-    let properties = if record.properties.is_empty() {
-        Default::default()
-    } else {
-        bincode::deserialize(&record.properties).ok()?
-    };
+    let properties = properties_of_block(&record.properties)?;
     Some(LastWill {
         topic: record.topic.clone(),
         payload: record.payload.clone(),
